@@ -1,0 +1,16 @@
+//! wsys: the only crate in warden-rs allowed to contain `unsafe`.
+//!
+//! Each module wraps one family of syscalls with a safe interface. Every
+//! `unsafe` block carries a `// SAFETY:` line explaining why it is sound.
+//! Other crates in the workspace use `#![forbid(unsafe_code)]`.
+//!
+//! Module ownership (one owner each, to keep parallel work apart):
+//! - `ns`, `mount`, `fdpass`, `pty`, `proc_` : container init and shell (wshd/wsh)
+//! - `event`                                 : eventfd/inotify/splice helpers (iomux/oom)
+
+pub mod event;
+pub mod fdpass;
+pub mod mount;
+pub mod ns;
+pub mod proc_;
+pub mod pty;

@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("wsh: not built yet");
+    std::process::exit(255);
+}

@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("wshd: not built yet");
+    std::process::exit(1);
+}

@@ -1,0 +1,192 @@
+//! Shared helpers for the end-to-end tests in `tests/tests/`.
+//!
+//! The tests start real containers and so must run as root. They find the
+//! helper binaries next to the test executable (the same cargo profile), or
+//! in `$WARDEN_BIN_DIR`, and the busybox root filesystem built by
+//! `make rootfs` in `build/rootfs`, or in `$WARDEN_ROOTFS`.
+//!
+//! Everything a test creates carries a name made by [`unique`] and is
+//! registered with a [`Cleanup`] guard, which undoes it on drop, also when
+//! the test panics.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Workspace root (the directory holding the top-level Cargo.toml).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Directory holding wshd, wsh, iomux-spawn, iomux-link, oom and warden.
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("WARDEN_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    // target/<triple>/<profile>/deps/<test-binary>
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in <profile>/deps")
+        .to_path_buf()
+}
+
+/// Path of one helper binary; panics with a hint when it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} not found: build the workspace first (make build, or cargo build)",
+        p.display()
+    );
+    p
+}
+
+/// The busybox root filesystem; panics with a hint when it is missing.
+pub fn rootfs() -> PathBuf {
+    let p = std::env::var_os("WARDEN_ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("build/rootfs"));
+    assert!(
+        p.join("bin/busybox").is_file(),
+        "{} is not a busybox rootfs: run `make rootfs`",
+        p.display()
+    );
+    p
+}
+
+/// Fails the test unless it runs as root.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "end-to-end tests start real containers and must run as root"
+    );
+}
+
+/// A name unique to this test process and call: `<tag>-<pid>-<n>`.
+pub fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh scratch directory under /tmp, removed by the returned guard.
+pub fn scratch(tag: &str) -> (PathBuf, Cleanup) {
+    let dir = std::env::temp_dir().join(unique(&format!("warden-test-{tag}")));
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    let mut c = Cleanup::new();
+    let d = dir.clone();
+    c.push(move || {
+        let _ = std::fs::remove_dir_all(&d);
+    });
+    (dir, c)
+}
+
+/// Runs registered undo actions in reverse order when dropped (also on panic).
+#[derive(Default)]
+pub struct Cleanup {
+    undo: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl Cleanup {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers an action to run on drop; later actions run first.
+    pub fn push(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.undo.push(Box::new(f));
+    }
+
+    /// Kill (SIGKILL) and reap a process we started, by pid, on drop.
+    pub fn kill_pid(&mut self, pid: i32) {
+        self.push(move || {
+            let p = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        });
+    }
+
+    /// Remove a cgroup directory we created (and its children), on drop.
+    pub fn rmdir_cgroup(&mut self, dir: PathBuf) {
+        self.push(move || remove_cgroup_tree(&dir));
+    }
+
+    /// Lazily unmount a mount point we created, on drop.
+    pub fn umount(&mut self, target: PathBuf) {
+        self.push(move || {
+            let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
+        });
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        while let Some(f) = self.undo.pop() {
+            f();
+        }
+    }
+}
+
+/// Removes a cgroup directory depth-first, killing what is left inside it.
+pub fn remove_cgroup_tree(dir: &Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    for _ in 0..100 {
+        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            for pid in procs
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs a command to completion, returning (status code or 128+signal, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (i32, Vec<u8>, Vec<u8>) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = cmd.output().expect("spawn command");
+    let code = out
+        .status
+        .code()
+        .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
+    (code, out.stdout, out.stderr)
+}

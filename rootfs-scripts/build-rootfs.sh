@@ -5,8 +5,8 @@
 #
 # The result is a small busybox userland with:
 #   - /bin/busybox and one symlink per applet under /bin, /sbin, /usr/bin, /usr/sbin
-#   - /bin/bash: a two-line wrapper that runs busybox ash (warden spawns jobs
-#     with /bin/bash; busybox has no bash applet)
+#   - /bin/bash: Debian's bash-static when installed (warden spawns jobs with
+#     /bin/bash), else a two-line wrapper running busybox ash
 #   - users root (0) and vcap (10000, home /home/vcap, shell /bin/sh),
 #     groups root, tty (5), vcap (10000) and vcapextra (10001, vcap a member)
 #   - empty /proc, /dev, /dev/pts, /dev/shm, /sys, /tmp (1777) mount points
@@ -45,11 +45,18 @@ for applet in $("$busybox" --list-full); do
   [ -e "$applet" ] || ln -s /bin/busybox "$applet"
 done
 
-cat > bin/bash <<'SH'
-#!/bin/sh
-exec /bin/sh "$@"
-SH
-chmod 0755 bin/bash
+# warden runs every job with /bin/bash and its examples use bash features, so
+# use Debian's static bash when it is there; a busybox-ash wrapper otherwise.
+bash_static=${BASH_STATIC:-/bin/bash-static}
+if [ -x "$bash_static" ] && file -L "$bash_static" | grep -q 'statically linked'; then
+  rm -f bin/bash
+  cp "$bash_static" bin/bash
+  chmod 0755 bin/bash
+else
+  rm -f bin/bash
+  printf '#!/bin/sh\nexec /bin/sh "$@"\n' > bin/bash
+  chmod 0755 bin/bash
+fi
 
 cat > etc/passwd <<'P'
 root:x:0:0:root:/root:/bin/sh

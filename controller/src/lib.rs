@@ -1,1 +1,11 @@
+//! `warden`: a server wire-compatible with Cloud Foundry warden (protocol
+//! v1 over a unix socket) and its ops client.
 #![forbid(unsafe_code)]
+pub mod client;
+pub mod config;
+pub mod container;
+pub mod job;
+pub mod pool;
+pub mod proto;
+pub mod server;
+pub mod sh;

@@ -6,7 +6,7 @@
 //!
 //! Module ownership (one owner each, to keep parallel work apart):
 //! - `ns`, `mount`, `fdpass`, `pty`, `proc_` : container init and shell (wshd/wsh)
-//! - `event`                                 : eventfd/inotify/splice helpers (iomux/oom)
+//! - `event`, `spawn`                        : poll/FIONREAD helpers, held child (iomux/oom)
 
 pub mod event;
 pub mod fdpass;
@@ -14,3 +14,4 @@ pub mod mount;
 pub mod ns;
 pub mod proc_;
 pub mod pty;
+pub mod spawn;

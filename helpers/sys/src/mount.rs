@@ -1,1 +1,122 @@
-//! (to be written)
+//! Mount helpers for container init: propagation, bind, pivot_root,
+//! detaching the old root, and parsing `/proc/self/mountinfo`.
+//!
+//! mountinfo format (proc(5)): one line per mount,
+//! `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER`;
+//! space, tab, newline and backslash in paths are octal-escaped (`\040`).
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::path::Path;
+
+/// Makes every mount in this mount namespace a slave (`MS_REC|MS_SLAVE`), so
+/// nothing mounted here propagates back to the host, while the host's later
+/// mounts still propagate in.
+pub fn make_rslave() -> nix::Result<()> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+}
+
+/// Recursive bind mount of `path` onto itself (makes it a mount point).
+pub fn bind_self(path: &Path) -> nix::Result<()> {
+    mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+}
+
+/// `pivot_root(new_root, put_old)`.
+pub fn pivot_root(new_root: &Path, put_old: &Path) -> nix::Result<()> {
+    nix::unistd::pivot_root(new_root, put_old)
+}
+
+/// Lazily detaches the mount at `path` and every mount below it (stacked
+/// mounts included).
+pub fn detach(path: &Path) -> nix::Result<()> {
+    umount2(path, MntFlags::MNT_DETACH)
+}
+
+/// Undoes mountinfo's octal escapes (`\040` -> space).
+pub fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            let oct = &b[i + 1..i + 4];
+            if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
+                let v = (oct[0] - b'0') as u32 * 64
+                    + (oct[1] - b'0') as u32 * 8
+                    + (oct[2] - b'0') as u32;
+                if v <= 255 {
+                    out.push(v as u8);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Mount points listed in a mountinfo text, in file order.
+pub fn mount_points(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape)
+        .collect()
+}
+
+/// Mount points equal to `prefix` or below it (`prefix/...`).
+pub fn mounts_under(mountinfo: &str, prefix: &str) -> Vec<String> {
+    let p = prefix.trim_end_matches('/');
+    mount_points(mountinfo)
+        .into_iter()
+        .filter(|m| {
+            p.is_empty() || m == p || (m.starts_with(p) && m.as_bytes().get(p.len()) == Some(&b'/'))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MI: &str = "22 1 0:21 / / rw - ext4 /dev/vda rw\n\
+25 24 0:23 / /dev/shm rw - tmpfs tmpfs rw\n\
+26 24 0:24 / /dev/pts rw - devpts devpts rw\n\
+29 26 0:26 / /dev/pts rw - devpts devpts rw\n\
+40 22 0:30 / /mnt/a\\040b rw - tmpfs tmpfs rw\n\
+41 22 0:31 / /mntx rw - tmpfs tmpfs rw\n";
+
+    #[test]
+    fn parses_and_unescapes() {
+        let m = mount_points(MI);
+        assert_eq!(m.len(), 6);
+        assert_eq!(m[4], "/mnt/a b");
+    }
+
+    #[test]
+    fn filters_prefix_on_component_boundary() {
+        assert_eq!(mounts_under(MI, "/mnt"), vec!["/mnt/a b".to_string()]);
+        assert_eq!(mounts_under(MI, "/dev/pts").len(), 2);
+        assert_eq!(mounts_under(MI, "/").len(), 6);
+    }
+
+    #[test]
+    fn unescape_leaves_plain_backslash() {
+        assert_eq!(unescape("a\\b"), "a\\b");
+        assert_eq!(unescape("a\\134b"), "a\\b");
+        assert_eq!(unescape("x\\04"), "x\\04");
+    }
+}

@@ -1,1 +1,15 @@
+//! wshd: container init and session server, plus the wsh <-> wshd protocol
+//! codec shared with `wsh`.
+//!
+//! - [`boot`]: from the invoking process to pid 1 serving `<run>/wshd.sock`
+//! - [`hook`]: running the hook scripts (clean, documented environment)
+//! - [`server`]: the poll loop, sessions, reaping
+//! - [`passwd`]: user and group lookup in the container
+//! - [`proto`]: the wire protocol (documented there)
 #![forbid(unsafe_code)]
+
+pub mod boot;
+pub mod hook;
+pub mod passwd;
+pub mod proto;
+pub mod server;

@@ -1,0 +1,513 @@
+//! Server configuration: warden's YAML config file (`server`, `network`,
+//! `port`, `user`, `logging` sections) with warden's defaults, plus our
+//! extensions `server.resource_prefix`, `server.scripts_path` and
+//! `server.bin_path`.
+//!
+//! Format: a YAML mapping of sections; each known key is checked for its
+//! type and range, and a bad value is an error naming `section.key`.
+//! Unknown sections and keys are logged as warnings and ignored (warden
+//! configs carry many keys this server does not use). Integers written with
+//! a leading zero (`unix_domain_permissions: 0755`) are octal, as YAML 1.1
+//! and Ruby read them.
+//!
+//! Defaults of the extensions:
+//! - `resource_prefix`: `w`; must match `[a-z0-9]{1,6}`.
+//! - `scripts_path`: `<dir of warden exe>/../share/warden/rootfs-scripts` if
+//!   that directory exists, else the `rootfs-scripts/` directory of the
+//!   source tree this binary was built from.
+//! - `bin_path`: the directory of the running `warden` executable.
+
+use serde_yaml_ng::{Mapping, Value};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("config is not valid YAML: {0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("config key {key}: {msg}")]
+    Key { key: String, msg: String },
+}
+
+fn bad(key: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.to_string(),
+        msg: msg.into(),
+    }
+}
+
+/// An IPv4 network in CIDR form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Net {
+    pub addr: u32,
+    pub prefix: u8,
+}
+
+impl Ipv4Net {
+    pub fn parse(s: &str) -> Option<Ipv4Net> {
+        let (a, p) = s.split_once('/')?;
+        let addr: Ipv4Addr = a.trim().parse().ok()?;
+        let prefix: u8 = p.trim().parse().ok()?;
+        if prefix > 32 {
+            return None;
+        }
+        let mask = Self::mask_of(prefix);
+        Some(Ipv4Net {
+            addr: u32::from(addr) & mask,
+            prefix,
+        })
+    }
+    pub fn mask_of(prefix: u8) -> u32 {
+        if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        }
+    }
+    pub fn size(&self) -> u64 {
+        1u64 << (32 - self.prefix)
+    }
+}
+
+impl std::fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", Ipv4Addr::from(self.addr), self.prefix)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub unix_domain_path: PathBuf,
+    pub unix_domain_permissions: u32,
+    pub container_depot_path: PathBuf,
+    pub container_rootfs_path: PathBuf,
+    /// None: containers are never destroyed for idleness.
+    pub container_grace_time: Option<u64>,
+    pub container_rlimits: BTreeMap<String, u64>,
+    pub job_output_limit: u64,
+    pub disk_quota_enabled: bool,
+    pub allow_nested_warden: bool,
+    pub pidfile: Option<PathBuf>,
+    pub syslog_socket: Option<String>,
+    pub resource_prefix: String,
+    pub scripts_path: PathBuf,
+    pub bin_path: PathBuf,
+    pub log_level: String,
+    pub log_file: Option<PathBuf>,
+    pub pool_network: Ipv4Net,
+    pub release_delay: Duration,
+    pub mtu: u32,
+    pub allow_networks: Vec<String>,
+    pub allow_host_access: bool,
+    pub dns_servers: Vec<String>,
+    pub port_start: u32,
+    pub port_size: u32,
+    pub uid_start: u32,
+    pub uid_size: u32,
+}
+
+fn ephemeral_end() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(61000)
+}
+
+fn default_scripts_path() -> PathBuf {
+    if let Some(d) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        let p = d.join("../share/warden/rootfs-scripts");
+        if p.is_dir() {
+            return p;
+        }
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../rootfs-scripts")
+}
+
+fn default_bin_path() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("/usr/local/bin"))
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let start = ephemeral_end() + 1;
+        Config {
+            unix_domain_path: PathBuf::from("/tmp/warden.sock"),
+            unix_domain_permissions: 0o755,
+            container_depot_path: PathBuf::from("/tmp/warden/containers"),
+            container_rootfs_path: PathBuf::from("/tmp/warden/rootfs"),
+            container_grace_time: Some(300),
+            container_rlimits: BTreeMap::new(),
+            job_output_limit: 10 * 1024 * 1024,
+            disk_quota_enabled: true,
+            allow_nested_warden: false,
+            pidfile: None,
+            syslog_socket: None,
+            resource_prefix: "w".into(),
+            scripts_path: default_scripts_path(),
+            bin_path: default_bin_path(),
+            log_level: "info".into(),
+            log_file: None,
+            pool_network: Ipv4Net::parse("10.254.0.0/24").expect("valid default"),
+            release_delay: Duration::from_secs(5),
+            mtu: 1500,
+            allow_networks: vec![],
+            allow_host_access: false,
+            dns_servers: vec![],
+            port_start: start,
+            port_size: 65001u32.saturating_sub(start),
+            uid_start: 10000,
+            uid_size: 64,
+        }
+    }
+}
+
+fn int(key: &str, v: &Value) -> Result<u64, ConfigError> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| bad(key, "expected a non-negative integer")),
+        Value::String(s) if s.len() > 1 && s.starts_with('0') => {
+            let t = s.trim_start_matches("0o");
+            u64::from_str_radix(t, 8).map_err(|_| bad(key, format!("bad octal integer {s:?}")))
+        }
+        _ => Err(bad(key, "expected a non-negative integer")),
+    }
+}
+
+fn int32(key: &str, v: &Value) -> Result<u32, ConfigError> {
+    u32::try_from(int(key, v)?).map_err(|_| bad(key, "integer out of range"))
+}
+
+fn boolean(key: &str, v: &Value) -> Result<bool, ConfigError> {
+    v.as_bool()
+        .ok_or_else(|| bad(key, "expected true or false"))
+}
+
+fn string(key: &str, v: &Value) -> Result<String, ConfigError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        _ => Err(bad(key, "expected a string")),
+    }
+}
+
+fn opt_string(key: &str, v: &Value) -> Result<Option<String>, ConfigError> {
+    match v {
+        Value::Null => Ok(None),
+        _ => string(key, v).map(Some),
+    }
+}
+
+fn strings(key: &str, v: &Value) -> Result<Vec<String>, ConfigError> {
+    match v {
+        Value::Null => Ok(vec![]),
+        Value::Sequence(s) => s
+            .iter()
+            .filter(|x| !x.is_null())
+            .map(|x| string(key, x))
+            .collect(),
+        _ => Err(bad(key, "expected a list of strings")),
+    }
+}
+
+fn section<'a>(root: &'a Mapping, name: &str) -> Result<Option<&'a Mapping>, ConfigError> {
+    match root.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Mapping(m)) => Ok(Some(m)),
+        Some(_) => Err(bad(name, "expected a mapping")),
+    }
+}
+
+fn keys(m: &Mapping) -> impl Iterator<Item = (String, &Value)> {
+    m.iter().map(|(k, v)| {
+        (
+            k.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{k:?}")),
+            v,
+        )
+    })
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+            path: path.to_path_buf(),
+            err,
+        })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let root: Value = serde_yaml_ng::from_str(text)?;
+        let root = match root {
+            Value::Mapping(m) => m,
+            Value::Null => Mapping::new(),
+            _ => return Err(bad("(top level)", "expected a mapping of sections")),
+        };
+        let mut c = Config::default();
+        for (k, _) in keys(&root) {
+            if ![
+                "server",
+                "network",
+                "port",
+                "user",
+                "logging",
+                "health_check_server",
+            ]
+            .contains(&k.as_str())
+            {
+                log::warn!("config: ignoring unknown section {k}");
+            }
+        }
+        if let Some(s) = section(&root, "server")? {
+            for (k, v) in keys(s) {
+                let key = format!("server.{k}");
+                match k.as_str() {
+                    "unix_domain_path" => c.unix_domain_path = string(&key, v)?.into(),
+                    "unix_domain_permissions" => {
+                        let p = int32(&key, v)?;
+                        if p > 0o7777 {
+                            return Err(bad(&key, "permissions above 07777"));
+                        }
+                        c.unix_domain_permissions = p;
+                    }
+                    "container_depot_path" => c.container_depot_path = string(&key, v)?.into(),
+                    "container_rootfs_path" => c.container_rootfs_path = string(&key, v)?.into(),
+                    "container_grace_time" => {
+                        c.container_grace_time = match v {
+                            Value::Null => None,
+                            _ => Some(int(&key, v)?),
+                        }
+                    }
+                    "container_rlimits" => {
+                        let m = match v {
+                            Value::Null => Mapping::new(),
+                            Value::Mapping(m) => m.clone(),
+                            _ => return Err(bad(&key, "expected a mapping")),
+                        };
+                        for (rk, rv) in keys(&m) {
+                            let rkey = format!("{key}.{rk}");
+                            if !crate::proto::RLIMIT_NAMES.contains(&rk.as_str()) {
+                                return Err(bad(&rkey, "unknown resource limit"));
+                            }
+                            c.container_rlimits.insert(rk, int(&rkey, rv)?);
+                        }
+                    }
+                    "job_output_limit" => c.job_output_limit = int(&key, v)?,
+                    "quota" => {
+                        if let Value::Mapping(q) = v {
+                            if let Some(d) = q.get("disk_quota_enabled") {
+                                c.disk_quota_enabled =
+                                    boolean("server.quota.disk_quota_enabled", d)?;
+                            }
+                        } else if !v.is_null() {
+                            return Err(bad(&key, "expected a mapping"));
+                        }
+                    }
+                    "allow_nested_warden" => c.allow_nested_warden = boolean(&key, v)?,
+                    "pidfile" => c.pidfile = opt_string(&key, v)?.map(PathBuf::from),
+                    "syslog_socket" => c.syslog_socket = opt_string(&key, v)?,
+                    "resource_prefix" => {
+                        let p = string(&key, v)?;
+                        if p.is_empty()
+                            || p.len() > 6
+                            || !p
+                                .bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                        {
+                            return Err(bad(&key, "must match [a-z0-9]{1,6}"));
+                        }
+                        c.resource_prefix = p;
+                    }
+                    "scripts_path" => c.scripts_path = string(&key, v)?.into(),
+                    "bin_path" => c.bin_path = string(&key, v)?.into(),
+                    _ => log::warn!("config: ignoring unknown key {key}"),
+                }
+            }
+        }
+        if let Some(s) = section(&root, "logging")? {
+            for (k, v) in keys(s) {
+                let key = format!("logging.{k}");
+                match k.as_str() {
+                    "level" => c.log_level = string(&key, v)?,
+                    "file" => c.log_file = opt_string(&key, v)?.map(PathBuf::from),
+                    _ => log::warn!("config: ignoring unknown key {key}"),
+                }
+            }
+        }
+        if let Some(s) = section(&root, "network")? {
+            let mut start_addr: Option<(String, Ipv4Addr)> = None;
+            let mut pool_size: Option<u64> = None;
+            for (k, v) in keys(s) {
+                let key = format!("network.{k}");
+                match k.as_str() {
+                    "pool_network" => {
+                        let t = string(&key, v)?;
+                        c.pool_network = Ipv4Net::parse(&t).ok_or_else(|| {
+                            bad(&key, format!("bad network {t:?} (want a.b.c.d/n)"))
+                        })?;
+                    }
+                    "pool_start_address" => {
+                        let t = string(&key, v)?;
+                        let a = t
+                            .parse()
+                            .map_err(|_| bad(&key, format!("bad address {t:?}")))?;
+                        start_addr = Some((key.clone(), a));
+                    }
+                    "pool_size" => pool_size = Some(int(&key, v)?),
+                    "release_delay" => c.release_delay = Duration::from_secs(int(&key, v)?),
+                    "mtu" => {
+                        let m = int32(&key, v)?;
+                        if !(68..=65535).contains(&m) {
+                            return Err(bad(&key, "must be within 68..65535"));
+                        }
+                        c.mtu = m;
+                    }
+                    "allow_networks" => c.allow_networks = strings(&key, v)?,
+                    "deny_networks" => {
+                        log::warn!("config: network.deny_networks is not supported; ignored")
+                    }
+                    "allow_host_access" => c.allow_host_access = boolean(&key, v)?,
+                    "dns_servers" => c.dns_servers = strings(&key, v)?,
+                    _ => log::warn!("config: ignoring unknown key {key}"),
+                }
+            }
+            if let (Some((_, a)), Some(n)) = (start_addr, pool_size) {
+                if n == 0 || n > (1 << 20) {
+                    return Err(bad("network.pool_size", "must be within 1..1048576"));
+                }
+                // warden: fixed_bits = ceil(log2(pool_size)) + 2
+                let bits = 64 - (n - 1).leading_zeros() as u8 + 2;
+                let bits = if n == 1 { 2 } else { bits };
+                c.pool_network = Ipv4Net {
+                    addr: u32::from(a) & Ipv4Net::mask_of(32 - bits),
+                    prefix: 32 - bits,
+                };
+            }
+        }
+        if c.pool_network.prefix > 30 {
+            return Err(bad("network.pool_network", "must hold at least one /30"));
+        }
+        if let Some(s) = section(&root, "port")? {
+            for (k, v) in keys(s) {
+                let key = format!("port.{k}");
+                match k.as_str() {
+                    "pool_start_port" => c.port_start = int32(&key, v)?,
+                    "pool_size" => c.port_size = int32(&key, v)?,
+                    _ => log::warn!("config: ignoring unknown key {key}"),
+                }
+            }
+        }
+        if c.port_start == 0 || c.port_start as u64 + c.port_size as u64 > 65536 {
+            return Err(bad("port.pool_size", "port pool goes beyond port 65535"));
+        }
+        if let Some(s) = section(&root, "user")? {
+            for (k, v) in keys(s) {
+                let key = format!("user.{k}");
+                match k.as_str() {
+                    "pool_start_uid" => c.uid_start = int32(&key, v)?,
+                    "pool_size" => c.uid_size = int32(&key, v)?,
+                    _ => log::warn!("config: ignoring unknown key {key}"),
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// Checks the paths a server needs (not needed by `clear`).
+    pub fn check_paths(&self) -> Result<(), ConfigError> {
+        if !self.container_rootfs_path.is_dir() {
+            return Err(bad(
+                "server.container_rootfs_path",
+                format!(
+                    "{} is not a directory",
+                    self.container_rootfs_path.display()
+                ),
+            ));
+        }
+        if !self.scripts_path.join("create.sh").is_file() {
+            return Err(bad(
+                "server.scripts_path",
+                format!("{} has no create.sh", self.scripts_path.display()),
+            ));
+        }
+        if !self.bin_path.join("wshd").is_file() {
+            return Err(bad(
+                "server.bin_path",
+                format!("{} has no wshd", self.bin_path.display()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.unix_domain_permissions, 0o755);
+        assert_eq!(c.container_grace_time, Some(300));
+        assert_eq!(c.pool_network.to_string(), "10.254.0.0/24");
+        assert_eq!(c.uid_start, 10000);
+        assert_eq!(c.job_output_limit, 10 << 20);
+        assert_eq!(c.resource_prefix, "w");
+    }
+
+    #[test]
+    fn warden_style_config() {
+        let c = Config::parse(
+            "server:\n  container_klass: Warden::Container::Linux\n  unix_domain_permissions: 0777\n  container_grace_time: ~\n  container_rlimits:\n    as: 4294967296\n    nofile: 8192\n  job_output_limit: 102400\nnetwork:\n  pool_start_address: 10.244.0.0\n  pool_size: 256\n  dns_servers: [8.8.8.8]\nuser:\n  pool_start_uid: 20000\n  pool_size: 5\nport:\n  pool_start_port: 40000\n  pool_size: 100\n",
+        )
+        .unwrap();
+        assert_eq!(c.unix_domain_permissions, 0o777);
+        assert_eq!(c.container_grace_time, None);
+        assert_eq!(c.container_rlimits["nofile"], 8192);
+        assert_eq!(c.pool_network.to_string(), "10.244.0.0/22");
+        assert_eq!(c.dns_servers, vec!["8.8.8.8"]);
+        assert_eq!((c.uid_start, c.uid_size), (20000, 5));
+        assert_eq!((c.port_start, c.port_size), (40000, 100));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (text, key) in [
+            (
+                "server:\n  unix_domain_permissions: abc\n",
+                "server.unix_domain_permissions",
+            ),
+            (
+                "server:\n  resource_prefix: ABC\n",
+                "server.resource_prefix",
+            ),
+            (
+                "network:\n  pool_network: 10.0.0.0\n",
+                "network.pool_network",
+            ),
+            (
+                "server:\n  container_rlimits:\n    bogus: 1\n",
+                "server.container_rlimits.bogus",
+            ),
+            ("user:\n  pool_size: -1\n", "user.pool_size"),
+            (
+                "network:\n  allow_host_access: maybe\n",
+                "network.allow_host_access",
+            ),
+        ] {
+            let e = Config::parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{e} should name {key}");
+        }
+    }
+}

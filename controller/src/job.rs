@@ -1,0 +1,362 @@
+//! Jobs: a process started in a container by `iomux-spawn` and followed by
+//! exactly one `iomux-link -w` per job, owned by the server.
+//!
+//! The linker's stdout/stderr are collected in memory as a list of chunks
+//! (bounded by `job_output_limit`; nothing is kept with `discard_output`).
+//! Link requests wait for the job's status and take the concatenated
+//! output; stream requests walk the chunk list and then send the status.
+//! When the collected output passes the limit, the job is killed as warden
+//! did (SIGTERM to iomux-spawn, SIGKILL to the linker) and finishes with
+//! status 255 and the event "command exceeded maximum output".
+//!
+//! # jobs/<id>/collected (written on drain)
+//!
+//! Output the server had collected but no client had taken yet, so a link
+//! after a restart loses nothing: a sequence of records
+//! `[stream: u8 (1 = stdout, 2 = stderr)][length: u32 big-endian][bytes]`.
+//! Read back when the job is re-adopted (records cut short are dropped).
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Condvar, Mutex};
+
+pub const OUTPUT_EXCEEDED: &str = "command exceeded maximum output";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct JobState {
+    pub chunks: Vec<(Stream, Vec<u8>)>,
+    pub stored: u64,
+    /// Exit status once the job has finished.
+    pub status: Option<u32>,
+    /// Why the job was ended by the server, if it was.
+    pub err: Option<String>,
+    pub link_pid: Option<i32>,
+    /// The linker ended without a status (drain, or it was killed).
+    pub detached: bool,
+}
+
+#[derive(Debug)]
+pub struct Job {
+    pub id: u32,
+    pub dir: PathBuf,
+    pub discard_output: bool,
+    pub log_tag: Option<String>,
+    pub spawn_pid: Option<i32>,
+    pub limit: u64,
+    pub st: Mutex<JobState>,
+    pub cv: Condvar,
+}
+
+impl Job {
+    pub fn new(
+        id: u32,
+        dir: PathBuf,
+        discard_output: bool,
+        log_tag: Option<String>,
+        spawn_pid: Option<i32>,
+        limit: u64,
+    ) -> Job {
+        Job {
+            id,
+            dir,
+            discard_output,
+            log_tag,
+            spawn_pid,
+            limit,
+            st: Mutex::new(JobState::default()),
+            cv: Condvar::new(),
+        }
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, JobState> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn finished(&self) -> Option<u32> {
+        self.lock().status
+    }
+
+    /// Marks the job finished (used on restore and when the container goes).
+    pub fn finish(&self, status: u32) {
+        let mut s = self.lock();
+        if s.status.is_none() {
+            s.status = Some(status);
+        }
+        drop(s);
+        self.cv.notify_all();
+    }
+
+    /// Starts `iomux-link -w DIR/cursors DIR`. The returned child must be
+    /// given to [`Job::collect`].
+    pub fn start_link(&self, iomux_link: &std::path::Path) -> std::io::Result<Child> {
+        let child = Command::new(iomux_link)
+            .arg("-w")
+            .arg(self.dir.join("cursors"))
+            .arg(&self.dir)
+            .env("PATH", crate::sh::PATH)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        self.lock().link_pid = Some(child.id() as i32);
+        Ok(child)
+    }
+
+    /// Collects the linker's output until it exits; records the status
+    /// unless `detached()` says the server let go of the job (drain).
+    /// Returns true when a status was recorded.
+    pub fn collect(&self, mut child: Child, detached: impl Fn() -> bool) -> bool {
+        let mut out: Option<File> = child.stdout.take().map(|s| File::from(OwnedFd::from(s)));
+        let mut err: Option<File> = child.stderr.take().map(|s| File::from(OwnedFd::from(s)));
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut exceeded = false;
+        while out.is_some() || err.is_some() {
+            let mut fds = Vec::with_capacity(2);
+            if let Some(o) = &out {
+                fds.push(PollFd::new(o.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(e) = &err {
+                fds.push(PollFd::new(e.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    log::warn!("job {}: poll: {e}", self.id);
+                    break;
+                }
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            drop(fds);
+            let mut idx = 0;
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                let slot = match stream {
+                    Stream::Stdout => &mut out,
+                    Stream::Stderr => &mut err,
+                };
+                let Some(pipe) = slot.as_mut() else { continue };
+                let r = ready[idx];
+                idx += 1;
+                if !r {
+                    continue;
+                }
+                match pipe.read(&mut buf) {
+                    Ok(0) | Err(_) => *slot = None,
+                    Ok(n) => {
+                        if self.discard_output || exceeded {
+                            continue;
+                        }
+                        let mut s = self.lock();
+                        s.stored += n as u64;
+                        if s.stored > self.limit {
+                            exceeded = true;
+                            s.err = Some(OUTPUT_EXCEEDED.into());
+                            drop(s);
+                            self.kill_for_limit(&mut child);
+                        } else {
+                            s.chunks.push((stream, buf[..n].to_vec()));
+                            drop(s);
+                            self.cv.notify_all();
+                        }
+                    }
+                }
+            }
+        }
+        let status = child.wait().map(crate::sh::code_of).unwrap_or(255);
+        let mut s = self.lock();
+        s.link_pid = None;
+        let recorded = if exceeded {
+            s.status = Some(255);
+            true
+        } else if detached() {
+            s.detached = true;
+            false
+        } else {
+            s.status = Some(status as u32);
+            true
+        };
+        drop(s);
+        self.cv.notify_all();
+        recorded
+    }
+
+    fn kill_for_limit(&self, child: &mut Child) {
+        if let Some(p) = self.spawn_pid {
+            let _ = kill(Pid::from_raw(p), Signal::SIGTERM);
+        }
+        let _ = child.kill();
+    }
+
+    /// Saves the collected output to `DIR/collected` (temp + rename).
+    pub fn save_collected(&self) -> std::io::Result<()> {
+        let s = self.lock();
+        let mut buf = Vec::with_capacity(s.stored as usize + 5 * s.chunks.len());
+        for (k, d) in &s.chunks {
+            buf.push(match k {
+                Stream::Stdout => 1,
+                Stream::Stderr => 2,
+            });
+            buf.extend_from_slice(&(d.len() as u32).to_be_bytes());
+            buf.extend_from_slice(d);
+        }
+        drop(s);
+        let tmp = self.dir.join("collected.tmp");
+        std::fs::write(&tmp, &buf)?;
+        std::fs::rename(tmp, self.dir.join("collected"))
+    }
+
+    /// Loads `DIR/collected` if present.
+    pub fn load_collected(&self) {
+        let Ok(b) = std::fs::read(self.dir.join("collected")) else {
+            return;
+        };
+        let mut s = self.lock();
+        let mut i = 0;
+        while i + 5 <= b.len() {
+            let k = match b[i] {
+                1 => Stream::Stdout,
+                2 => Stream::Stderr,
+                _ => break,
+            };
+            let n = u32::from_be_bytes([b[i + 1], b[i + 2], b[i + 3], b[i + 4]]) as usize;
+            if i + 5 + n > b.len() {
+                break;
+            }
+            s.stored += n as u64;
+            s.chunks.push((k, b[i + 5..i + 5 + n].to_vec()));
+            i += 5 + n;
+        }
+    }
+
+    /// SIGTERM to the linker (it saves its cursors and exits).
+    pub fn detach(&self) {
+        let pid = self.lock().link_pid;
+        if let Some(p) = pid {
+            let _ = kill(Pid::from_raw(p), Signal::SIGTERM);
+        }
+    }
+
+    /// Waits until the job has a status or the linker let go.
+    pub fn wait(&self) -> Option<u32> {
+        let mut s = self.lock();
+        loop {
+            if let Some(st) = s.status {
+                return Some(st);
+            }
+            if s.detached {
+                return None;
+            }
+            s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// (stdout, stderr) collected so far.
+    pub fn output(&self) -> (Vec<u8>, Vec<u8>) {
+        let s = self.lock();
+        let mut o = Vec::new();
+        let mut e = Vec::new();
+        for (k, d) in &s.chunks {
+            match k {
+                Stream::Stdout => o.extend_from_slice(d),
+                Stream::Stderr => e.extend_from_slice(d),
+            }
+        }
+        (o, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn job(limit: u64, discard: bool) -> Arc<Job> {
+        Arc::new(Job::new(
+            1,
+            PathBuf::from("/nonexistent"),
+            discard,
+            None,
+            None,
+            limit,
+        ))
+    }
+
+    fn sh(script: &str) -> Child {
+        Command::new("/bin/sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn collects_both_streams_and_status() {
+        let j = job(1 << 20, false);
+        assert!(j.collect(sh("echo out; echo err >&2; exit 7"), || false));
+        assert_eq!(j.wait(), Some(7));
+        assert_eq!(j.output(), (b"out\n".to_vec(), b"err\n".to_vec()));
+    }
+
+    #[test]
+    fn output_limit_kills_with_255() {
+        let j = job(1000, false);
+        assert!(j.collect(sh("head -c 100000 /dev/zero; sleep 5"), || false));
+        assert_eq!(j.wait(), Some(255));
+        assert_eq!(j.lock().err.as_deref(), Some(OUTPUT_EXCEEDED));
+        assert!(j.output().0.len() <= 1000);
+    }
+
+    #[test]
+    fn discard_keeps_nothing() {
+        let j = job(1000, true);
+        assert!(j.collect(sh("head -c 100000 /dev/zero"), || false));
+        assert_eq!(j.wait(), Some(0));
+        assert!(j.output().0.is_empty());
+    }
+
+    #[test]
+    fn collected_output_roundtrip() {
+        let dir = std::env::temp_dir().join(format!("warden-job-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let j = Job::new(1, dir.clone(), false, None, None, 1 << 20);
+        j.lock().chunks.push((Stream::Stdout, b"a".to_vec()));
+        j.lock().chunks.push((Stream::Stderr, b"bc".to_vec()));
+        j.save_collected().unwrap();
+        let k = Job::new(1, dir.clone(), false, None, None, 1 << 20);
+        k.load_collected();
+        assert_eq!(k.output(), (b"a".to_vec(), b"bc".to_vec()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn detached_has_no_status() {
+        let j = job(1000, false);
+        assert!(!j.collect(sh("exit 3"), || true));
+        assert_eq!(j.wait(), None);
+    }
+}

@@ -1,0 +1,162 @@
+#!/bin/sh
+# create.sh CONTAINER_PATH
+#
+# Makes a new container directory from skeleton/: validates the settings
+# given in the environment (see README.md), writes etc/config and
+# etc/bind_mounts, copies the helper binaries into bin/, then runs the
+# container's setup.sh in a private mount namespace to prepare its root
+# filesystem (overlay upper layer: /dev nodes, hostname, hosts, resolv.conf,
+# vcap's uid). Nothing is mounted on the host when it returns.
+#
+# CONTAINER_PATH must not exist. On any failure everything made is removed
+# and one line naming the failed step is printed on stderr.
+set -eu
+[ -z "${DEBUG:-}" ] || set -x
+
+script=create.sh
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/skeleton/lib/common.sh"
+
+[ $# -eq 1 ] || die "usage: create.sh CONTAINER_PATH"
+target=$1
+is_clean_abs_path "$target" || die "CONTAINER_PATH must be a plain absolute path: $target"
+[ -d "$(dirname "$target")" ] || die "depot directory does not exist: $(dirname "$target")"
+
+# ---- settings ---------------------------------------------------------------
+
+need() {
+  eval "_need_v=\${$1-}"
+  [ -n "$_need_v" ] || die "missing setting: $1"
+}
+
+for key in id prefix network_index network_host_ip network_container_ip network_netmask \
+  network_host_iface network_container_iface user_uid rootfs_path bin_dir; do
+  need "$key"
+done
+container_iface_mtu=${container_iface_mtu:-1500}
+allow_nested_warden=${allow_nested_warden:-false}
+dns_servers=${dns_servers:-}
+bind_mounts=${bind_mounts:-}
+
+is_id "$id" || die "bad id: $id"
+is_prefix "$prefix" || die "bad prefix (want [a-z0-9]{1,6}): $prefix"
+is_uint "$network_index" || die "bad network_index: $network_index"
+is_ipv4 "$network_host_ip" || die "bad network_host_ip: $network_host_ip"
+is_ipv4 "$network_container_ip" || die "bad network_container_ip: $network_container_ip"
+network_prefix_len=$(mask_len "$network_netmask") || die "bad network_netmask: $network_netmask"
+is_ifname "$network_host_iface" || die "bad network_host_iface: $network_host_iface"
+is_ifname "$network_container_iface" || die "bad network_container_iface: $network_container_iface"
+case "$network_host_iface" in
+  "$prefix"-*) ;;
+  *) die "network_host_iface $network_host_iface does not start with the prefix $prefix-" ;;
+esac
+case "$network_container_iface" in
+  "$prefix"-*) ;;
+  *) die "network_container_iface $network_container_iface does not start with the prefix $prefix-" ;;
+esac
+is_uint "$container_iface_mtu" && [ "$container_iface_mtu" -ge 68 ] && [ "$container_iface_mtu" -le 65535 ] ||
+  die "bad container_iface_mtu: $container_iface_mtu"
+is_uint "$user_uid" && [ "$user_uid" -gt 0 ] || die "bad user_uid: $user_uid"
+case "$allow_nested_warden" in
+  true | false) ;;
+  *) die "bad allow_nested_warden (want true or false): $allow_nested_warden" ;;
+esac
+for server in $dns_servers; do
+  is_ipv4 "$server" || die "bad dns server: $server"
+done
+
+is_clean_abs_path "$rootfs_path" || die "rootfs_path must be a plain absolute path: $rootfs_path"
+[ -d "$rootfs_path" ] || die "rootfs $rootfs_path not found"
+rootfs_path=$(realpath "$rootfs_path")
+is_clean_abs_path "$rootfs_path" || die "rootfs_path resolves to an unusable path: $rootfs_path"
+[ -d "$rootfs_path/etc" ] || die "rootfs $rootfs_path has no etc/ directory"
+
+[ -d "$bin_dir" ] || die "bin_dir $bin_dir not found"
+helpers="wshd wsh iomux-spawn iomux-link oom"
+for helper in $helpers; do
+  [ -f "$bin_dir/$helper" ] && [ -x "$bin_dir/$helper" ] || die "helper binary missing or not executable: $bin_dir/$helper"
+done
+
+# bind_mounts: lines "ro|rw<TAB>src<TAB>dst". Checked here so a bad line
+# fails create, not start.
+tab=$(printf '\t')
+bind_lines=0
+if [ -n "$bind_mounts" ]; then
+  while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    bind_lines=$((bind_lines + 1))
+    mode=${line%%"$tab"*}
+    rest=${line#*"$tab"}
+    src=${rest%%"$tab"*}
+    dst=${rest#*"$tab"}
+    case "$mode" in
+      ro | rw) ;;
+      *) die "bind mount $bind_lines: bad mode (want ro or rw): $mode" ;;
+    esac
+    [ "$rest" != "$line" ] && [ "$dst" != "$rest" ] || die "bind mount $bind_lines: want mode<TAB>src<TAB>dst: $line"
+    case "$dst" in
+      *"$tab"*) die "bind mount $bind_lines: too many fields: $line" ;;
+    esac
+    is_clean_abs_path "$src" || die "bind mount $bind_lines: src must be a plain absolute path: $src"
+    is_clean_abs_path "$dst" || die "bind mount $bind_lines: dst must be a plain absolute path: $dst"
+    [ "$dst" != / ] || die "bind mount $bind_lines: dst must not be /"
+    case "$dst" in
+      /mnt | /mnt/*) die "bind mount $bind_lines: dst $dst is under /mnt, where wshd puts the old root during pivot_root" ;;
+    esac
+    [ -e "$src" ] || die "Source path for bind mount does not exist: $src"
+  done <<EOF
+$bind_mounts
+EOF
+fi
+
+# ---- make the directory ----------------------------------------------------
+
+# mkdir (not -p) is the atomic "does not exist yet" check; from here on a
+# failure removes what was made.
+mkdir -m 0700 "$target" 2>/dev/null || die "container path already exists or cannot be made: $target"
+created=$target
+on_exit() {
+  rc=$?
+  if [ "$rc" -ne 0 ] && [ -n "$created" ]; then
+    # setup.sh ran in its own mount namespace, so nothing is mounted here;
+    # check anyway before removing.
+    if awk -v p="$created/" 'index($5 "/", p) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+      warn "leaving $created in place: something is still mounted under it"
+    else
+      rm -rf "$created"
+    fi
+  fi
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+cp -R "$here/skeleton/." "$target/" || die "copying skeleton into $target failed"
+mkdir -p "$target/bin" "$target/etc" "$target/run" "$target/jobs" "$target/tmp/rootfs" "$target/mnt"
+chmod 0700 "$target/run" "$target/jobs"
+
+# Values are single-quoted so the file can be sourced safely.
+quote() {
+  case "$1" in
+    *"'"*) printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")" ;;
+    *) printf "'%s'" "$1" ;;
+  esac
+}
+{
+  echo "# written by create.sh; sourced by the container's scripts and hooks"
+  for key in id prefix network_index network_host_ip network_container_ip network_netmask \
+    network_prefix_len network_host_iface network_container_iface container_iface_mtu user_uid \
+    rootfs_path allow_nested_warden dns_servers bin_dir; do
+    eval "val=\${$key}"
+    echo "$key=$(quote "$val")"
+  done
+} >"$target/etc/config" || die "writing $target/etc/config failed"
+printf '%s\n' "$bind_mounts" | grep -v '^$' >"$target/etc/bind_mounts" || true
+
+for helper in $helpers; do
+  cp "$bin_dir/$helper" "$target/bin/$helper" || die "copying $bin_dir/$helper into $target/bin failed"
+done
+
+cd "$target"
+unshare -m --propagation private ./setup.sh || die "container setup.sh failed for $target"
+created=

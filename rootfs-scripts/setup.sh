@@ -1,0 +1,104 @@
+#!/bin/sh
+# setup.sh: run once when the server starts (safe to re-run).
+#
+# env: prefix             resource prefix P ([a-z0-9]{1,6})
+#      pool_network       container pool, CIDR (e.g. 10.254.0.0/24)
+#      allow_host_access  true|false (default false)
+#      allow_networks     space separated CIDRs containers may always reach
+#
+# Creates or refreshes:
+#   - nft table `ip warden-P`:
+#       map net_in      tcp host port -> container ip . container port (net.sh in)
+#       map containers  host veth name -> jump c-<id> (net.sh setup)
+#       prerouting/output (nat): DNAT host ports to containers for packets to
+#                       any local address (output covers clients on the host,
+#                       including 127.0.0.1)
+#       postrouting (nat): masquerade pool traffic leaving the pool, and
+#                       loopback-sourced DNAT traffic going to a container
+#       forward (filter): traffic from a container (iifname P-*) is allowed
+#                       when it belongs to an established flow, matches the
+#                       container's own chain c-<id> (net.sh out), or goes
+#                       to allow_networks; everything else is rejected, so
+#                       containers cannot reach each other unless allowed
+#       input (filter): with allow_host_access=false, new connections from
+#                       the pool to the host are rejected
+#     The base chains are rebuilt on each run; the maps and the per-container
+#     chains are kept, so containers survive a server restart.
+#   - net.ipv4.ip_forward=1
+#   - parent cgroups warden-P in every hierarchy the containers use
+set -eu
+[ -z "${DEBUG:-}" ] || set -x
+
+script=setup.sh
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/skeleton/lib/common.sh"
+
+prefix=${prefix:-}
+pool_network=${pool_network:-}
+allow_host_access=${allow_host_access:-false}
+allow_networks=${allow_networks:-}
+
+is_prefix "$prefix" || die "bad prefix (want [a-z0-9]{1,6}): $prefix"
+is_cidr "$pool_network" || die "bad pool_network (want a.b.c.d/len): $pool_network"
+case "$allow_host_access" in
+  true | false) ;;
+  *) die "bad allow_host_access (want true or false): $allow_host_access" ;;
+esac
+allowed=
+for n in $allow_networks; do
+  is_cidr "$n" || is_ipv4 "$n" || die "bad allow_networks entry: $n"
+  allowed="${allowed:+$allowed, }$n"
+done
+
+command -v nft >/dev/null || die "nft not found (apt-get install nftables)"
+command -v ip >/dev/null || die "ip not found (apt-get install iproute2)"
+
+table=$(nft_table)
+
+# ---- nftables (one atomic transaction) ---------------------------------------
+{
+  echo "add table ip $table"
+  echo "add map ip $table net_in { type inet_service : ipv4_addr . inet_service; }"
+  echo "add map ip $table containers { type ifname : verdict; }"
+  echo "add chain ip $table prerouting { type nat hook prerouting priority dstnat; policy accept; }"
+  echo "add chain ip $table output { type nat hook output priority -100; policy accept; }"
+  echo "add chain ip $table postrouting { type nat hook postrouting priority srcnat; policy accept; }"
+  echo "add chain ip $table forward { type filter hook forward priority filter; policy accept; }"
+  echo "add chain ip $table input { type filter hook input priority filter; policy accept; }"
+  for c in prerouting output postrouting forward input; do
+    echo "flush chain ip $table $c"
+  done
+  echo "add rule ip $table prerouting fib daddr type local dnat ip to tcp dport map @net_in"
+  echo "add rule ip $table output fib daddr type local dnat ip to tcp dport map @net_in"
+  echo "add rule ip $table postrouting ip saddr $pool_network ip daddr != $pool_network masquerade"
+  echo "add rule ip $table postrouting ip saddr 127.0.0.0/8 oifname \"$prefix-*\" masquerade"
+  echo "add rule ip $table forward iifname != \"$prefix-*\" accept"
+  echo "add rule ip $table forward ct state established,related accept"
+  echo "add rule ip $table forward iifname vmap @containers"
+  [ -z "$allowed" ] || echo "add rule ip $table forward ip daddr { $allowed } accept"
+  echo "add rule ip $table forward reject with icmp type admin-prohibited"
+  if [ "$allow_host_access" != true ]; then
+    echo "add rule ip $table input ip saddr $pool_network ct state established,related accept"
+    echo "add rule ip $table input ip saddr $pool_network reject with icmp type admin-prohibited"
+  fi
+} | nft -f - || die "creating nft table ip $table failed"
+
+echo 1 >/proc/sys/net/ipv4/ip_forward || die "enabling net.ipv4.ip_forward failed"
+
+# ---- parent cgroups ------------------------------------------------------------
+if [ "$(cgroup_mode)" = v2 ]; then
+  controllers=$(cat "$cgroup_fs/cgroup.subtree_control")
+  for c in cpu memory pids; do
+    case " $controllers " in
+      *" $c "*) ;;
+      *) die "cgroup v2 controller $c is not enabled in $cgroup_fs/cgroup.subtree_control" ;;
+    esac
+  done
+fi
+cgroup_dirs "" | while read -r subsystem dir; do
+  mkdir -p "$dir" || die "creating cgroup $dir failed"
+  if [ "$subsystem" = unified ]; then
+    echo "+cpu +memory +pids" >"$dir/cgroup.subtree_control" ||
+      die "enabling controllers in $dir/cgroup.subtree_control failed"
+  fi
+done

@@ -1,0 +1,1376 @@
+//! End-to-end tests of the `warden` controller: a real server (root, busybox
+//! rootfs, real containers) driven through the warden protocol.
+//!
+//! Each test starts its own server with its own depot, socket, resource
+//! prefix, network pool and port pool, and always runs `warden clear` for
+//! that config in a Cleanup guard, also when it fails.
+
+use prost::Message as _;
+use std::io::{BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use warden::client::{Client, ClientError};
+use warden::proto::{self, Type};
+use warden_tests::{bin, bin_dir, require_root, rootfs, scratch, wait_for, workspace, Cleanup};
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+fn b36(mut v: u32, width: usize) -> String {
+    const D: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut s = vec![b'0'; width];
+    for i in (0..width).rev() {
+        s[i] = D[(v % 36) as usize];
+        v /= 36;
+    }
+    String::from_utf8(s).unwrap()
+}
+
+struct Opts {
+    grace: Option<u64>,
+    output_limit: u64,
+    pool: Option<String>,
+    port_size: u32,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            grace: None,
+            output_limit: 100 * 1024,
+            pool: None,
+            port_size: 100,
+        }
+    }
+}
+
+struct Srv {
+    dir: PathBuf,
+    cfg: PathBuf,
+    sock: PathBuf,
+    depot: PathBuf,
+    prefix: String,
+    child: Option<Child>,
+    // Dropped last: kills the server, runs `warden clear`, removes dir.
+    _guard: Cleanup,
+}
+
+impl Srv {
+    fn start(tag: &str, o: Opts) -> Srv {
+        require_root();
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let prefix = format!("t{}{}", b36(pid % 46656, 3), b36(n, 2));
+        let (dir, mut guard) = scratch(&format!("ctl-{tag}"));
+        let depot = dir.join("depot");
+        std::fs::create_dir_all(&depot).unwrap();
+        let sock = dir.join("warden.sock");
+        let x = (pid.wrapping_mul(7) + n * 11) % 250;
+        let pool = o.pool.unwrap_or_else(|| format!("10.254.{x}.0/24"));
+        let port_start = 40000 + (pid % 10) * 2000 + (n % 20) * 100;
+        let grace = o.grace.map(|g| g.to_string()).unwrap_or_else(|| "~".into());
+        let cfg = dir.join("warden.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "server:\n  unix_domain_path: {sock}\n  unix_domain_permissions: 0700\n  container_depot_path: {depot}\n  container_rootfs_path: {rootfs}\n  container_grace_time: {grace}\n  job_output_limit: {limit}\n  resource_prefix: {prefix}\n  scripts_path: {scripts}\n  bin_path: {bins}\n  pidfile: {pidfile}\n  container_klass: Warden::Container::Linux\nlogging:\n  level: debug\n  file: {log}\nnetwork:\n  pool_network: {pool}\n  release_delay: 0\nport:\n  pool_start_port: {port_start}\n  pool_size: {port_size}\nuser:\n  pool_start_uid: 20000\n  pool_size: 200\n",
+                sock = sock.display(),
+                depot = depot.display(),
+                rootfs = rootfs().display(),
+                limit = o.output_limit,
+                scripts = workspace().join("rootfs-scripts").display(),
+                bins = bin_dir().display(),
+                pidfile = dir.join("warden.pid").display(),
+                log = dir.join("warden.log").display(),
+                port_size = o.port_size,
+            ),
+        )
+        .unwrap();
+        let c = cfg.clone();
+        guard.push(move || {
+            let out = Command::new(bin("warden"))
+                .args(["clear", "--config"])
+                .arg(&c)
+                .output();
+            if let Ok(o) = out {
+                if !o.status.success() {
+                    eprintln!("warden clear: {}", String::from_utf8_lossy(&o.stderr));
+                }
+            }
+        });
+        let mut s = Srv {
+            dir,
+            cfg,
+            sock,
+            depot,
+            prefix,
+            child: None,
+            _guard: guard,
+        };
+        s.run();
+        s
+    }
+
+    /// Starts (or restarts) the server process and waits for it to answer.
+    fn run(&mut self) {
+        let child = Command::new(bin("warden"))
+            .args(["server", "--config"])
+            .arg(&self.cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start warden server");
+        let pid = child.id() as i32;
+        self._guard.kill_pid(pid);
+        self.child = Some(child);
+        let sock = self.sock.clone();
+        let up = wait_for(Duration::from_secs(20), || {
+            Client::connect(&sock)
+                .and_then(|mut c| {
+                    c.call::<_, proto::PingResponse>(Type::Ping, &proto::PingRequest {})
+                })
+                .is_ok()
+        });
+        if !up {
+            panic!("server did not come up; log:\n{}", self.log());
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("warden.log")).unwrap_or_default()
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Sends a signal and waits for the server to exit.
+    fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+        let mut c = self.child.take().unwrap();
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if c.try_wait().unwrap().is_some() {
+                return;
+            }
+            assert!(Instant::now() < end, "server did not exit after {sig:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A connection whose reads fail after 120 s, so a hung server fails
+    /// the test instead of blocking it.
+    fn client(&self) -> Client {
+        let c = Client::connect(&self.sock).expect("connect");
+        c.set_timeout(Some(Duration::from_secs(120))).unwrap();
+        c
+    }
+
+    fn warden(&self, args: &[&str]) -> (i32, String, String) {
+        let mut cmd = Command::new(bin("warden"));
+        cmd.args(args).arg("--socket").arg(&self.sock);
+        let (code, o, e) = warden_tests::run(&mut cmd);
+        (
+            code,
+            String::from_utf8_lossy(&o).into_owned(),
+            String::from_utf8_lossy(&e).into_owned(),
+        )
+    }
+
+    fn depot_dirs(&self) -> Vec<String> {
+        std::fs::read_dir(&self.depot)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().unwrap().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+fn create(c: &mut Client, req: proto::CreateRequest) -> Result<String, ClientError> {
+    let r: proto::CreateResponse = c.call(Type::Create, &req)?;
+    Ok(r.handle.unwrap())
+}
+
+fn create_default(c: &mut Client) -> String {
+    create(c, proto::CreateRequest::default()).expect("create")
+}
+
+fn run(c: &mut Client, h: &str, script: &str) -> proto::RunResponse {
+    try_run(c, h, script).expect("run")
+}
+
+fn try_run(c: &mut Client, h: &str, script: &str) -> Result<proto::RunResponse, ClientError> {
+    c.call(
+        Type::Run,
+        &proto::RunRequest {
+            handle: Some(h.into()),
+            script: Some(script.into()),
+            ..Default::default()
+        },
+    )
+}
+
+fn spawn(c: &mut Client, h: &str, script: &str) -> u32 {
+    let r: proto::SpawnResponse = c
+        .call(
+            Type::Spawn,
+            &proto::SpawnRequest {
+                handle: Some(h.into()),
+                script: Some(script.into()),
+                ..Default::default()
+            },
+        )
+        .expect("spawn");
+    r.job_id.unwrap()
+}
+
+fn link(c: &mut Client, h: &str, job: u32) -> Result<proto::LinkResponse, ClientError> {
+    c.call(
+        Type::Link,
+        &proto::LinkRequest {
+            handle: Some(h.into()),
+            job_id: Some(job),
+        },
+    )
+}
+
+fn info(c: &mut Client, h: &str) -> Result<proto::InfoResponse, ClientError> {
+    c.call(
+        Type::Info,
+        &proto::InfoRequest {
+            handle: Some(h.into()),
+        },
+    )
+}
+
+fn destroy(c: &mut Client, h: &str) -> Result<proto::DestroyResponse, ClientError> {
+    c.call(
+        Type::Destroy,
+        &proto::DestroyRequest {
+            handle: Some(h.into()),
+        },
+    )
+}
+
+/// Destroy; when it fails (F31), the record must be kept with an event
+/// saying so, and a retried destroy must finish the rest.
+fn destroy_or_retry(c: &mut Client, h: &str) {
+    if let Err(e) = destroy(c, h) {
+        eprintln!("destroy {h} failed once ({e}); retrying");
+        assert!(
+            list(c).contains(&h.to_string()),
+            "failed destroy keeps the record"
+        );
+        let i = info(c, h).unwrap();
+        assert!(
+            i.events.iter().any(|e| e.starts_with("destroy failed")),
+            "{:?}",
+            i.events
+        );
+        destroy(c, h).expect("retried destroy");
+    }
+}
+
+fn list(c: &mut Client) -> Vec<String> {
+    let r: proto::ListResponse = c.call(Type::List, &proto::ListRequest {}).unwrap();
+    r.handles
+}
+
+fn err_text<T: std::fmt::Debug>(r: Result<T, ClientError>) -> String {
+    match r {
+        Err(ClientError::Server(m)) => m,
+        other => panic!("expected an error response, got {other:?}"),
+    }
+}
+
+fn raw_frame(w: &mut UnixStream, bytes: &[u8]) {
+    w.write_all(bytes).unwrap();
+    w.flush().unwrap();
+}
+
+fn read_error(r: &mut BufReader<UnixStream>) -> String {
+    let m = proto::read_message(r).expect("a response frame");
+    assert_eq!(m.r#type, Some(Type::Error as i32));
+    proto::ErrorResponse::decode(m.payload.unwrap().as_slice())
+        .unwrap()
+        .message
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+
+#[test]
+fn protocol_ping_echo_list_and_bad_frames() {
+    let s = Srv::start("proto", Opts::default());
+    let mut c = s.client();
+    let _: proto::PingResponse = c.call(Type::Ping, &proto::PingRequest {}).unwrap();
+    let e: proto::EchoResponse = c
+        .call(
+            Type::Echo,
+            &proto::EchoRequest {
+                message: Some("hello warden".into()),
+            },
+        )
+        .unwrap();
+    assert_eq!(e.message.as_deref(), Some("hello warden"));
+    assert!(list(&mut c).is_empty());
+    // Required field missing.
+    assert_eq!(
+        err_text(
+            c.call::<_, proto::EchoResponse>(Type::Echo, &proto::EchoRequest { message: None })
+        ),
+        "EchoRequest.message is required"
+    );
+    // Socket permissions from the config (0700).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&s.sock).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o700);
+    // Pidfile.
+    let pid: i32 = std::fs::read_to_string(s.dir.join("warden.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, s.pid());
+
+    // Unknown type: an error, the connection stays usable.
+    {
+        let (r, w) = c.raw();
+        let env = proto::Message {
+            r#type: Some(77),
+            payload: Some(vec![]),
+        };
+        proto::write_frame(w, &env.encode_to_vec()).unwrap();
+        assert_eq!(read_error(r), "Unknown request type: 77");
+        // Undecodable envelope: an error, connection still usable.
+        raw_frame(w, b"3\r\n\xff\xff\xff\r\n");
+        assert!(read_error(r).starts_with("undecodable message"));
+        // Undecodable payload of a known type.
+        let env = proto::Message {
+            r#type: Some(Type::Echo as i32),
+            payload: Some(vec![0x0a, 0xff]),
+        };
+        proto::write_frame(w, &env.encode_to_vec()).unwrap();
+        assert!(read_error(r).starts_with("undecodable EchoRequest"));
+    }
+    let _: proto::PingResponse = c.call(Type::Ping, &proto::PingRequest {}).unwrap();
+
+    // Bad length line: error, then the connection is closed.
+    let mut bad = s.client();
+    {
+        let (r, w) = bad.raw();
+        raw_frame(w, b"12x\r\n");
+        assert!(read_error(r).contains("bad frame length"));
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    }
+    // Oversize frame: refused before the payload is read.
+    let mut big = s.client();
+    {
+        let (r, w) = big.raw();
+        raw_frame(w, format!("{}\r\n", proto::MAX_FRAME + 1).as_bytes());
+        assert!(read_error(r).contains("exceeds the maximum"));
+    }
+    // Garbage: no crash; everyone else is still served.
+    let mut junk = UnixStream::connect(&s.sock).unwrap();
+    let _ = junk.write_all(&[0u8; 4096]);
+    drop(junk);
+    let _: proto::PingResponse = c.call(Type::Ping, &proto::PingRequest {}).unwrap();
+    let _: proto::PingResponse = s.client().call(Type::Ping, &proto::PingRequest {}).unwrap();
+
+    // Every request naming a container: unknown handle.
+    assert_eq!(err_text(info(&mut c, "nope")), "unknown handle");
+    assert_eq!(err_text(destroy(&mut c, "nope")), "unknown handle");
+    assert_eq!(err_text(link(&mut c, "nope", 1)), "unknown handle");
+    assert_eq!(err_text(try_run(&mut c, "nope", "true")), "unknown handle");
+    assert_eq!(err_text(destroy(&mut c, "../x")), "unknown handle");
+    let r: Result<proto::StopResponse, _> = c.call(
+        Type::Stop,
+        &proto::StopRequest {
+            handle: Some("nope".into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(err_text(r), "unknown handle");
+    assert_eq!(
+        err_text(link(&mut c, "", 1).and(info(&mut c, ""))),
+        "unknown handle"
+    );
+    let r: Result<proto::CreateResponse, _> = c.call(
+        Type::Create,
+        &proto::CreateRequest {
+            handle: Some("a/../b".into()),
+            ..Default::default()
+        },
+    );
+    assert!(err_text(r).starts_with("invalid handle"));
+}
+
+#[test]
+fn lifecycle_run_spawn_link_stream_stop_destroy() {
+    let s = Srv::start("life", Opts::default());
+    let mut c = s.client();
+    let h = create(
+        &mut c,
+        proto::CreateRequest {
+            handle: Some("life-handle".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(h, "life-handle");
+    assert_eq!(
+        err_text(create(
+            &mut c,
+            proto::CreateRequest {
+                handle: Some("life-handle".into()),
+                ..Default::default()
+            }
+        )),
+        "container with handle: life-handle already exists."
+    );
+    assert_eq!(list(&mut c), vec!["life-handle".to_string()]);
+
+    let r = run(&mut c, &h, "echo out; echo err >&2; id -u; exit 3");
+    assert_eq!(r.exit_status, Some(3));
+    assert_eq!(r.stdout.as_deref(), Some("out\n20000\n"));
+    assert_eq!(r.stderr.as_deref(), Some("err\n"));
+    assert_eq!(r.info.as_ref().unwrap().state.as_deref(), Some("active"));
+    let r: proto::RunResponse = c
+        .call(
+            Type::Run,
+            &proto::RunRequest {
+                handle: Some(h.clone()),
+                script: Some("id -u".into()),
+                privileged: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(r.stdout.as_deref(), Some("0\n"));
+
+    let i = info(&mut c, &h).unwrap();
+    assert_eq!(i.state.as_deref(), Some("active"));
+    let path = i.container_path.clone().unwrap();
+    assert!(path.starts_with(&s.depot.display().to_string()));
+    assert!(i.host_ip.unwrap().ends_with(".1"));
+    assert!(i.container_ip.unwrap().ends_with(".2"));
+    assert!(i.memory_stat.is_some(), "memory stats from the cgroup");
+    assert!(i.cpu_stat.unwrap().usage.unwrap() > 0);
+    assert!(i.disk_stat.is_some());
+
+    // spawn + link; a second link: no such job.
+    let j = spawn(&mut c, &h, "sleep 0.3; echo done");
+    assert!(info(&mut c, &h).unwrap().job_ids.contains(&(j as u64)));
+    let l = link(&mut c, &h, j).unwrap();
+    assert_eq!(
+        (l.exit_status, l.stdout.as_deref()),
+        (Some(0), Some("done\n"))
+    );
+    assert_eq!(err_text(link(&mut c, &h, j)), "no such job");
+    assert_eq!(err_text(link(&mut c, &h, 999_999)), "no such job");
+    // Job ids are server-wide and increasing.
+    let j2 = spawn(
+        &mut c,
+        &h,
+        "for i in 1 2 3; do echo $i; sleep 0.1; done; echo e >&2; exit 7",
+    );
+    assert!(j2 > j);
+    // Two clients link the same job: both get the result.
+    let mut c2 = s.client();
+    let h2 = h.clone();
+    let t = std::thread::spawn(move || link(&mut c2, &h2, j2).unwrap());
+    let mut chunks = Vec::new();
+    let last = s
+        .client()
+        .stream(
+            &proto::StreamRequest {
+                handle: Some(h.clone()),
+                job_id: Some(j2),
+            },
+            |r| chunks.push((r.name.clone().unwrap(), r.data.clone().unwrap())),
+        )
+        .unwrap();
+    assert_eq!(last.exit_status, Some(7));
+    assert!(last.info.is_some());
+    let out: String = chunks
+        .iter()
+        .filter(|(n, _)| n == "stdout")
+        .map(|(_, d)| d.as_str())
+        .collect();
+    assert_eq!(out, "1\n2\n3\n");
+    assert!(chunks.iter().any(|(n, d)| n == "stderr" && d == "e\n"));
+    let l2 = t.join().unwrap();
+    assert_eq!(l2.exit_status, Some(7));
+
+    // stop: processes die, state stopped, spawn refused, info still works.
+    let j3 = spawn(&mut c, &h, "sleep 1000");
+    let _: proto::StopResponse = c
+        .call(
+            Type::Stop,
+            &proto::StopRequest {
+                handle: Some(h.clone()),
+                kill: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let l3 = link(&mut c, &h, j3).unwrap();
+    assert_ne!(l3.exit_status, Some(0));
+    assert_eq!(info(&mut c, &h).unwrap().state.as_deref(), Some("stopped"));
+    assert_eq!(
+        err_text(try_run(&mut c, &h, "true")),
+        "Container state must be one of 'active', current state is 'stopped'"
+    );
+    // Stop again: no-op.
+    let _: proto::StopResponse = c
+        .call(
+            Type::Stop,
+            &proto::StopRequest {
+                handle: Some(h.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    // Not implemented yet: an error, never a fake success.
+    let r: Result<proto::EchoResponse, _> = c.call(
+        Type::LimitMemory,
+        &proto::HandleOnly {
+            handle: Some(h.clone()),
+        },
+    );
+    assert!(err_text(r).contains("limit_memory is not implemented"));
+    let r: Result<proto::EchoResponse, _> = c.call(
+        Type::NetOut,
+        &proto::HandleOnly {
+            handle: Some(h.clone()),
+        },
+    );
+    assert!(err_text(r).contains("net_out is not implemented"));
+
+    destroy(&mut c, &h).unwrap();
+    assert!(!Path::new(&path).exists(), "container dir removed");
+    assert_eq!(err_text(destroy(&mut c, &h)), "unknown handle");
+    assert!(list(&mut c).is_empty());
+}
+
+#[test]
+fn create_failures_undo_everything() {
+    let s = Srv::start(
+        "cfail",
+        Opts {
+            pool: Some(format!("10.254.{}.0/29", 250 + std::process::id() % 5)),
+            ..Default::default()
+        },
+    );
+    let mut c = s.client();
+    assert_eq!(
+        err_text(create(
+            &mut c,
+            proto::CreateRequest {
+                rootfs: Some("/nonexistent/rootfs".into()),
+                ..Default::default()
+            }
+        )),
+        "rootfs /nonexistent/rootfs not found"
+    );
+    assert_eq!(
+        err_text(create(
+            &mut c,
+            proto::CreateRequest {
+                bind_mounts: vec![proto::BindMount {
+                    src_path: Some("/nonexistent/src".into()),
+                    dst_path: Some("/mnt/x".into()),
+                    mode: Some(0),
+                }],
+                ..Default::default()
+            }
+        )),
+        "Source path for bind mount does not exist: /nonexistent/src"
+    );
+    assert_eq!(
+        err_text(create(
+            &mut c,
+            proto::CreateRequest {
+                network: Some("192.0.2.1".into()),
+                ..Default::default()
+            }
+        )),
+        "Could not acquire network: 192.0.2.0"
+    );
+    // A /29 pool holds two /30s: two containers, then the pool is empty.
+    let a = create_default(&mut c);
+    let b = create_default(&mut c);
+    assert_eq!(
+        err_text(create(&mut c, Default::default())),
+        "Could not acquire network"
+    );
+    // Asking for a network in use.
+    let ip = info(&mut c, &a).unwrap().container_ip.unwrap();
+    destroy(&mut c, &b).unwrap();
+    assert!(err_text(create(
+        &mut c,
+        proto::CreateRequest {
+            network: Some(ip),
+            ..Default::default()
+        }
+    ))
+    .starts_with("Could not acquire network: "));
+    // Nothing left behind by the failures: only `a` in the depot.
+    assert_eq!(s.depot_dirs().len(), 1);
+    // The pools were not leaked: b's network is reusable.
+    let b2 = create_default(&mut c);
+    destroy(&mut c, &a).unwrap();
+    destroy(&mut c, &b2).unwrap();
+    assert!(s.depot_dirs().is_empty());
+}
+
+#[test]
+fn bind_mounts_ro_and_rw() {
+    let s = Srv::start("bind", Opts::default());
+    let (host, _g) = scratch("bindsrc");
+    std::fs::write(host.join("file"), "from host").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut c = s.client();
+    let h = create(
+        &mut c,
+        proto::CreateRequest {
+            bind_mounts: vec![
+                proto::BindMount {
+                    src_path: Some(host.display().to_string()),
+                    dst_path: Some("/data/ro".into()),
+                    mode: Some(0),
+                },
+                proto::BindMount {
+                    src_path: Some(host.display().to_string()),
+                    dst_path: Some("/data/rw".into()),
+                    mode: Some(1),
+                },
+            ],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let r = run(&mut c, &h, "cat /data/ro/file");
+    assert_eq!(r.stdout.as_deref(), Some("from host"));
+    let r = run(&mut c, &h, "echo x > /data/ro/new");
+    assert_ne!(r.exit_status, Some(0), "ro bind mount is read-only");
+    let r = run(&mut c, &h, "echo written > /data/rw/new");
+    assert_eq!(r.exit_status, Some(0), "{:?}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(host.join("new")).unwrap(),
+        "written\n"
+    );
+    destroy(&mut c, &h).unwrap();
+    assert!(
+        host.join("file").exists(),
+        "destroy leaves the bind source alone"
+    );
+}
+
+#[test]
+fn job_output_limit_and_discard() {
+    let s = Srv::start("limit", Opts::default());
+    let mut c = s.client();
+    let h = create_default(&mut c);
+    for fd in [1, 2] {
+        let script = format!("( head -c {} /dev/urandom; sleep 1 ) 1>&{fd}", 200 * 1024);
+        let r = run(&mut c, &h, &script);
+        assert_eq!(
+            r.exit_status,
+            Some(255),
+            "job over the output limit is killed"
+        );
+        assert!(r
+            .info
+            .unwrap()
+            .events
+            .contains(&"command exceeded maximum output".to_string()));
+        let r: proto::RunResponse = c
+            .call(
+                Type::Run,
+                &proto::RunRequest {
+                    handle: Some(h.clone()),
+                    script: Some(script.clone()),
+                    discard_output: Some(true),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(r.exit_status, Some(0));
+        assert_eq!(r.stdout.as_deref(), Some(""));
+        assert_eq!(r.stderr.as_deref(), Some(""));
+    }
+    // The killed jobs' iomux-spawn processes are gone too (warden's spec).
+    let depot = s.depot.display().to_string();
+    let gone = wait_for(Duration::from_secs(10), || {
+        procs_matching("iomux-spawn", &depot).is_empty()
+    });
+    assert!(gone, "left: {:?}", procs_matching("iomux-spawn", &depot));
+    destroy(&mut c, &h).unwrap();
+}
+
+/// Command lines (NUL replaced by space) of processes whose argv[0] ends
+/// with `prog` and that mention `needle`.
+fn procs_matching(prog: &str, needle: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let Ok(c) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let parts: Vec<String> = c
+            .split(|b| *b == 0)
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        if parts.first().is_some_and(|a| a.ends_with(prog)) {
+            let line = parts.join(" ");
+            if line.contains(needle) {
+                v.push(line);
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn copy_in_and_out() {
+    let s = Srv::start("copy", Opts::default());
+    let mut c = s.client();
+    let h = create_default(&mut c);
+    let (tmp, _g) = scratch("copysrc");
+    let sdir = tmp.join("sentinel_root");
+    std::fs::create_dir_all(&sdir).unwrap();
+    std::fs::write(sdir.join("sentinel"), "testing123").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        sdir.join("sentinel"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(sdir.join("sentinel"), sdir.join("sentinel_sym_link")).unwrap();
+    std::fs::hard_link(sdir.join("sentinel"), sdir.join("sentinel_hard_link")).unwrap();
+
+    let cin =
+        |c: &mut Client, src: &str, dst: &str| -> Result<proto::CopyInResponse, ClientError> {
+            c.call(
+                Type::CopyIn,
+                &proto::CopyInRequest {
+                    handle: Some(h.clone()),
+                    src_path: Some(src.into()),
+                    dst_path: Some(dst.into()),
+                },
+            )
+        };
+    cin(&mut c, &sdir.display().to_string(), "/tmp").unwrap();
+    let r = run(&mut c, &h, "cat /tmp/sentinel_root/sentinel");
+    assert_eq!(r.stdout.as_deref(), Some("testing123"));
+    let r = run(&mut c, &h, "stat -c %a /tmp/sentinel_root/sentinel");
+    assert_eq!(r.stdout.as_deref(), Some("755\n"));
+    let r = run(
+        &mut c,
+        &h,
+        "stat -c %F /tmp/sentinel_root/sentinel_sym_link",
+    );
+    assert_eq!(r.stdout.as_deref(), Some("symbolic link\n"));
+    let r = run(
+        &mut c,
+        &h,
+        "cat /tmp/sentinel_root/sentinel_hard_link; stat -c %h /tmp/sentinel_root/sentinel",
+    );
+    assert_eq!(
+        r.stdout.as_deref(),
+        Some("testing1231\n"),
+        "hard links materialised"
+    );
+    // Trailing slash: the contents, not the directory.
+    cin(&mut c, &format!("{}/", sdir.display()), "/tmp/contents").unwrap();
+    let r = run(&mut c, &h, "cat /tmp/contents/sentinel");
+    assert_eq!(r.stdout.as_deref(), Some("testing123"));
+    // A single file onto a new name.
+    cin(
+        &mut c,
+        &sdir.join("sentinel").display().to_string(),
+        "/tmp/renamed",
+    )
+    .unwrap();
+    let r = run(&mut c, &h, "cat /tmp/renamed");
+    assert_eq!(r.stdout.as_deref(), Some("testing123"));
+
+    // copy_out of a directory, with owner.
+    let out = tmp.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let r = run(
+        &mut c,
+        &h,
+        "mkdir -p /tmp/o/sub && echo -n data > /tmp/o/sub/f && chmod 640 /tmp/o/sub/f",
+    );
+    assert_eq!(r.exit_status, Some(0));
+    let cout = |c: &mut Client,
+                src: &str,
+                dst: &Path,
+                owner: Option<&str>|
+     -> Result<proto::CopyOutResponse, ClientError> {
+        c.call(
+            Type::CopyOut,
+            &proto::CopyOutRequest {
+                handle: Some(h.clone()),
+                src_path: Some(src.into()),
+                dst_path: Some(dst.display().to_string()),
+                owner: owner.map(str::to_string),
+            },
+        )
+    };
+    cout(&mut c, "/tmp/o", &out, Some("nobody")).unwrap();
+    let f = out.join("o/sub/f");
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "data");
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&f).unwrap();
+    assert_eq!(m.mode() & 0o777, 0o640);
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    assert_eq!(m.uid(), nobody);
+    // A single file onto a new host name.
+    cout(&mut c, "/tmp/o/sub/f", &tmp.join("single"), None).unwrap();
+    assert_eq!(std::fs::read_to_string(tmp.join("single")).unwrap(), "data");
+
+    // S4: a symlink made in the container pointing at a host path is copied
+    // as a symlink; the host file it names is untouched.
+    let victim = tmp.join("victim");
+    std::fs::write(&victim, "host data").unwrap();
+    let script = format!(
+        "mkdir -p /tmp/evil && ln -s {v} /tmp/evil/link && ln -s / /tmp/evil/root",
+        v = victim.display()
+    );
+    assert_eq!(run(&mut c, &h, &script).exit_status, Some(0));
+    let eout = tmp.join("eout");
+    std::fs::create_dir_all(&eout).unwrap();
+    cout(&mut c, "/tmp/evil", &eout, None).unwrap();
+    assert!(std::fs::symlink_metadata(eout.join("evil/link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host data");
+    // copy_in cannot write through a container symlink to the host: the
+    // extraction happens inside the container.
+    let r = run(&mut c, &h, "ln -s /etc /tmp/etclink");
+    assert_eq!(r.exit_status, Some(0));
+    let before = std::fs::read("/etc/hostname").ok();
+    let _ = cin(&mut c, &sdir.display().to_string(), "/tmp/etclink");
+    assert_eq!(std::fs::read("/etc/hostname").ok(), before);
+    assert!(!Path::new("/etc/sentinel_root").exists());
+
+    // Errors.
+    let e = err_text(cin(&mut c, "/nonexistent/src", "/tmp"));
+    assert!(e.contains("/nonexistent/src"), "{e}");
+    let e = err_text(cout(&mut c, "/nonexistent/in/container", &out, None));
+    assert!(e.starts_with("copy_out failed"), "{e}");
+    destroy(&mut c, &h).unwrap();
+}
+
+#[test]
+fn net_in_allocates_ports() {
+    let s = Srv::start(
+        "netin",
+        Opts {
+            port_size: 2,
+            ..Default::default()
+        },
+    );
+    let mut c = s.client();
+    let h = create_default(&mut c);
+    let ni = |c: &mut Client,
+              hp: Option<u32>,
+              cp: Option<u32>|
+     -> Result<proto::NetInResponse, ClientError> {
+        c.call(
+            Type::NetIn,
+            &proto::NetInRequest {
+                handle: Some(h.clone()),
+                host_port: hp,
+                container_port: cp,
+            },
+        )
+    };
+    let a = ni(&mut c, None, None).unwrap();
+    assert_eq!(a.host_port, a.container_port);
+    let b = ni(&mut c, None, Some(8080)).unwrap();
+    assert_eq!(b.container_port, Some(8080));
+    assert_ne!(a.host_port, b.host_port);
+    assert_eq!(err_text(ni(&mut c, None, None)), "no port available");
+    let d = ni(&mut c, Some(3000), None).unwrap();
+    assert_eq!((d.host_port, d.container_port), (Some(3000), Some(3000)));
+    // The forward reaches a server in the container.
+    let r = run(
+        &mut c,
+        &h,
+        "(echo -e 'HTTP/1.0 200 OK\\r\\n\\r\\nhello-from-container' | nc -l -p 8080 >/dev/null 2>&1 &) ; sleep 0.2; echo started",
+    );
+    assert_eq!(r.exit_status, Some(0));
+    let hp = b.host_port.unwrap();
+    let got = (0..20).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut st = std::net::TcpStream::connect(("127.0.0.1", hp as u16)).ok()?;
+        st.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let _ = st.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        let mut s = String::new();
+        let _ = st.read_to_string(&mut s);
+        s.contains("hello-from-container").then_some(s)
+    });
+    assert!(
+        got.is_some(),
+        "DNAT from host port {hp} reached the container"
+    );
+    destroy(&mut c, &h).unwrap();
+    // Ports came back to the pool.
+    let h2 = create_default(&mut c);
+    let c2 = c.call::<_, proto::NetInResponse>(
+        Type::NetIn,
+        &proto::NetInRequest {
+            handle: Some(h2.clone()),
+            ..Default::default()
+        },
+    );
+    assert!(c2.is_ok());
+    destroy(&mut c, &h2).unwrap();
+}
+
+fn link_procs(depot: &Path, job: u32) -> usize {
+    let needle = format!("/jobs/{job}");
+    procs_matching("iomux-link", &depot.display().to_string())
+        .iter()
+        .filter(|l| l.contains(&needle))
+        .count()
+}
+
+#[test]
+fn drain_and_restart_relinks_without_loss() {
+    let mut s = Srv::start("drain", Opts::default());
+    let mut c = s.client();
+    let h = create_default(&mut c);
+    let j = spawn(
+        &mut c,
+        &h,
+        "for i in $(seq 1 30); do echo line$i; sleep 0.05; done; exit 9",
+    );
+    let done = spawn(&mut c, &h, "echo finished-before-drain; exit 4");
+    std::thread::sleep(Duration::from_millis(500));
+    drop(c);
+    s.signal_and_wait(nix::sys::signal::Signal::SIGUSR2);
+    let dirs = s.depot_dirs();
+    assert_eq!(dirs.len(), 1);
+    assert!(s.depot.join(&dirs[0]).join("snapshot.json").is_file());
+    // The job keeps running with no server.
+    assert_eq!(link_procs(&s.depot, j), 0, "drain stops the linkers");
+    s.run();
+    let mut c = s.client();
+    assert_eq!(list(&mut c), vec![h.clone()]);
+    assert_eq!(
+        link_procs(&s.depot, j),
+        1,
+        "exactly one iomux-link per recovered job"
+    );
+    let l = link(&mut c, &h, j).unwrap();
+    assert_eq!(l.exit_status, Some(9));
+    let want: String = (1..=30).map(|i| format!("line{i}\n")).collect();
+    assert_eq!(
+        l.stdout.as_deref(),
+        Some(want.as_str()),
+        "no loss, no duplicates"
+    );
+    let l = link(&mut c, &h, done).unwrap();
+    assert_eq!(l.exit_status, Some(4));
+    assert_eq!(l.stdout.as_deref(), Some("finished-before-drain\n"));
+    // Job ids are not reused after a restart.
+    let j3 = spawn(&mut c, &h, "true");
+    assert!(j3 > j && j3 > done);
+    assert_eq!(run(&mut c, &h, "echo ok").stdout.as_deref(), Some("ok\n"));
+    destroy(&mut c, &h).unwrap();
+}
+
+#[test]
+fn sigkill_then_restart_repairs() {
+    let mut s = Srv::start("kill9", Opts::default());
+    let mut c = s.client();
+    let h = create_default(&mut c);
+    let j = spawn(&mut c, &h, "sleep 1; exit 6");
+    let doomed = create_default(&mut c);
+    let doomed_path = info(&mut c, &doomed).unwrap().container_path.unwrap();
+    drop(c);
+    // A half-made container: a directory with no snapshot.
+    std::fs::remove_file(Path::new(&doomed_path).join("snapshot.json")).unwrap();
+    s.signal_and_wait(nix::sys::signal::Signal::SIGKILL);
+    s.run();
+    let mut c = s.client();
+    assert_eq!(
+        list(&mut c),
+        vec![h.clone()],
+        "re-adopted the one with a snapshot"
+    );
+    assert!(
+        !Path::new(&doomed_path).exists(),
+        "the one without was destroyed"
+    );
+    assert!(link_procs(&s.depot, j) <= 1);
+    let l = link(&mut c, &h, j).unwrap();
+    assert_eq!(l.exit_status, Some(6));
+    assert_eq!(
+        run(&mut c, &h, "echo alive").stdout.as_deref(),
+        Some("alive\n")
+    );
+    destroy(&mut c, &h).unwrap();
+}
+
+#[test]
+fn grace_time_destroys_idle_containers_once() {
+    let s = Srv::start(
+        "grace",
+        Opts {
+            grace: Some(1),
+            ..Default::default()
+        },
+    );
+    let mut keep = s.client();
+    let kept = create_default(&mut keep);
+    let idle = {
+        let mut c = s.client();
+        create(
+            &mut c,
+            proto::CreateRequest {
+                grace_time: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let mut c = s.client(); // references nothing
+    let gone = wait_for(Duration::from_secs(15), || !list(&mut c).contains(&idle));
+    assert!(gone, "idle container destroyed after its grace time");
+    assert!(list(&mut c).contains(&kept), "a referenced container stays");
+    assert_eq!(s.depot_dirs().len(), 1);
+    assert_eq!(
+        s.log().matches("grace time expired").count(),
+        1,
+        "destroyed exactly once"
+    );
+    destroy(&mut keep, &kept).unwrap();
+}
+
+#[test]
+fn wshd_death_stops_the_container() {
+    let s = Srv::start("wshd", Opts::default());
+    let mut c = s.client();
+    let h = create_default(&mut c);
+    let p = info(&mut c, &h).unwrap().container_path.unwrap();
+    let pid: i32 = std::fs::read_to_string(Path::new(&p).join("run/wshd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let stopped = wait_for(Duration::from_secs(10), || {
+        info(&mut c, &h).unwrap().state.as_deref() == Some("stopped")
+    });
+    assert!(stopped);
+    let i = info(&mut c, &h).unwrap();
+    assert!(
+        i.events.iter().any(|e| e.contains("wshd")),
+        "{:?}",
+        i.events
+    );
+    destroy(&mut c, &h).unwrap();
+}
+
+#[test]
+fn cli_client() {
+    let s = Srv::start("cli", Opts::default());
+    let (code, out, _) = s.warden(&["ping"]);
+    assert_eq!((code, out.as_str()), (0, "pong\n"));
+    let (code, h, err) = s.warden(&["create", "--handle", "cli-h"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(h.trim(), "cli-h");
+    let (code, out, err) = s.warden(&[
+        "run",
+        "--handle",
+        "cli-h",
+        "--script",
+        "echo hi; echo oops >&2; exit 42",
+    ]);
+    assert_eq!((code, out.as_str(), err.as_str()), (42, "hi\n", "oops\n"));
+    let (code, out, _) = s.warden(&["run", "--handle", "cli-h", "--script", "echo j", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["stdout"], "j\n");
+    assert_eq!(v["exit_status"], 0);
+    let (code, out, _) = s.warden(&["spawn", "--handle", "cli-h", "--script", "echo s; exit 3"]);
+    assert_eq!(code, 0);
+    let job = out.trim().to_string();
+    let (code, out, _) = s.warden(&["stream", "--handle", "cli-h", "--job_id", &job]);
+    assert_eq!((code, out.as_str()), (3, "s\n"));
+    let (code, out, _) = s.warden(&["list", "--json"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("cli-h"));
+    let (code, out, _) = s.warden(&["info", "--handle", "cli-h"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("state: active"));
+    let (code, _, err) = s.warden(&["info", "--handle", "nope"]);
+    assert_eq!(code, 1);
+    assert_eq!(err, "warden: unknown handle\n");
+    let (code, out, _) = s.warden(&["net-in", "--handle", "cli-h", "--host-port", "3001"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "host_port=3001 container_port=3001\n")
+    );
+    let (code, _, _) = s.warden(&["stop", "--handle", "cli-h", "--kill"]);
+    assert_eq!(code, 0);
+    let (code, _, _) = s.warden(&["destroy", "--handle", "cli-h"]);
+    assert_eq!(code, 0);
+    let (code, out, _) = s.warden(&["run", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--script"));
+    let (code, _, err) = s.warden(&[
+        "run",
+        "--handle",
+        "x",
+        "--script",
+        "true",
+        "--rlimits",
+        "bogus=1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown limit bogus"));
+    // A bad config names the key.
+    let bad = s.dir.join("bad.yml");
+    std::fs::write(&bad, "server:\n  unix_domain_permissions: nope\n").unwrap();
+    let (code, _, err) = warden_tests::run(
+        Command::new(bin("warden"))
+            .args(["server", "--config"])
+            .arg(&bad),
+    );
+    assert_eq!(code, 1);
+    assert!(String::from_utf8_lossy(&err).contains("server.unix_domain_permissions"));
+}
+
+fn prefix_leftovers(prefix: &str, depot: &Path) -> Vec<String> {
+    let mut left = Vec::new();
+    // veths
+    for e in std::fs::read_dir("/sys/class/net").unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with(&format!("{prefix}-")) {
+            left.push(format!("veth {n}"));
+        }
+    }
+    // cgroups
+    for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let d = e.path().join(format!("warden-{prefix}"));
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for x in rd.flatten() {
+                if x.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    left.push(format!("cgroup {}", x.path().display()));
+                }
+            }
+        }
+    }
+    // mounts
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let d = depot.display().to_string();
+    for l in mounts.lines() {
+        if l.contains(&d) {
+            left.push(format!("mount {l}"));
+        }
+    }
+    // loop devices backed by files in the depot
+    if let Ok(rd) = std::fs::read_dir("/sys/block") {
+        for e in rd.flatten() {
+            if let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) {
+                if b.contains(&d) {
+                    left.push(format!("loop {}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+    }
+    // nft rules naming containers
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", &format!("warden-{prefix}")])
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&out.stdout);
+    let pat = format!("\"{prefix}-");
+    let names_container = t
+        .match_indices(&pat)
+        .any(|(i, _)| t[i + pat.len()..].starts_with(|ch: char| ch.is_ascii_digit()));
+    if t.contains("chain c-") || t.contains("jump c-") || names_container {
+        left.push(format!("nft rules: {t}"));
+    }
+    left
+}
+
+#[test]
+fn hundred_containers_leave_nothing_behind() {
+    let x = 100 + (std::process::id() % 50) * 2;
+    let s = Srv::start(
+        "hundred",
+        Opts {
+            pool: Some(format!("10.252.{x}.0/23")),
+            ..Default::default()
+        },
+    );
+    let sock = s.sock.clone();
+    let sock = &sock;
+    let handles: Vec<String> = std::thread::scope(|sc| {
+        let ts: Vec<_> = (0..4)
+            .map(|_| {
+                sc.spawn(move || {
+                    let mut c = Client::connect(sock).unwrap();
+                    (0..25).map(|_| create_default(&mut c)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        ts.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(handles.len(), 100);
+    let mut c = s.client();
+    assert_eq!(list(&mut c).len(), 100);
+    // The server stays small (target: < 20 MB RSS with 100 containers).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    eprintln!("controller RSS with 100 containers: {rss_kb} kB");
+    std::thread::scope(|sc| {
+        for chunk in handles.chunks(25) {
+            sc.spawn(move || {
+                let mut c = Client::connect(sock).unwrap();
+                for h in chunk {
+                    destroy_or_retry(&mut c, h);
+                }
+            });
+        }
+    });
+    assert!(list(&mut c).is_empty());
+    assert!(s.depot_dirs().is_empty());
+    let left = prefix_leftovers(&s.prefix, &s.depot);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
+#[test]
+fn restart_sweeps_stale_prefixed_resources() {
+    let mut s = Srv::start("sweep", Opts::default());
+    let mut c = s.client();
+    let a = create_default(&mut c);
+    let b = create_default(&mut c);
+    let a_path = PathBuf::from(info(&mut c, &a).unwrap().container_path.unwrap());
+    let b_path = PathBuf::from(info(&mut c, &b).unwrap().container_path.unwrap());
+    let b_id = b_path.file_name().unwrap().to_string_lossy().into_owned();
+    let b_wshd: i32 = std::fs::read_to_string(b_path.join("run/wshd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    drop(c);
+    s.signal_and_wait(nix::sys::signal::Signal::SIGKILL);
+    // The record of b is lost (warden lost records and leaked ip/uid/veth).
+    let lost = s.dir.join("lost");
+    std::fs::rename(&b_path, &lost).unwrap();
+    s.run();
+    let mut c = s.client();
+    assert_eq!(list(&mut c), vec![a.clone()]);
+    let left = prefix_leftovers(&s.prefix, &s.depot);
+    // Only a's resources remain: its veth pair, its cgroups, its nft chain.
+    assert!(
+        left.iter().all(|l| !l.contains(&b_id)),
+        "b's resources left: {left:#?}"
+    );
+    let nft = Command::new("nft")
+        .args(["list", "table", "ip", &format!("warden-{}", s.prefix)])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&nft.stdout).contains(&b_id));
+    assert!(wait_for(Duration::from_secs(5), || !Path::new(&format!(
+        "/proc/{b_wshd}"
+    ))
+    .exists()
+        || std::fs::read_to_string(format!("/proc/{b_wshd}/stat"))
+            .map(|t| t.contains(") Z"))
+            .unwrap_or(true)));
+    let r = run(&mut c, &a, "echo a-alive");
+    assert_eq!(r.stdout.as_deref(), Some("a-alive\n"), "{r:?}\n{}", s.log());
+    // The pools were rebuilt from the snapshots: a new container gets a
+    // network other than a's.
+    let n = create_default(&mut c);
+    assert_ne!(
+        info(&mut c, &n).unwrap().container_ip,
+        info(&mut c, &a).unwrap().container_ip
+    );
+    destroy(&mut c, &n).unwrap();
+    destroy(&mut c, &a).unwrap();
+    assert!(!a_path.exists());
+    let left = prefix_leftovers(&s.prefix, &s.depot);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
+#[test]
+fn concurrent_clients_and_destroy_while_linked() {
+    let s = Srv::start("conc", Opts::default());
+    let mut c = s.client();
+    let a = create_default(&mut c);
+    let b = create_default(&mut c);
+    let sock = s.sock.clone();
+    let (sock, a_ref, b_ref) = (&sock, &a, &b);
+    // F16/F19: many clients at once, on the same and on different containers.
+    std::thread::scope(|sc| {
+        for t in 0..8 {
+            sc.spawn(move || {
+                let mut c = Client::connect(sock).unwrap();
+                c.set_timeout(Some(Duration::from_secs(120))).unwrap();
+                for i in 0..5 {
+                    let h = if (t + i) % 2 == 0 { a_ref } else { b_ref };
+                    let r = run(&mut c, h, &format!("echo {t}-{i}"));
+                    assert_eq!(r.stdout, Some(format!("{t}-{i}\n")));
+                    assert_eq!(r.exit_status, Some(0));
+                }
+            });
+        }
+    });
+    // F10: destroy while a job runs and a link waits on it: the link
+    // returns, the container is gone.
+    let j = spawn(&mut c, &a, "sleep 1000");
+    let sock2 = s.sock.clone();
+    let a2 = a.clone();
+    let linker = std::thread::spawn(move || {
+        let mut c = Client::connect(&sock2).unwrap();
+        c.set_timeout(Some(Duration::from_secs(60))).unwrap();
+        link(&mut c, &a2, j)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    destroy(&mut c, &a).unwrap();
+    let l = linker.join().unwrap().expect("the waiting link returns");
+    assert_ne!(l.exit_status, Some(0));
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert_eq!(err_text(destroy(&mut c, &a)), "unknown handle");
+    assert_eq!(list(&mut c), vec![b.clone()]);
+    destroy(&mut c, &b).unwrap();
+}

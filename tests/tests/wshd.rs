@@ -1,0 +1,905 @@
+//! End-to-end tests of wshd and wsh (run as root): real namespaces, a
+//! private copy of the busybox rootfs per test, minimal hooks written here.
+//! Every test kills its wshd (and so its whole container) and removes its
+//! scratch directory on drop, also when it fails.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use warden_tests::{bin, require_root, rootfs, run, scratch, unique, wait_for, Cleanup};
+
+const AFTER_PIVOT: &str = r#"#!/bin/sh
+set -e
+mount -t proc proc /proc
+mount -t tmpfs -o mode=755 tmpfs /dev
+mkdir /dev/pts /dev/shm
+mknod -m 666 /dev/null c 1 3
+mknod -m 666 /dev/zero c 1 5
+mknod -m 666 /dev/urandom c 1 9
+mknod -m 666 /dev/tty c 5 0
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620,gid=5 devpts /dev/pts
+ln -s pts/ptmx /dev/ptmx
+mount -t tmpfs tmpfs /dev/shm
+chmod 1777 /tmp
+hostname "$(cat /etc/test-hostname)"
+"#;
+
+fn write_hook(lib: &Path, name: &str, body: &str) {
+    let p = lib.join(name);
+    std::fs::write(&p, body).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A scratch container directory (run/, lib/ with hooks, root/ copy).
+struct Dir {
+    path: PathBuf,
+    hostname: String,
+    cleanup: Cleanup,
+}
+
+fn prepare(tag: &str) -> Dir {
+    require_root();
+    let (path, cleanup) = scratch(tag);
+    for d in ["run", "lib"] {
+        std::fs::create_dir(path.join(d)).unwrap();
+    }
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(rootfs())
+        .arg(path.join("root"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "copy rootfs");
+    let hostname = unique("wshd");
+    std::fs::write(path.join("root/etc/test-hostname"), &hostname).unwrap();
+    let lib = path.join("lib");
+    write_hook(
+        &lib,
+        "hook-parent-before-clone.sh",
+        "#!/bin/sh\ncd \"$(dirname \"$0\")/..\"\necho \"$PATH\" > run/before-clone\n",
+    );
+    write_hook(
+        &lib,
+        "hook-parent-after-clone.sh",
+        "#!/bin/sh\ncd \"$(dirname \"$0\")/..\"\necho \"$PID\" > run/wshd.pid\n",
+    );
+    write_hook(
+        &lib,
+        "hook-child-before-pivot.sh",
+        "#!/bin/sh\ncd \"$(dirname \"$0\")/..\"\ntouch run/before-pivot\n",
+    );
+    write_hook(&lib, "hook-child-after-pivot.sh", AFTER_PIVOT);
+    Dir {
+        path,
+        hostname,
+        cleanup,
+    }
+}
+
+struct Container {
+    dir: Dir,
+    pid: i32,
+}
+
+impl Dir {
+    /// Runs wshd; returns (status, stderr).
+    fn start(&mut self) -> (i32, String) {
+        let err = self.path.join("wshd.err");
+        let st = Command::new(bin("wshd"))
+            .arg("--run")
+            .arg(self.path.join("run"))
+            .arg("--lib")
+            .arg(self.path.join("lib"))
+            .arg("--root")
+            .arg(self.path.join("root"))
+            .args(["--title", "wshd: test"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        // Whatever happened, kill the container init if a hook recorded it.
+        if let Ok(p) = std::fs::read_to_string(self.path.join("run/wshd.pid")) {
+            if let Ok(pid) = p.trim().parse::<i32>() {
+                self.cleanup.kill_pid(pid);
+            }
+        }
+        (
+            st.code().unwrap_or(-1),
+            std::fs::read_to_string(&err).unwrap_or_default(),
+        )
+    }
+
+    fn boot(mut self) -> Container {
+        let (code, err) = self.start();
+        assert_eq!(code, 0, "wshd failed: {err}");
+        let pid = std::fs::read_to_string(self.path.join("run/wshd.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        Container { dir: self, pid }
+    }
+}
+
+fn boot(tag: &str) -> Container {
+    prepare(tag).boot()
+}
+
+impl Container {
+    fn sock(&self) -> PathBuf {
+        self.dir.path.join("run/wshd.sock")
+    }
+
+    fn wsh(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("wsh"));
+        c.arg("--socket").arg(self.sock()).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `wsh ARGS`, returns (status, stdout, stderr) as strings.
+    fn sh(&self, args: &[&str]) -> (i32, String, String) {
+        let (c, o, e) = run(&mut self.wsh(args));
+        (
+            c,
+            String::from_utf8_lossy(&o).into_owned(),
+            String::from_utf8_lossy(&e).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (c, o, e) = self.sh(args);
+        assert_eq!(c, 0, "wsh {args:?}: stdout {o:?} stderr {e:?}");
+        o
+    }
+
+    /// Host pids of every process in the container's pid namespace.
+    fn host_pids(&self) -> Vec<i32> {
+        let ns = match std::fs::read_link(format!("/proc/{}/ns/pid", self.pid)) {
+            Ok(n) => n,
+            Err(_) => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() {
+                if std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+                    .ok()
+                    .as_ref()
+                    == Some(&ns)
+                {
+                    out.push(pid);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn core_commands_and_exit_statuses() {
+    let c = boot("core");
+    let (code, out, _) = c.sh(&["true"]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    assert_eq!(c.ok(&["echo", "hi"]), "hi\n");
+    assert_eq!(c.sh(&["sh", "-c", "exit 3"]).0, 3);
+    assert_eq!(c.sh(&["false"]).0, 1);
+    // Killed by signal N: 128 + N.
+    assert_eq!(c.sh(&["sh", "-c", "kill -9 $$"]).0, 137);
+    assert_eq!(c.sh(&["sh", "-c", "kill -15 $$"]).0, 143);
+    // Unknown command: nothing runs, 127 with a message.
+    let (code, _, err) = c.sh(&["no-such-command"]);
+    assert_eq!(code, 127);
+    assert!(err.contains("no-such-command"), "{err}");
+    // No CMD: the user's shell, reading stdin.
+    let mut child = c
+        .wsh(&[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo from-shell; exit 4\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from-shell\n");
+    assert_eq!(out.status.code(), Some(4));
+}
+
+#[test]
+fn hooks_run_in_order_with_clean_env() {
+    let c = boot("hooks");
+    let p = &c.dir.path;
+    assert_eq!(
+        std::fs::read_to_string(p.join("run/before-clone")).unwrap(),
+        "/usr/sbin:/usr/bin:/sbin:/bin\n"
+    );
+    assert!(p.join("run/before-pivot").exists());
+    // The after-clone hook got PID = wshd's host pid, and wshd is pid 1 inside.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", c.pid)).unwrap();
+    let nspid = status
+        .lines()
+        .find(|l| l.starts_with("NSpid:"))
+        .unwrap()
+        .to_string();
+    assert!(nspid.ends_with("\t1"), "{nspid}");
+    // The after-pivot hook ran inside (it set the hostname).
+    assert_eq!(c.ok(&["hostname"]).trim(), c.dir.hostname);
+    // The socket is private.
+    let mode = std::fs::metadata(c.sock()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn relative_paths_work() {
+    let mut d = prepare("relative");
+    let err = d.path.join("wshd.err");
+    let st = Command::new(bin("wshd"))
+        .current_dir(&d.path)
+        .args(["--run", "./run", "--lib", "./lib", "--root", "./root"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    let pid: i32 = std::fs::read_to_string(d.path.join("run/wshd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    d.cleanup.kill_pid(pid);
+    assert!(st.success(), "{}", std::fs::read_to_string(&err).unwrap());
+    let (code, out, _) = run(Command::new(bin("wsh"))
+        .current_dir(&d.path)
+        .args(["echo", "rel"])
+        .stdin(Stdio::null()));
+    assert_eq!((code, String::from_utf8_lossy(&out).as_ref()), (0, "rel\n"));
+}
+
+#[test]
+fn big_stream_is_byte_exact_and_stderr_is_separate() {
+    let c = boot("stream");
+    let mut data = vec![0u8; 16 << 20];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let mut child = c
+        .wsh(&["cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let d2 = data.clone();
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(&d2).unwrap();
+    });
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    writer.join().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(out.len(), data.len());
+    assert!(out == data, "16 MiB through cat differs");
+
+    let (code, o, e) = c.sh(&["sh", "-c", "echo out; echo err >&2; echo out2; exit 2"]);
+    assert_eq!((code, o.as_str(), e.as_str()), (2, "out\nout2\n", "err\n"));
+
+    // stdin EOF reaches the command.
+    let mut child = c
+        .wsh(&["wc", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"abcde").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5");
+}
+
+#[test]
+fn two_hundred_concurrent_sessions() {
+    let c = boot("concurrent");
+    let mut kids = Vec::new();
+    for i in 0..200 {
+        let child = c
+            .wsh(&["sh", "-c", &format!("sleep 1; echo {i}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        kids.push((i, child));
+    }
+    for (i, k) in kids {
+        let out = k.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "session {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{i}\n"));
+    }
+    assert_eq!(c.ok(&["echo", "still"]), "still\n");
+}
+
+#[test]
+fn namespaces_isolate_uts_net_pid_and_mounts() {
+    let c = boot("isolation");
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    assert_ne!(host, c.dir.hostname);
+    assert_eq!(c.ok(&["hostname"]).trim(), c.dir.hostname);
+    // Only lo.
+    let links = c.ok(&["ip", "-o", "link"]);
+    let names: Vec<&str> = links
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .collect();
+    assert_eq!(names, vec!["lo"], "{links}");
+    // pid 1 is wshd with its title.
+    let cmdline = c.ok(&["cat", "/proc/1/cmdline"]);
+    assert!(cmdline.starts_with("wshd: test"), "{cmdline:?}");
+    assert_eq!(c.ok(&["cat", "/proc/1/comm"]).trim(), "wshd: test");
+    // The old root is gone, stacked /dev/pts and /dev/shm mounts included:
+    // only the root and what the after-pivot hook mounted remain.
+    let mi = c.ok(&["cat", "/proc/self/mountinfo"]);
+    let points: Vec<&str> = mi.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+    assert_eq!(
+        points,
+        vec!["/", "/proc", "/dev", "/dev/pts", "/dev/shm"],
+        "{mi}"
+    );
+    // Root and cwd are inside.
+    assert_eq!(c.ok(&["readlink", "/proc/self/root"]).trim(), "/");
+    assert_eq!(
+        c.ok(&["sh", "-c", "readlink /proc/$$/cwd; true"]).trim(),
+        "/root"
+    );
+}
+
+#[test]
+fn sessions_see_only_stdio_fds() {
+    let mut d = prepare("fds");
+    // Start wshd with an extra inherited fd (7): neither wshd nor any session
+    // may keep it.
+    let p = d.path.clone();
+    let err = p.join("wshd.err");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg("exec 7<\"$0\"; exec \"$@\"")
+        .arg(p.join("root/etc/passwd"))
+        .arg(bin("wshd"))
+        .arg("--run")
+        .arg(p.join("run"))
+        .arg("--lib")
+        .arg(p.join("lib"))
+        .arg("--root")
+        .arg(p.join("root"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    let pid: i32 = std::fs::read_to_string(p.join("run/wshd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    d.cleanup.kill_pid(pid);
+    assert!(st.success(), "{}", std::fs::read_to_string(&err).unwrap());
+    let c = Container { dir: d, pid };
+    let out = c.ok(&["sh", "-c", "ls /proc/$$/fd; true"]);
+    let fds: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(fds, vec!["0", "1", "2"], "{out}");
+    let out = c.ok(&["--user", "vcap", "sh", "-c", "ls /proc/$$/fd; true"]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        vec!["0", "1", "2"],
+        "{out}"
+    );
+    // wshd itself: stdio, the listening socket, its signalfd and the
+    // connection of this very session; never the inherited file. (The sleep
+    // lets wshd finish handing this session's pipes over and close them.)
+    let out = c.ok(&["sh", "-c", "sleep 0.3; ls /proc/1/fd"]);
+    let fds: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(fds, vec!["0", "1", "2", "3", "4", "5"], "{out}");
+    let out = c.ok(&["ls", "-l", "/proc/1/fd/"]);
+    assert!(!out.contains("passwd"), "{out}");
+}
+
+#[test]
+fn users_groups_env_and_limits() {
+    let c = boot("users");
+    assert_eq!(
+        c.ok(&["--user", "vcap", "id"]).trim(),
+        "uid=10000(vcap) gid=10000(vcap) groups=10000(vcap),10001(vcapextra)"
+    );
+    let env = c.ok(&[
+        "--user",
+        "vcap",
+        "sh",
+        "-c",
+        "echo $HOME $USER $PATH; pwd; true",
+    ]);
+    assert_eq!(env, "/home/vcap vcap /bin:/usr/bin\n/home/vcap\n");
+    let status = c.ok(&["--user", "vcap", "cat", "/proc/self/status"]);
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
+    assert_eq!(c.ok(&["id", "-u"]).trim(), "0");
+    assert_eq!(
+        c.ok(&["sh", "-c", "echo $PATH"]).trim(),
+        "/sbin:/bin:/usr/sbin:/usr/bin"
+    );
+    // --rsh mode (rsync's remote shell): -l picks the user, the host is ignored.
+    assert_eq!(
+        c.ok(&["--rsh", "-l", "vcap", "-4", "container", "id", "-u"])
+            .trim(),
+        "10000"
+    );
+    // LANG travels.
+    let (_, o, _) = run(c
+        .wsh(&["sh", "-c", "echo $LANG"])
+        .env("LANG", "en_US.UTF-8"));
+    assert_eq!(String::from_utf8_lossy(&o), "en_US.UTF-8\n");
+    // Unknown user: an error naming it, nothing runs.
+    let (code, out, err) = c.sh(&["--user", "bob", "touch", "/tmp/ran"]);
+    assert_eq!(code, 255);
+    assert_eq!(out, "");
+    assert!(err.contains("unknown user 'bob'"), "{err}");
+    assert_ne!(c.sh(&["test", "-e", "/tmp/ran"]).0, 0);
+    // rlimits from RLIMIT_* variables, soft and hard.
+    let (code, o, e) = run(c
+        .wsh(&["sh", "-c", "ulimit -n; ulimit -Hn; ulimit -c"])
+        .env("RLIMIT_NOFILE", "100")
+        .env("RLIMIT_CORE", "0"));
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&e));
+    assert_eq!(String::from_utf8_lossy(&o), "100\n100\n0\n");
+    // Above the hard limit (no CAP_SYS_RESOURCE here): a clear error naming it.
+    let (code, _, e) = run(c.wsh(&["true"]).env("RLIMIT_NOFILE", "1099511627776"));
+    let e = String::from_utf8_lossy(&e);
+    assert_eq!(code, 255);
+    assert!(e.contains("RLIMIT_NOFILE"), "{e}");
+    let (code, _, e) = run(c.wsh(&["true"]).env("RLIMIT_NOFILE", "lots"));
+    assert_eq!(code, 255);
+    assert!(String::from_utf8_lossy(&e).contains("RLIMIT_NOFILE"));
+}
+
+#[test]
+fn zombies_and_orphans_are_reaped() {
+    let c = boot("zombies");
+    // A double-forked orphan is re-parented to wshd and must be reaped.
+    c.ok(&[
+        "sh",
+        "-c",
+        "sh -c 'sleep 0.2 & exit 0'; (sleep 0.1 &); exit 0",
+    ]);
+    let no_zombies = || {
+        let (_, out, _) = c.sh(&["sh", "-c", "cat /proc/[0-9]*/stat 2>/dev/null; true"]);
+        let states: Vec<String> = out
+            .lines()
+            .filter_map(|l| l.rsplit_once(") ").map(|(_, r)| r[..1].to_string()))
+            .collect();
+        !states.iter().any(|s| s == "Z") && out.lines().count() <= 2
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), no_zombies),
+        "zombies or orphans left"
+    );
+}
+
+#[test]
+fn tty_sessions_get_a_pty_and_window_size() {
+    let c = boot("tty");
+    let pty = nix::pty::openpty(
+        Some(&nix::pty::Winsize {
+            ws_row: 33,
+            ws_col: 101,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        }),
+        None,
+    )
+    .unwrap();
+    let slave: OwnedFd = pty.slave;
+    let master: OwnedFd = pty.master;
+    let mut child = c
+        .wsh(&["sh", "-c", "tty; stty size; read x; stty size; exit 6"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let mut m = std::fs::File::from(master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut resized = false;
+    loop {
+        let mut p = [nix::poll::PollFd::new(
+            m.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let n = nix::poll::poll(&mut p, nix::poll::PollTimeout::from(5000u16)).unwrap();
+        assert!(
+            n > 0,
+            "tty session timed out; got {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        match m.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => out.extend_from_slice(&buf[..k]),
+        }
+        if !resized && String::from_utf8_lossy(&out).contains("33 101") {
+            resized = true;
+            // Resize our terminal; wsh forwards it on SIGWINCH.
+            set_winsize(&m, 40, 120);
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGWINCH,
+            )
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            m.write_all(b"\n").unwrap();
+        }
+        if String::from_utf8_lossy(&out).contains("40 120") {
+            break;
+        }
+    }
+    let st = child.wait().unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("33 101"), "{text}");
+    assert!(text.contains("40 120"), "{text}");
+    assert_eq!(st.code(), Some(6));
+}
+
+/// TIOCSWINSZ on the pty master through stty (keeps this file free of unsafe).
+fn set_winsize(m: &std::fs::File, rows: u16, cols: u16) {
+    let st = Command::new("stty")
+        .args(["rows", &rows.to_string(), "cols", &cols.to_string()])
+        .stdin(Stdio::from(m.try_clone().unwrap()))
+        .status()
+        .unwrap();
+    assert!(st.success(), "stty on the pty master");
+}
+
+fn raw_connect(sock: &Path) -> OwnedFd {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    connect(fd.as_raw_fd(), &UnixAddr::new(sock).unwrap()).unwrap();
+    fd
+}
+
+/// Receives one message; (bytes) — empty on close.
+fn raw_recv(fd: &OwnedFd) -> Vec<u8> {
+    let mut buf = vec![0u8; 8192];
+    let n = nix::sys::socket::recv(
+        fd.as_raw_fd(),
+        &mut buf,
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap_or(0);
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn garbage_oversize_and_disconnects_do_not_hurt_others() {
+    let c = boot("garbage");
+    // A silent client holds a connection open while others are served.
+    let silent = raw_connect(&c.sock());
+    assert_eq!(c.ok(&["echo", "a"]), "a\n");
+    // Garbage: an ERROR reply (kind 4) for that client only.
+    let g = raw_connect(&c.sock());
+    nix::sys::socket::send(
+        g.as_raw_fd(),
+        b"hello, this is not wsh",
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    let r = raw_recv(&g);
+    assert!(r.len() > 5 && &r[..3] == b"WSH" && r[4] == 4, "{r:?}");
+    assert!(String::from_utf8_lossy(&r).contains("bad request"), "{r:?}");
+    // Oversize message.
+    let o = raw_connect(&c.sock());
+    let big = vec![b'x'; 512 * 1024];
+    let _ = nix::sys::socket::send(o.as_raw_fd(), &big, nix::sys::socket::MsgFlags::empty());
+    let r = raw_recv(&o);
+    assert!(r.len() > 5 && r[4] == 4, "{r:?}");
+    // Valid header, truncated body.
+    let t = raw_connect(&c.sock());
+    nix::sys::socket::send(
+        t.as_raw_fd(),
+        b"WSH\x01\x01\x00",
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    assert_eq!(raw_recv(&t)[4], 4);
+    // Connect and vanish.
+    for _ in 0..20 {
+        drop(raw_connect(&c.sock()));
+    }
+    // A stream socket cannot even connect (wrong type).
+    assert!(std::os::unix::net::UnixStream::connect(c.sock()).is_err());
+    // wsh killed mid-command: the command keeps running, wshd keeps serving.
+    let mut k = c
+        .wsh(&["sh", "-c", "sleep 0.5; touch /tmp/finished"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    k.kill().unwrap();
+    k.wait().unwrap();
+    assert!(wait_for(Duration::from_secs(5), || c
+        .sh(&["test", "-e", "/tmp/finished"])
+        .0
+        == 0));
+    assert_eq!(c.ok(&["echo", "b"]), "b\n");
+    drop(silent);
+    assert_eq!(c.ok(&["echo", "c"]), "c\n");
+}
+
+#[test]
+fn unreachable_socket_gives_255() {
+    require_root();
+    let (code, _, err) =
+        run(Command::new(bin("wsh")).args(["--socket", "/nonexistent/wshd.sock", "true"]));
+    assert_eq!(code, 255);
+    assert!(String::from_utf8_lossy(&err).contains("/nonexistent/wshd.sock"));
+    let (code, _, err) = run(Command::new(bin("wsh")).args(["--bogus-flag"]));
+    assert_eq!(code, 1);
+    assert!(String::from_utf8_lossy(&err).contains("--bogus-flag"));
+}
+
+#[test]
+fn killing_wshd_kills_the_container() {
+    let c = boot("kill");
+    let mut sleeper = c
+        .wsh(&["sleep", "1000"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut bg = c
+        .wsh(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"])
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || c.host_pids().len() >= 5),
+        "{:?}",
+        c.host_pids()
+    );
+    let pids = c.host_pids();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || pids
+            .iter()
+            .all(|p| !Path::new(&format!("/proc/{p}")).exists())),
+        "container processes survived wshd"
+    );
+    let st = sleeper.wait().unwrap();
+    assert_eq!(st.code(), Some(255));
+    let mut e = String::new();
+    sleeper
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut e)
+        .unwrap();
+    assert!(e.contains("wshd"), "{e}");
+    bg.wait().unwrap();
+}
+
+#[test]
+fn failing_or_missing_hooks_fail_start_and_leave_nothing() {
+    for hook in [
+        "hook-parent-before-clone.sh",
+        "hook-parent-after-clone.sh",
+        "hook-child-before-pivot.sh",
+        "hook-child-after-pivot.sh",
+    ] {
+        let mut d = prepare("hookfail");
+        let lib = d.path.join("lib");
+        let body = std::fs::read_to_string(lib.join(hook)).unwrap();
+        // Keep the pid recording of the after-clone hook, then fail.
+        let failing = if hook == "hook-parent-after-clone.sh" {
+            format!("{body}exit 3\n")
+        } else {
+            "#!/bin/sh\nexit 3\n".to_string()
+        };
+        write_hook(&lib, hook, &failing);
+        let (code, err) = d.start();
+        assert_ne!(code, 0, "{hook}");
+        assert!(
+            err.contains(hook) && err.contains("status 3"),
+            "{hook}: {err}"
+        );
+        if let Ok(p) = std::fs::read_to_string(d.path.join("run/wshd.pid")) {
+            let pid: i32 = p.trim().parse().unwrap();
+            assert!(
+                wait_for(Duration::from_secs(2), || !Path::new(&format!(
+                    "/proc/{pid}"
+                ))
+                .exists()),
+                "{hook}: init {pid} left running"
+            );
+        }
+        // Missing hook.
+        let mut d = prepare("hookmissing");
+        std::fs::remove_file(d.path.join("lib").join(hook)).unwrap();
+        if hook != "hook-parent-after-clone.sh" {
+            let (code, err) = d.start();
+            assert_ne!(code, 0, "{hook}");
+            assert!(
+                err.contains(hook) && err.contains("missing"),
+                "{hook}: {err}"
+            );
+        }
+    }
+    // Bad flags and directories.
+    let (code, _, err) = run(Command::new(bin("wshd")).args(["--bogus", "x"]));
+    assert_eq!(code, 1);
+    assert!(String::from_utf8_lossy(&err).contains("--bogus"));
+    let (code, _, err) = run(Command::new(bin("wshd")).args([
+        "--run",
+        "/nonexistent-dir",
+        "--lib",
+        "/tmp",
+        "--root",
+        "/tmp",
+    ]));
+    assert_eq!(code, 1);
+    assert!(String::from_utf8_lossy(&err).contains("/nonexistent-dir"));
+}
+
+#[test]
+fn closed_stdio_is_tolerated() {
+    let mut d = prepare("closedstdio");
+    let p = d.path.clone();
+    // wshd started with stdin and stdout closed.
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$@\" <&- >&-")
+        .arg("sh")
+        .arg(bin("wshd"))
+        .arg("--run")
+        .arg(p.join("run"))
+        .arg("--lib")
+        .arg(p.join("lib"))
+        .arg("--root")
+        .arg(p.join("root"))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let pid: i32 = std::fs::read_to_string(p.join("run/wshd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    d.cleanup.kill_pid(pid);
+    assert!(st.success());
+    let c = Container { dir: d, pid };
+    assert_eq!(c.ok(&["echo", "hi"]), "hi\n");
+    // wsh with its stdin closed: the command sees EOF on stdin.
+    let (code, out, _) = run(Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$@\" <&-")
+        .arg("sh")
+        .arg(bin("wsh"))
+        .arg("--socket")
+        .arg(c.sock())
+        .args(["sh", "-c", "cat; echo done"]));
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).as_ref()),
+        (0, "done\n")
+    );
+}
+
+/// True when `pid` no longer runs (gone, or a zombie waiting for its reaper).
+fn dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Err(_) => true,
+        Ok(s) => s
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z')),
+    }
+}
+
+#[test]
+fn invoker_killed_during_boot_leaves_nothing() {
+    let d = prepare("invokerkill");
+    let lib = d.path.join("lib");
+    write_hook(&lib, "hook-child-before-pivot.sh", "#!/bin/sh\nsleep 3\n");
+    let p = d.path.clone();
+    let mut inv = Command::new(bin("wshd"))
+        .arg("--run")
+        .arg(p.join("run"))
+        .arg("--lib")
+        .arg(p.join("lib"))
+        .arg("--root")
+        .arg(p.join("root"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut cleanup = d.cleanup;
+    cleanup.kill_pid(inv.id() as i32);
+    let pidfile = p.join("run/wshd.pid");
+    assert!(wait_for(Duration::from_secs(5), || pidfile.exists()));
+    let init: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    cleanup.kill_pid(init);
+    std::thread::sleep(Duration::from_millis(200));
+    inv.kill().unwrap();
+    inv.wait().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(2), || dead(init)),
+        "container init {init} outlived the killed invoker"
+    );
+}
+
+#[test]
+fn kill_on_disconnect_is_per_request() {
+    let c = boot("killdisc");
+    // Default: the command outlives its client.
+    let mut k = c
+        .wsh(&[
+            "sh",
+            "-c",
+            "echo $$ > /tmp/keep; sleep 0.6; touch /tmp/kept",
+        ])
+        .spawn()
+        .unwrap();
+    // With --kill-on-disconnect: wshd kills the command's process group.
+    let mut x = c
+        .wsh(&[
+            "--kill-on-disconnect",
+            "sh",
+            "-c",
+            "echo $$ > /tmp/pid; sleep 0.6; touch /tmp/survived",
+        ])
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(5), || c
+        .sh(&["test", "-s", "/tmp/pid"])
+        .0
+        == 0
+        && c.sh(&["test", "-s", "/tmp/keep"]).0 == 0));
+    k.kill().unwrap();
+    x.kill().unwrap();
+    k.wait().unwrap();
+    x.wait().unwrap();
+    let pid = c.ok(&["cat", "/tmp/pid"]).trim().to_string();
+    assert!(
+        wait_for(Duration::from_secs(2), || c
+            .sh(&["test", "-e", &format!("/proc/{pid}")])
+            .0
+            != 0),
+        "killed-on-disconnect command still runs"
+    );
+    assert!(wait_for(Duration::from_secs(5), || c
+        .sh(&["test", "-e", "/tmp/kept"])
+        .0
+        == 0));
+    assert_ne!(c.sh(&["test", "-e", "/tmp/survived"]).0, 0);
+    // Its sleep child (same process group) is gone too.
+    let ps = c.ok(&["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '; true"]);
+    assert!(!ps.contains("sleep 0.6"), "{ps}");
+}

@@ -108,6 +108,8 @@ pub struct Config {
     pub port_size: u32,
     pub uid_start: u32,
     pub uid_size: u32,
+    /// Unknown keys and ignored settings, to be logged once logging is up.
+    pub warnings: Vec<String>,
 }
 
 fn ephemeral_end() -> u32 {
@@ -167,6 +169,7 @@ impl Default for Config {
             port_size: 65001u32.saturating_sub(start),
             uid_start: 10000,
             uid_size: 64,
+            warnings: vec![],
         }
     }
 }
@@ -266,8 +269,12 @@ impl Config {
             ]
             .contains(&k.as_str())
             {
-                log::warn!("config: ignoring unknown section {k}");
+                c.warnings.push(format!("ignoring unknown section {k}"));
             }
+        }
+        if section(&root, "health_check_server")?.is_some() {
+            c.warnings
+                .push("health_check_server: no HTTP health check is served; ignored".into());
         }
         if let Some(s) = section(&root, "server")? {
             for (k, v) in keys(s) {
@@ -331,7 +338,7 @@ impl Config {
                     }
                     "scripts_path" => c.scripts_path = string(&key, v)?.into(),
                     "bin_path" => c.bin_path = string(&key, v)?.into(),
-                    _ => log::warn!("config: ignoring unknown key {key}"),
+                    _ => c.warnings.push(format!("ignoring unknown key {key}")),
                 }
             }
         }
@@ -341,7 +348,7 @@ impl Config {
                 match k.as_str() {
                     "level" => c.log_level = string(&key, v)?,
                     "file" => c.log_file = opt_string(&key, v)?.map(PathBuf::from),
-                    _ => log::warn!("config: ignoring unknown key {key}"),
+                    _ => c.warnings.push(format!("ignoring unknown key {key}")),
                 }
             }
         }
@@ -374,12 +381,12 @@ impl Config {
                         c.mtu = m;
                     }
                     "allow_networks" => c.allow_networks = strings(&key, v)?,
-                    "deny_networks" => {
-                        log::warn!("config: network.deny_networks is not supported; ignored")
-                    }
+                    "deny_networks" => c
+                        .warnings
+                        .push("network.deny_networks is not supported; ignored".into()),
                     "allow_host_access" => c.allow_host_access = boolean(&key, v)?,
                     "dns_servers" => c.dns_servers = strings(&key, v)?,
-                    _ => log::warn!("config: ignoring unknown key {key}"),
+                    _ => c.warnings.push(format!("ignoring unknown key {key}")),
                 }
             }
             if let (Some((_, a)), Some(n)) = (start_addr, pool_size) {
@@ -404,7 +411,7 @@ impl Config {
                 match k.as_str() {
                     "pool_start_port" => c.port_start = int32(&key, v)?,
                     "pool_size" => c.port_size = int32(&key, v)?,
-                    _ => log::warn!("config: ignoring unknown key {key}"),
+                    _ => c.warnings.push(format!("ignoring unknown key {key}")),
                 }
             }
         }
@@ -417,9 +424,22 @@ impl Config {
                 match k.as_str() {
                     "pool_start_uid" => c.uid_start = int32(&key, v)?,
                     "pool_size" => c.uid_size = int32(&key, v)?,
-                    _ => log::warn!("config: ignoring unknown key {key}"),
+                    _ => c.warnings.push(format!("ignoring unknown key {key}")),
                 }
             }
+        }
+        // Interface names P-N-0 must fit IFNAMSIZ (15 bytes).
+        let max_index = c.pool_network.size() / 4 - 1;
+        let name_len = c.resource_prefix.len() + max_index.to_string().len() + 3;
+        if name_len > 15 {
+            return Err(bad(
+                "network.pool_network",
+                format!(
+                    "{} /30s make interface names of {name_len} bytes with prefix {:?} (at most 15)",
+                    max_index + 1,
+                    c.resource_prefix
+                ),
+            ));
         }
         Ok(c)
     }
@@ -479,6 +499,10 @@ mod tests {
         assert_eq!(c.dns_servers, vec!["8.8.8.8"]);
         assert_eq!((c.uid_start, c.uid_size), (20000, 5));
         assert_eq!((c.port_start, c.port_size), (40000, 100));
+        assert_eq!(
+            c.warnings,
+            vec!["ignoring unknown key server.container_klass"]
+        );
     }
 
     #[test]
@@ -501,6 +525,10 @@ mod tests {
                 "server.container_rlimits.bogus",
             ),
             ("user:\n  pool_size: -1\n", "user.pool_size"),
+            (
+                "server:\n  resource_prefix: abcdef\nnetwork:\n  pool_network: 10.0.0.0/8\n",
+                "network.pool_network",
+            ),
             (
                 "network:\n  allow_host_access: maybe\n",
                 "network.allow_host_access",

@@ -54,6 +54,8 @@ pub struct JobState {
     pub link_pid: Option<i32>,
     /// The linker ended without a status (drain, or it was killed).
     pub detached: bool,
+    /// SIGTERM was sent to the current linker.
+    pub term_sent: bool,
 }
 
 #[derive(Debug)]
@@ -64,8 +66,94 @@ pub struct Job {
     pub log_tag: Option<String>,
     pub spawn_pid: Option<i32>,
     pub limit: u64,
+    /// Syslog socket the output is copied to when the job has a log_tag.
+    pub syslog: Option<PathBuf>,
     pub st: Mutex<JobState>,
     pub cv: Condvar,
+}
+
+/// Copies a job's output to syslog, line by line, as warden's
+/// `logger -t warden.<log_tag>` did: stdout at user.info (`<14>`), stderr
+/// at user.err (`<11>`), RFC 3164 datagrams to a unix socket. Best effort:
+/// a missing socket loses log lines, never job output.
+struct SyslogTee {
+    sock: std::os::unix::net::UnixDatagram,
+    path: PathBuf,
+    tag: String,
+    partial: [Vec<u8>; 2],
+}
+
+impl SyslogTee {
+    fn new(path: &std::path::Path, tag: &str) -> Option<SyslogTee> {
+        Some(SyslogTee {
+            sock: std::os::unix::net::UnixDatagram::unbound().ok()?,
+            path: path.to_path_buf(),
+            tag: tag.to_string(),
+            partial: [Vec::new(), Vec::new()],
+        })
+    }
+
+    fn feed(&mut self, stream: Stream, data: &[u8]) {
+        let i = (stream == Stream::Stderr) as usize;
+        self.partial[i].extend_from_slice(data);
+        while let Some(pos) = self.partial[i].iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial[i].drain(..=pos).collect();
+            self.send(stream, &line[..line.len() - 1]);
+        }
+        if self.partial[i].len() > 8192 {
+            let line = std::mem::take(&mut self.partial[i]);
+            self.send(stream, &line);
+        }
+    }
+
+    fn flush(&mut self) {
+        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+            if !self.partial[i].is_empty() {
+                let line = std::mem::take(&mut self.partial[i]);
+                self.send(stream, &line);
+            }
+        }
+    }
+
+    fn send(&self, stream: Stream, line: &[u8]) {
+        let pri = match stream {
+            Stream::Stdout => 14,
+            Stream::Stderr => 11,
+        };
+        let mut msg = format!("<{pri}>{} warden.{}: ", rfc3164_now(), self.tag).into_bytes();
+        msg.extend_from_slice(line);
+        let _ = self.sock.send_to(&msg, &self.path);
+    }
+}
+
+/// "Mmm dd hh:mm:ss" (UTC) for syslog headers.
+fn rfc3164_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {:>2} {:02}:{:02}:{:02}",
+        MONTHS[(m - 1) as usize],
+        d,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 impl Job {
@@ -84,6 +172,7 @@ impl Job {
             log_tag,
             spawn_pid,
             limit,
+            syslog: None,
             st: Mutex::new(JobState::default()),
             cv: Condvar::new(),
         }
@@ -119,7 +208,10 @@ impl Job {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        self.lock().link_pid = Some(child.id() as i32);
+        let mut s = self.lock();
+        s.link_pid = Some(child.id() as i32);
+        s.term_sent = false;
+        drop(s);
         Ok(child)
     }
 
@@ -131,6 +223,10 @@ impl Job {
         let mut err: Option<File> = child.stderr.take().map(|s| File::from(OwnedFd::from(s)));
         let mut buf = vec![0u8; 64 * 1024];
         let mut exceeded = false;
+        let mut tee = match (&self.syslog, &self.log_tag) {
+            (Some(p), Some(t)) => SyslogTee::new(p, t),
+            _ => None,
+        };
         while out.is_some() || err.is_some() {
             let mut fds = Vec::with_capacity(2);
             if let Some(o) = &out {
@@ -167,6 +263,9 @@ impl Job {
                 match pipe.read(&mut buf) {
                     Ok(0) | Err(_) => *slot = None,
                     Ok(n) => {
+                        if let Some(t) = tee.as_mut() {
+                            t.feed(stream, &buf[..n]);
+                        }
                         if self.discard_output || exceeded {
                             continue;
                         }
@@ -185,6 +284,9 @@ impl Job {
                     }
                 }
             }
+        }
+        if let Some(t) = tee.as_mut() {
+            t.flush();
         }
         let status = child.wait().map(crate::sh::code_of).unwrap_or(255);
         let mut s = self.lock();
@@ -253,9 +355,14 @@ impl Job {
     }
 
     /// SIGTERM to the linker (it saves its cursors and exits).
+    /// Sent at most once per linker.
     pub fn detach(&self) {
-        let pid = self.lock().link_pid;
-        if let Some(p) = pid {
+        let mut s = self.lock();
+        if s.term_sent {
+            return;
+        }
+        if let Some(p) = s.link_pid {
+            s.term_sent = true;
             let _ = kill(Pid::from_raw(p), Signal::SIGTERM);
         }
     }
@@ -350,6 +457,37 @@ mod tests {
         let k = Job::new(1, dir.clone(), false, None, None, 1 << 20);
         k.load_collected();
         assert_eq!(k.output(), (b"a".to_vec(), b"bc".to_vec()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn log_tag_lines_go_to_syslog() {
+        let dir = std::env::temp_dir().join(format!("warden-syslog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.sock");
+        let srv = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        srv.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut j = Job::new(1, dir.clone(), true, Some("app".into()), None, 1 << 20);
+        j.syslog = Some(path.clone());
+        assert!(j.collect(sh("echo one; echo two >&2; printf three"), || false));
+        let mut got = Vec::new();
+        let mut b = [0u8; 512];
+        for _ in 0..3 {
+            let n = srv.recv(&mut b).unwrap();
+            got.push(String::from_utf8_lossy(&b[..n]).into_owned());
+        }
+        got.sort();
+        assert!(
+            got[0].starts_with("<11>") && got[0].ends_with(" warden.app: two"),
+            "{got:?}"
+        );
+        assert!(
+            got[1].starts_with("<14>") && got[1].ends_with(" warden.app: one"),
+            "{got:?}"
+        );
+        assert!(got[2].ends_with(" warden.app: three"), "{got:?}");
+        assert_eq!(rfc3164_now().len(), 15);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -20,16 +20,18 @@ use warden::server::{self, Server};
     about = "warden server and ops client (warden protocol v1)"
 )]
 struct Cli {
+    #[command(flatten)]
+    conn: Conn,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Args, Clone)]
 struct Conn {
-    /// The server's unix socket.
+    /// Client commands: the server's unix socket (before or after the command).
     #[arg(long, default_value = "/tmp/warden.sock", global = true)]
     socket: PathBuf,
-    /// Print the response as JSON.
+    /// Client commands: print the response as JSON.
     #[arg(long, global = true)]
     json: bool,
 }
@@ -74,25 +76,30 @@ struct JobRef {
 enum Cmd {
     /// Run the server.
     Server {
+        /// warden YAML config file.
         #[arg(long)]
         config: PathBuf,
     },
     /// With no server running: destroy every container in the depot and
     /// every host resource carrying the server's prefix (clear.sh).
     Clear {
+        /// The config of the server whose containers and resources go.
         #[arg(long)]
         config: PathBuf,
     },
     /// Create a container; prints its handle.
     Create {
-        #[command(flatten)]
-        conn: Conn,
+        /// Handle to use instead of a generated one.
         #[arg(long)]
         handle: Option<String>,
+        /// Seconds with no client referencing the container before it is
+        /// destroyed (default: server.container_grace_time).
         #[arg(long = "grace_time", alias = "grace-time")]
         grace_time: Option<u32>,
+        /// Container address to take from the network pool (its /30).
         #[arg(long)]
         network: Option<String>,
+        /// Root filesystem instead of server.container_rootfs_path.
         #[arg(long)]
         rootfs: Option<String>,
         /// SRC:DST[:ro|rw] (default ro); repeatable.
@@ -104,49 +111,34 @@ enum Cmd {
         bind_mount: Vec<String>,
     },
     /// List container handles.
-    List {
-        #[command(flatten)]
-        conn: Conn,
-    },
+    List,
     /// Show a container's state and stats.
     Info {
-        #[command(flatten)]
-        conn: Conn,
         #[command(flatten)]
         h: HandleArg,
     },
     /// Run a script and wait; exits with the job's status.
     Run {
         #[command(flatten)]
-        conn: Conn,
-        #[command(flatten)]
         job: JobArgs,
     },
     /// Start a script; prints the job id.
     Spawn {
-        #[command(flatten)]
-        conn: Conn,
         #[command(flatten)]
         job: JobArgs,
     },
     /// Wait for a job; prints its output, exits with its status.
     Link {
         #[command(flatten)]
-        conn: Conn,
-        #[command(flatten)]
         j: JobRef,
     },
     /// Stream a job's output as it comes; exits with its status.
     Stream {
         #[command(flatten)]
-        conn: Conn,
-        #[command(flatten)]
         j: JobRef,
     },
     /// Stop every process in a container.
     Stop {
-        #[command(flatten)]
-        conn: Conn,
         #[command(flatten)]
         h: HandleArg,
         #[arg(long)]
@@ -157,15 +149,11 @@ enum Cmd {
     /// Destroy a container.
     Destroy {
         #[command(flatten)]
-        conn: Conn,
-        #[command(flatten)]
         h: HandleArg,
     },
     /// Copy a host path into a container (rsync -r semantics).
     #[command(name = "copy-in", alias = "copy_in")]
     CopyIn {
-        #[command(flatten)]
-        conn: Conn,
         #[command(flatten)]
         h: HandleArg,
         #[arg(long = "src_path", alias = "src-path")]
@@ -176,8 +164,6 @@ enum Cmd {
     /// Copy a container path out to the host (rsync -r semantics).
     #[command(name = "copy-out", alias = "copy_out")]
     CopyOut {
-        #[command(flatten)]
-        conn: Conn,
         #[command(flatten)]
         h: HandleArg,
         #[arg(long = "src_path", alias = "src-path")]
@@ -191,8 +177,6 @@ enum Cmd {
     #[command(name = "net-in", alias = "net_in")]
     NetIn {
         #[command(flatten)]
-        conn: Conn,
-        #[command(flatten)]
         h: HandleArg,
         #[arg(long = "host_port", alias = "host-port")]
         host_port: Option<u32>,
@@ -200,14 +184,9 @@ enum Cmd {
         container_port: Option<u32>,
     },
     /// Check that the server answers.
-    Ping {
-        #[command(flatten)]
-        conn: Conn,
-    },
+    Ping,
     /// Ask the server to echo a message.
     Echo {
-        #[command(flatten)]
-        conn: Conn,
         #[arg(long)]
         message: String,
     },
@@ -327,10 +306,11 @@ fn print_info(i: &proto::InfoResponse) {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    let conn = cli.conn;
     match cli.cmd {
         Cmd::Server { config } => serve(&config).map(|_| 0),
         Cmd::Clear { config } => clear(&config).map(|_| 0),
-        Cmd::Ping { conn } => {
+        Cmd::Ping => {
             let r: proto::PingResponse =
                 connect(&conn)?.call(Type::Ping, &proto::PingRequest {})?;
             if conn.json {
@@ -340,7 +320,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Echo { conn, message } => {
+        Cmd::Echo { message } => {
             let r: proto::EchoResponse = connect(&conn)?.call(
                 Type::Echo,
                 &proto::EchoRequest {
@@ -354,7 +334,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::List { conn } => {
+        Cmd::List => {
             let r: proto::ListResponse =
                 connect(&conn)?.call(Type::List, &proto::ListRequest {})?;
             if conn.json {
@@ -367,7 +347,6 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Create {
-            conn,
             handle,
             grace_time,
             network,
@@ -410,7 +389,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Info { conn, h } => {
+        Cmd::Info { h } => {
             let r: proto::InfoResponse = connect(&conn)?.call(
                 Type::Info,
                 &proto::InfoRequest {
@@ -424,11 +403,11 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Run { conn, job } => {
+        Cmd::Run { job } => {
             let r: proto::RunResponse = connect(&conn)?.call(Type::Run, &job_req(&job)?)?;
             finish_link(r, conn.json)
         }
-        Cmd::Spawn { conn, job } => {
+        Cmd::Spawn { job } => {
             let r: proto::SpawnResponse = connect(&conn)?.call(Type::Spawn, &job_req(&job)?)?;
             if conn.json {
                 print_json(&r)?;
@@ -437,7 +416,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Link { conn, j } => {
+        Cmd::Link { j } => {
             let r: proto::LinkResponse = connect(&conn)?.call(
                 Type::Link,
                 &proto::LinkRequest {
@@ -447,7 +426,7 @@ fn run(cli: Cli) -> Result<i32> {
             )?;
             finish_link(r, conn.json)
         }
-        Cmd::Stream { conn, j } => {
+        Cmd::Stream { j } => {
             let json = conn.json;
             let last = connect(&conn)?.stream(
                 &proto::StreamRequest {
@@ -475,7 +454,6 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(last.exit_status.unwrap_or(255).min(255) as i32)
         }
         Cmd::Stop {
-            conn,
             h,
             background,
             kill,
@@ -493,7 +471,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Destroy { conn, h } => {
+        Cmd::Destroy { h } => {
             let r: proto::DestroyResponse = connect(&conn)?.call(
                 Type::Destroy,
                 &proto::DestroyRequest {
@@ -506,7 +484,6 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::CopyIn {
-            conn,
             h,
             src_path,
             dst_path,
@@ -525,7 +502,6 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::CopyOut {
-            conn,
             h,
             src_path,
             dst_path,
@@ -546,7 +522,6 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::NetIn {
-            conn,
             h,
             host_port,
             container_port,
@@ -600,6 +575,9 @@ fn init_logging(cfg: &Config) -> Result<()> {
         b.target(env_logger::Target::Pipe(Box::new(file)));
     }
     let _ = b.try_init();
+    for w in &cfg.warnings {
+        log::warn!("config: {w}");
+    }
     Ok(())
 }
 

@@ -62,6 +62,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 const STACK: usize = 256 * 1024;
 
+/// Internal marker: a request broken by drain (never sent to a client).
+const DRAINING: &str = "\0draining";
+
 fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) {
     if let Err(e) = std::thread::Builder::new()
         .name(name.into())
@@ -111,8 +114,9 @@ impl Server {
             .unwrap_or(0);
         Ok(Arc::new(Server {
             net_pool: Mutex::new(Pool::new(0, n_nets, delay)),
-            uid_pool: Mutex::new(Pool::new(cfg.uid_start, cfg.uid_size, delay)),
-            port_pool: Mutex::new(Pool::new(cfg.port_start, cfg.port_size, delay)),
+            // As in warden, only the network pool waits release_delay.
+            uid_pool: Mutex::new(Pool::new(cfg.uid_start, cfg.uid_size, Duration::ZERO)),
+            port_pool: Mutex::new(Pool::new(cfg.port_start, cfg.port_size, Duration::ZERO)),
             job_ids: Mutex::new(JobIds {
                 next,
                 ceiling: next,
@@ -245,7 +249,11 @@ impl Server {
 
     // ---------------------------------------------------------------- create
 
-    fn create(&self, req: proto::CreateRequest) -> Result<Arc<Container>, String> {
+    fn create(
+        &self,
+        req: proto::CreateRequest,
+        refs: &mut Vec<Arc<Container>>,
+    ) -> Result<Arc<Container>, String> {
         if let Some(h) = &req.handle {
             if !container::handle_is_safe(h) {
                 return Err(format!("invalid handle: {h:?}"));
@@ -261,7 +269,7 @@ impl Server {
             }
             pend.insert(handle.clone());
         }
-        let r = self.create_reserved(&id, &handle, &req);
+        let r = self.create_reserved(&id, &handle, &req, refs);
         lock(&self.pending).remove(&handle);
         r
     }
@@ -300,6 +308,7 @@ impl Server {
         id: &str,
         handle: &str,
         req: &proto::CreateRequest,
+        refs: &mut Vec<Arc<Container>>,
     ) -> Result<Arc<Container>, String> {
         let network_index = self.acquire_network(req.network.as_deref())?;
         let uid = lock(&self.uid_pool).acquire();
@@ -336,6 +345,9 @@ impl Server {
                 if let Err(e) = c.write_snapshot() {
                     log::warn!("{handle}: cannot write snapshot: {e}");
                 }
+                // Referenced by this connection before anyone (the grace
+                // reaper) can look it up.
+                self.reference(refs, &c);
                 lock(&self.registry).insert(handle.into(), c.clone());
                 log::info!("{handle}: created ({})", path.display());
                 Ok(c)
@@ -566,14 +578,16 @@ impl Server {
             });
         }
         let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let job = Arc::new(Job::new(
+        let mut job = Job::new(
             id,
             dir.clone(),
             req.discard_output.unwrap_or(false),
             req.log_tag.clone(),
             Some(spawn_pid),
             self.cfg.job_output_limit,
-        ));
+        );
+        job.syslog = self.syslog_path(&job.log_tag);
+        let job = Arc::new(job);
         let fail = |child: &mut std::process::Child| {
             let _ = child.kill();
             let _ = child.wait();
@@ -657,6 +671,19 @@ impl Server {
         Ok(())
     }
 
+    /// Where a job with a log_tag sends its lines: server.syslog_socket,
+    /// else /dev/log.
+    fn syslog_path(&self, tag: &Option<String>) -> Option<PathBuf> {
+        tag.as_ref()?;
+        Some(
+            self.cfg
+                .syslog_socket
+                .as_ref()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/dev/log")),
+        )
+    }
+
     fn find_job(&self, c: &Container, id: u32) -> Result<Arc<Job>, String> {
         c.lock()
             .jobs
@@ -693,9 +720,7 @@ impl Server {
 
     fn link(&self, c: &Arc<Container>, job_id: u32) -> Reply {
         let job = self.find_job(c, job_id)?;
-        let status = job
-            .wait()
-            .ok_or_else(|| "server is draining; link again after restart".to_string())?;
+        let status = job.wait().ok_or_else(|| DRAINING.to_string())?;
         let (o, e) = job.output();
         self.cleanup_job(c, &job);
         ok(
@@ -744,7 +769,7 @@ impl Server {
                     return Ok(());
                 }
             } else if detached {
-                return Err("server is draining; stream again after restart".into());
+                return Err(DRAINING.into());
             }
         }
     }
@@ -923,10 +948,18 @@ impl Server {
             std::fs::create_dir(&t).map_err(|e| format!("copy_out: {}: {e}", t.display()))?;
             t
         };
-        let tar = Command::new("tar")
-            .arg("-C")
+        // Modes as in the archive (umask 0) but never setuid/setgid
+        // (--no-same-permissions drops them): a container-made setuid file
+        // must not become a root-owned setuid file on the host.
+        let tar = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(
+                "umask 0 && exec tar -C \"$1\" -xf - --no-same-owner \
+                 --no-same-permissions --no-overwrite-dir",
+            )
+            .arg("sh")
             .arg(&target)
-            .args(["-xpf", "-", "--no-same-owner", "--no-overwrite-dir"])
+            .env("PATH", sh::PATH)
             .stdin(Stdio::from(so))
             .stderr(Stdio::piped())
             .output();
@@ -1056,6 +1089,7 @@ impl Server {
             })();
             return match r {
                 Ok(()) => Ok(()),
+                Err(e) if e == DRAINING => Err(std::io::ErrorKind::Interrupted.into()),
                 Err(e) => send_error(w, &e),
             };
         }
@@ -1068,6 +1102,9 @@ impl Server {
                 };
                 proto::write_frame(w, &env.encode_to_vec())
             }
+            // A link/run/stream broken by drain: the connection closes with
+            // no response (warden's clients see EOF).
+            Err(e) if e == DRAINING => Err(std::io::ErrorKind::Interrupted.into()),
             Err(e) => send_error(w, &e),
         }
     }
@@ -1108,8 +1145,7 @@ impl Server {
             }
             Type::Create => {
                 let r: proto::CreateRequest = dec(p, "CreateRequest")?;
-                let c = self.create(r)?;
-                self.reference(refs, &c);
+                let c = self.create(r, refs)?;
                 ok(
                     ty,
                     proto::CreateResponse {
@@ -1283,13 +1319,24 @@ impl Server {
                 .0;
         }
         drop(busy);
+        // Jobs spawned by requests that were in flight: detach their
+        // linkers too.
+        let cs = self.containers();
+        for c in &cs {
+            for j in c.lock().jobs.values() {
+                j.detach();
+            }
+        }
         for c in &cs {
             let jobs: Vec<Arc<Job>> = c.lock().jobs.values().cloned().collect();
             for j in jobs {
                 while j.lock().link_pid.is_some() && Instant::now() < end {
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                if !j.discard_output && j.dir.is_dir() {
+                // Output of a running job survives (its linker resumes from
+                // its cursors); a finished job keeps only its status, as
+                // warden's "should not persist stdout/stderr" example wants.
+                if !j.discard_output && j.finished().is_none() && j.dir.is_dir() {
                     if let Err(e) = j.save_collected() {
                         log::warn!("{}: job {}: saving output: {e}", c.handle, j.id);
                     }
@@ -1536,20 +1583,22 @@ impl Server {
         for (id, js) in &s.jobs {
             max_job = max_job.max(*id);
             let dir = path.join("jobs").join(id.to_string());
-            let job = Arc::new(Job::new(
+            let mut job = Job::new(
                 *id,
                 dir.clone(),
                 js.discard_output,
                 js.log_tag.clone(),
                 js.iomux_spawn_pid,
                 self.cfg.job_output_limit,
-            ));
-            job.load_collected();
+            );
+            job.syslog = self.syslog_path(&job.log_tag);
+            let job = Arc::new(job);
             if let Some(st) = js.status {
                 job.finish(st);
                 c.lock().jobs.insert(*id, job);
                 continue;
             }
+            job.load_collected();
             // At most one linker per job: end one left by a killed server.
             if let Some(pid) = js.iomux_link_pid {
                 stop_stale(pid, "iomux-link", &dir);

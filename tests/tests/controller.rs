@@ -33,6 +33,7 @@ struct Opts {
     output_limit: u64,
     pool: Option<String>,
     port_size: u32,
+    scripts: Option<PathBuf>,
 }
 
 impl Default for Opts {
@@ -42,6 +43,7 @@ impl Default for Opts {
             output_limit: 100 * 1024,
             pool: None,
             port_size: 100,
+            scripts: None,
         }
     }
 }
@@ -53,6 +55,7 @@ struct Srv {
     depot: PathBuf,
     prefix: String,
     child: Option<Child>,
+    alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
     // Dropped last: kills the server, runs `warden clear`, removes dir.
     _guard: Cleanup,
 }
@@ -80,7 +83,11 @@ impl Srv {
                 depot = depot.display(),
                 rootfs = rootfs().display(),
                 limit = o.output_limit,
-                scripts = workspace().join("rootfs-scripts").display(),
+                scripts = o
+                    .scripts
+                    .clone()
+                    .unwrap_or_else(|| workspace().join("rootfs-scripts"))
+                    .display(),
                 bins = bin_dir().display(),
                 pidfile = dir.join("warden.pid").display(),
                 log = dir.join("warden.log").display(),
@@ -107,6 +114,7 @@ impl Srv {
             depot,
             prefix,
             child: None,
+            alive: Default::default(),
             _guard: guard,
         };
         s.run();
@@ -124,7 +132,19 @@ impl Srv {
             .spawn()
             .expect("start warden server");
         let pid = child.id() as i32;
-        self._guard.kill_pid(pid);
+        // On drop: SIGKILL and wait until it is gone (so `warden clear`,
+        // which refuses while a server listens, runs after it).
+        // The flag is cleared once the test reaped the process itself, so a
+        // reused pid is never signalled.
+        let alive = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        self.alive = alive.clone();
+        self._guard.push(move || {
+            if alive.load(Ordering::SeqCst) {
+                let p = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(p, None);
+            }
+        });
         self.child = Some(child);
         let sock = self.sock.clone();
         let up = wait_for(Duration::from_secs(20), || {
@@ -154,6 +174,7 @@ impl Srv {
         let end = Instant::now() + Duration::from_secs(30);
         loop {
             if c.try_wait().unwrap().is_some() {
+                self.alive.store(false, Ordering::SeqCst);
                 return;
             }
             assert!(Instant::now() < end, "server did not exit after {sig:?}");
@@ -454,6 +475,29 @@ fn lifecycle_run_spawn_link_stream_stop_destroy() {
         .unwrap();
     assert_eq!(r.stdout.as_deref(), Some("0\n"));
 
+    // rlimits from the request reach the job; one above the hard limit is
+    // a clear error (F34).
+    let with_limits = |c: &mut Client, nofile: u64| -> Result<proto::RunResponse, ClientError> {
+        c.call(
+            Type::Run,
+            &proto::RunRequest {
+                handle: Some(h.clone()),
+                script: Some("ulimit -n".into()),
+                rlimits: Some(proto::ResourceLimits {
+                    nofile: Some(nofile),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+    };
+    let r = with_limits(&mut c, 1000).unwrap();
+    assert_eq!(r.stdout.as_deref(), Some("1000\n"));
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let e = err_text(with_limits(&mut c, hard + 1));
+    assert!(e.contains("nofile") && e.contains("hard limit"), "{e}");
+
     let i = info(&mut c, &h).unwrap();
     assert_eq!(i.state.as_deref(), Some("active"));
     let path = i.container_path.clone().unwrap();
@@ -464,6 +508,14 @@ fn lifecycle_run_spawn_link_stream_stop_destroy() {
     assert!(i.cpu_stat.unwrap().usage.unwrap() > 0);
     assert!(i.disk_stat.is_some());
 
+    // F5/F33: a job that exits at once, linked late, loses nothing.
+    let quick = spawn(&mut c, &h, "echo quick; echo qerr >&2; exit 5");
+    std::thread::sleep(Duration::from_millis(500));
+    let l = link(&mut c, &h, quick).unwrap();
+    assert_eq!(
+        (l.exit_status, l.stdout.as_deref(), l.stderr.as_deref()),
+        (Some(5), Some("quick\n"), Some("qerr\n"))
+    );
     // spawn + link; a second link: no such job.
     let j = spawn(&mut c, &h, "sleep 0.3; echo done");
     assert!(info(&mut c, &h).unwrap().job_ids.contains(&(j as u64)));
@@ -846,6 +898,21 @@ fn copy_in_and_out() {
         .uid
         .as_raw();
     assert_eq!(m.uid(), nobody);
+    // A setuid file made in the container does not come out setuid.
+    let r = run(
+        &mut c,
+        &h,
+        "echo x > /tmp/o/suid && chmod 6755 /tmp/o/suid && stat -c %a /tmp/o/suid",
+    );
+    assert_eq!(r.stdout.as_deref(), Some("6755\n"));
+    let sout = tmp.join("sout");
+    cout(&mut c, "/tmp/o/suid", &sout, None).unwrap();
+    let m = std::fs::metadata(&sout).unwrap();
+    assert_eq!(
+        m.mode() & 0o7777,
+        0o755,
+        "setuid/setgid dropped on the host"
+    );
     // A single file onto a new host name.
     cout(&mut c, "/tmp/o/sub/f", &tmp.join("single"), None).unwrap();
     assert_eq!(std::fs::read_to_string(tmp.join("single")).unwrap(), "data");
@@ -970,9 +1037,17 @@ fn drain_and_restart_relinks_without_loss() {
         "for i in $(seq 1 30); do echo line$i; sleep 0.05; done; exit 9",
     );
     let done = spawn(&mut c, &h, "echo finished-before-drain; exit 4");
+    // A link in flight when the drain comes is broken: EOF, no response.
+    let mut lc = s.client();
+    let h2 = h.clone();
+    let inflight = std::thread::spawn(move || link(&mut lc, &h2, j));
     std::thread::sleep(Duration::from_millis(500));
     drop(c);
     s.signal_and_wait(nix::sys::signal::Signal::SIGUSR2);
+    match inflight.join().unwrap() {
+        Err(ClientError::Frame(_)) | Err(ClientError::Io(_)) => {}
+        other => panic!("in-flight link should see the connection close, got {other:?}"),
+    }
     let dirs = s.depot_dirs();
     assert_eq!(dirs.len(), 1);
     assert!(s.depot.join(&dirs[0]).join("snapshot.json").is_file());
@@ -994,9 +1069,11 @@ fn drain_and_restart_relinks_without_loss() {
         Some(want.as_str()),
         "no loss, no duplicates"
     );
+    // A job that finished before the drain keeps its status, not its
+    // output (warden: "should not persist stdout/stderr over a restart").
     let l = link(&mut c, &h, done).unwrap();
     assert_eq!(l.exit_status, Some(4));
-    assert_eq!(l.stdout.as_deref(), Some("finished-before-drain\n"));
+    assert_eq!(l.stdout.as_deref(), Some(""));
     // Job ids are not reused after a restart.
     let j3 = spawn(&mut c, &h, "true");
     assert!(j3 > j && j3 > done);
@@ -1106,6 +1183,14 @@ fn cli_client() {
     let s = Srv::start("cli", Opts::default());
     let (code, out, _) = s.warden(&["ping"]);
     assert_eq!((code, out.as_str()), (0, "pong\n"));
+    // --socket before the command works too.
+    let (code, out, _) = warden_tests::run(
+        Command::new(bin("warden"))
+            .arg("--socket")
+            .arg(&s.sock)
+            .arg("ping"),
+    );
+    assert_eq!((code, out.as_slice()), (0, &b"pong\n"[..]));
     let (code, h, err) = s.warden(&["create", "--handle", "cli-h"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(h.trim(), "cli-h");
@@ -1373,4 +1458,52 @@ fn concurrent_clients_and_destroy_while_linked() {
     assert_eq!(err_text(destroy(&mut c, &a)), "unknown handle");
     assert_eq!(list(&mut c), vec![b.clone()]);
     destroy(&mut c, &b).unwrap();
+}
+
+#[test]
+fn failing_hook_fails_create_and_undoes_it() {
+    let (tmp, _g) = scratch("hooks");
+    let scripts = tmp.join("rootfs-scripts");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(workspace().join("rootfs-scripts"))
+        .arg(&scripts)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // F25: the container's start.sh fails with a message.
+    std::fs::write(
+        scripts.join("skeleton/start.sh"),
+        "#!/bin/sh\necho 'start.sh: wshd would not start' >&2\nexit 7\n",
+    )
+    .unwrap();
+    let s = Srv::start(
+        "hooks",
+        Opts {
+            scripts: Some(scripts.clone()),
+            pool: Some(format!("10.254.{}.0/30", 240 + std::process::id() % 8)),
+            ..Default::default()
+        },
+    );
+    let mut c = s.client();
+    for _ in 0..2 {
+        // Twice: the only /30 of the pool must come back after a failure.
+        let e = err_text(create(&mut c, Default::default()));
+        assert_eq!(
+            e,
+            "start.sh failed (exit status 7): start.sh: wshd would not start"
+        );
+    }
+    assert!(
+        s.depot_dirs().is_empty(),
+        "failed create left {:?}",
+        s.depot_dirs()
+    );
+    assert!(list(&mut c).is_empty());
+    let left = prefix_leftovers(&s.prefix, &s.depot);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+    // A missing hook script is named too.
+    std::fs::remove_file(scripts.join("create.sh")).unwrap();
+    let e = err_text(create(&mut c, Default::default()));
+    assert!(e.starts_with("create.sh: cannot run "), "{e}");
 }

@@ -903,3 +903,22 @@ fn kill_on_disconnect_is_per_request() {
     let ps = c.ok(&["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '; true"]);
     assert!(!ps.contains("sleep 0.6"), "{ps}");
 }
+
+#[test]
+fn serves_after_idle_text_shedding() {
+    let c = boot("idle");
+    assert_eq!(c.ok(&["echo", "before"]), "before\n");
+    let rss = |pid: i32| -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let l = s.lines().find(|l| l.starts_with("RssFile:")).unwrap();
+        l.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let busy = rss(c.pid);
+    // After a quiet second wshd drops its resident program text ...
+    std::thread::sleep(Duration::from_millis(1500));
+    let idle = rss(c.pid);
+    assert!(idle < busy, "RssFile busy {busy} kB, idle {idle} kB");
+    // ... and keeps serving, pages coming back on demand.
+    assert_eq!(c.ok(&["echo", "after"]), "after\n");
+    assert_eq!(c.sh(&["sh", "-c", "exit 7"]).0, 7);
+}

@@ -516,13 +516,14 @@ fn main() {
         if conn_ready {
             let m = wsys::fdpass::recv(conn.as_fd(), &mut buf, true);
             match m {
-                Ok(m) if m.len > 0 => match proto::decode_reply(&buf[..m.len])
-                    .ok()
-                    .as_ref()
-                    .and_then(status_of)
-                {
-                    Some(c) => break c,
-                    None => {
+                Ok(m) if m.len > 0 => match proto::decode_reply(&buf[..m.len]) {
+                    Ok(r @ Reply::Exit { .. }) => break status_of(&r).unwrap_or(255),
+                    // The command could not be started (e.g. not found).
+                    Ok(Reply::Error { status, message }) => {
+                        restore();
+                        die(status as i32, &message);
+                    }
+                    _ => {
                         restore();
                         die(255, "bad message from wshd");
                     }

@@ -3,6 +3,7 @@
 //! ```text
 //! invoker (host)                         container init (pid 1 of new pid ns)
 //! ------------------------------------   -------------------------------------
+//! (main: every inherited fd >= 3 closed)
 //! bind + listen <run>/wshd.sock (0600)
 //! unshare(NEWNS), / made rslave
 //! hook-parent-before-clone.sh
@@ -14,9 +15,12 @@
 //!                                        /mnt<lib>/hook-child-after-pivot.sh
 //!                                        umount2(/mnt, MNT_DETACH): every old
 //!                                          mount, stacked ones included, goes
-//!                                        setsid, title, stdin/stdout -> /dev/null
-//!                                        of the host (opened before pivot)
-//!                                        writes "ready", serves the socket
+//!                                        setsid, title, non-dumpable,
+//!                                        stdin/stdout -> /dev/null of the host
+//!                                        (opened before pivot), SIGCHLD ->
+//!                                        signalfd, PDEATHSIG cleared
+//!                                        writes "ready", drops its boot-time
+//!                                        program text from RSS, serves
 //! reads "ready" -> exit 0
 //! ```
 //! Any failure: the invoker prints one line naming the step and exits
@@ -115,7 +119,11 @@ pub fn start(cfg: &Config) -> Result<(), BootError> {
     let run = dir(&cfg.run, "--run")?;
     let lib = dir(&cfg.lib, "--lib")?;
     let root = dir(&cfg.root, "--root")?;
-    let argv_area = wsys::proc_::ArgvArea::current();
+    // Read from the host's /proc now; the container may have none.
+    let me = Me {
+        argv_area: wsys::proc_::ArgvArea::current(),
+        text: wsys::proc_::FileText::current(),
+    };
 
     let listener = listen_socket(&run)?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
@@ -135,7 +143,7 @@ pub fn start(cfg: &Config) -> Result<(), BootError> {
         Forked::Child => {
             drop(go_w);
             drop(ready_r);
-            let code = match init(cfg, &lib, &root, argv_area, listener, go_r, ready_w) {
+            let code = match init(cfg, &lib, &root, &me, listener, go_r, ready_w) {
                 Ok(never) => match never {},
                 Err(e) => {
                     eprintln!("wshd: {e}");
@@ -182,6 +190,12 @@ pub fn start(cfg: &Config) -> Result<(), BootError> {
     }
 }
 
+/// What the init needs to know about its own process image.
+struct Me {
+    argv_area: Option<wsys::proc_::ArgvArea>,
+    text: wsys::proc_::FileText,
+}
+
 /// Uninhabited: `init` only returns on error.
 pub enum Never {}
 
@@ -189,7 +203,7 @@ fn init(
     cfg: &Config,
     lib: &Path,
     root: &Path,
-    argv_area: Option<wsys::proc_::ArgvArea>,
+    me: &Me,
     listener: OwnedFd,
     go_r: OwnedFd,
     ready_w: OwnedFd,
@@ -242,7 +256,7 @@ fn init(
 
     setsid().map_err(sys("setsid"))?;
     if let Some(t) = cfg.title.as_deref() {
-        if let Some(a) = argv_area {
+        if let Some(a) = me.argv_area {
             a.set_title(t);
         }
         let _ = wsys::proc_::set_name(t);
@@ -266,5 +280,7 @@ fn init(
     wsys::proc_::set_pdeathsig(None).map_err(sys("prctl(PDEATHSIG)"))?;
     write(&ready_w, b"r").map_err(sys("report ready"))?;
     drop(ready_w);
-    crate::server::serve(listener, sfd, limits)
+    // Boot-only code pages need not stay resident for the container's life.
+    me.text.shed();
+    crate::server::serve(listener, sfd, limits, &me.text)
 }

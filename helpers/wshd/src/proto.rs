@@ -30,7 +30,11 @@
 //! kind 3 EXIT     wshd -> client, after READY, when the command ended
 //!   signaled u8       0: exited, 1: killed by a signal
 //!   code u8           exit status, or the signal number
-//! kind 4 ERROR    wshd -> client, instead of READY; the connection is closed
+//! kind 4 ERROR    wshd -> client, the session failed and nothing runs: sent
+//!                   instead of READY (bad request, unknown user, no pty), or
+//!                   before or after READY by the session's child when it
+//!                   could not exec (no EXIT then matters); a client stops at
+//!                   the first ERROR
 //!   status u8         exit status wsh should use (127 command not found,
 //!                     126 not executable, 255 otherwise)
 //!   message str16     <= 4096 bytes, one line, e.g. "unknown user 'bob'"
@@ -491,6 +495,37 @@ mod tests {
             decode_request(&vec![0u8; MAX_MSG + 1]),
             Err(ProtoError::Oversize)
         );
+    }
+
+    #[test]
+    fn random_and_mutated_input_never_panics() {
+        // xorshift: deterministic, no dependency.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let valid = encode_request(&sample()).unwrap();
+        for round in 0..20_000 {
+            let mut b = if round % 2 == 0 {
+                let n = (next() % 300) as usize;
+                (0..n).map(|_| next() as u8).collect::<Vec<u8>>()
+            } else {
+                let mut v = valid.clone();
+                for _ in 0..(1 + next() % 4) {
+                    let i = (next() as usize) % v.len();
+                    v[i] = next() as u8;
+                }
+                v
+            };
+            if round % 3 == 0 {
+                b.truncate((next() as usize) % (b.len() + 1));
+            }
+            let _ = decode_request(&b);
+            let _ = decode_reply(&b);
+        }
     }
 
     #[test]

@@ -16,11 +16,12 @@
 //! non-root users, chdir(HOME) (or `/` if that fails), marks every fd >= 3
 //! close-on-exec and execs with HOME, USER, PATH (root:
 //! /sbin:/bin:/usr/sbin:/usr/bin, others: /bin:/usr/bin), LANG and TERM
-//! when given. Until exec it reports failures over a close-on-exec pipe, so
-//! an unknown command or an rlimit that cannot be set comes back as an
-//! ERROR and nothing runs. On success the client gets READY with the
-//! client-side fds; wshd keeps only the connection and sends EXIT when it
-//! reaps the command.
+//! when given. wshd does not wait for the exec: right after fork the client
+//! gets READY with the client-side fds, and wshd keeps only the connection
+//! and sends EXIT when it reaps the command. Until exec the child still
+//! holds the connection (close-on-exec), so an unknown command or an rlimit
+//! that cannot be set comes back as an ERROR from the child itself (before
+//! or after READY) and nothing runs.
 //!
 //! Disconnect policy (F2), chosen per request: by default a client that goes
 //! away does not stop its command; the command keeps running (it sees
@@ -48,6 +49,8 @@ use wsys::pty::WinSize;
 
 /// Most connections waiting to send their request.
 pub const MAX_PENDING: usize = 512;
+/// Quiet time after which wshd drops its resident program text.
+pub const IDLE_SHED: Duration = Duration::from_secs(1);
 /// How long a connection may wait before sending its request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -295,23 +298,21 @@ fn start(conn: &OwnedFd, req: &Request, limits: Limits) -> Option<i32> {
             (ours, theirs)
         }
     };
-    let (err_r, err_w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
-        Ok(p) => p,
-        Err(e) => {
-            sys("pipe", e);
-            return None;
-        }
-    };
     let pid = match wsys::ns::fork() {
         Ok(Forked::Child) => {
-            let (status, msg) = child(
+            // Until exec the child still holds the (close-on-exec)
+            // connection: a failure goes straight to the client as ERROR.
+            let (status, message) = child(
                 &plan,
                 [ours[0].as_fd(), ours[1].as_fd(), ours[2].as_fd()],
                 limits,
             );
-            let mut b = vec![status];
-            b.extend_from_slice(msg.as_bytes());
-            let _ = nix::unistd::write(&err_w, &b);
+            let _ = wsys::fdpass::send(
+                conn.as_fd(),
+                &proto::encode_reply(&Reply::Error { status, message }),
+                &[],
+                false,
+            );
             wsys::proc_::exit_now(status as i32);
         }
         Ok(Forked::Parent(pid)) => pid,
@@ -320,29 +321,9 @@ fn start(conn: &OwnedFd, req: &Request, limits: Limits) -> Option<i32> {
             return None;
         }
     };
-    drop(err_w);
     drop(ours);
-    let mut buf = [0u8; 1024];
-    let mut n = 0;
-    while n < buf.len() {
-        match nix::unistd::read(err_r.as_raw_fd(), &mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-    }
-    if n > 0 {
-        // The child failed before exec and is exiting: reap it here so the
-        // loop never sees it.
-        let _ = waitpid(Pid::from_raw(pid), None);
-        error(
-            conn,
-            buf[0],
-            String::from_utf8_lossy(&buf[1..n]).into_owned(),
-        );
-        return None;
-    }
+    // No waiting for the exec: READY goes out at once (a failing child's
+    // ERROR may come before or after it; the client stops at ERROR).
     let fds: Vec<BorrowedFd<'_>> = theirs.iter().map(|f| f.as_fd()).collect();
     send(conn, &Reply::Ready { pid: pid as u32 }, &fds);
     Some(pid)
@@ -422,7 +403,11 @@ fn handle(conn: &OwnedFd, buf: &mut [u8], limits: Limits) -> Option<(i32, bool)>
 }
 
 /// Serves the socket forever (as pid 1 of the container).
-pub fn serve(listener: OwnedFd, sfd: SignalFd, limits: Limits) -> ! {
+/// `text`: wshd's own program text; after [`IDLE_SHED`] without activity its
+/// resident pages are dropped again (they come back from the page cache on
+/// the next session), so an idle container's init stays small.
+pub fn serve(listener: OwnedFd, sfd: SignalFd, limits: Limits, text: &wsys::proc_::FileText) -> ! {
+    let mut active = false;
     let mut pending: Vec<(OwnedFd, Instant)> = Vec::new();
     let mut sessions: Vec<Session> = Vec::new();
     let mut paused_until: Option<Instant> = None;
@@ -439,7 +424,11 @@ pub fn serve(listener: OwnedFd, sfd: SignalFd, limits: Limits) -> ! {
                 PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1)
                     .unwrap_or(PollTimeout::MAX)
             })
-            .unwrap_or(PollTimeout::NONE);
+            .unwrap_or(if active {
+                PollTimeout::try_from(IDLE_SHED.as_millis() as i32).unwrap_or(PollTimeout::MAX)
+            } else {
+                PollTimeout::NONE
+            });
         // Out of fds: leave new connections in the backlog for a moment
         // instead of spinning on a listener we cannot accept from.
         let accepting = pending.len() < MAX_PENDING && !matches!(paused_until, Some(t) if now < t);
@@ -477,7 +466,12 @@ pub fn serve(listener: OwnedFd, sfd: SignalFd, limits: Limits) -> ! {
                 fds.push(PollFd::new(sessions[i].conn.as_fd(), PollFlags::POLLIN));
             }
             match poll(&mut fds, timeout) {
-                Ok(_) => {}
+                Ok(0) if active && pending.is_empty() => {
+                    text.shed();
+                    active = false;
+                    continue;
+                }
+                Ok(_) => active = true,
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
                     eprintln!("wshd: poll: {e}");

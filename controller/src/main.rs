@@ -197,14 +197,32 @@ fn main() {
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("warden: {e:#}");
+            let _ = writeln!(std::io::stderr(), "warden: {e:#}");
             std::process::exit(1);
         }
     }
 }
 
+/// println! that never panics: a closed stdout (EPIPE, e.g. `| head`)
+/// ends the client quietly with 141 (128 + SIGPIPE), as a shell tool would.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let r = writeln!(std::io::stdout(), $($t)*);
+        exit_on_broken_pipe(r);
+    }};
+}
+
+fn exit_on_broken_pipe(r: std::io::Result<()>) {
+    if let Err(e) = r {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+    }
+}
+
 fn print_json<T: Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string(v)?);
+    outln!("{}", serde_json::to_string(v)?);
     Ok(())
 }
 
@@ -263,25 +281,25 @@ fn finish_link(r: proto::LinkResponse, json: bool) -> Result<i32> {
     if json {
         print_json(&r)?;
     } else {
-        std::io::stdout().write_all(r.stdout.unwrap_or_default().as_bytes())?;
-        std::io::stderr().write_all(r.stderr.unwrap_or_default().as_bytes())?;
+        exit_on_broken_pipe(std::io::stdout().write_all(r.stdout.unwrap_or_default().as_bytes()));
+        exit_on_broken_pipe(std::io::stderr().write_all(r.stderr.unwrap_or_default().as_bytes()));
     }
     Ok(r.exit_status.unwrap_or(255).min(255) as i32)
 }
 
 fn print_info(i: &proto::InfoResponse) {
-    println!("state: {}", i.state.as_deref().unwrap_or(""));
-    println!("events: {}", i.events.join(", "));
-    println!("host_ip: {}", i.host_ip.as_deref().unwrap_or(""));
-    println!("container_ip: {}", i.container_ip.as_deref().unwrap_or(""));
-    println!(
+    outln!("state: {}", i.state.as_deref().unwrap_or(""));
+    outln!("events: {}", i.events.join(", "));
+    outln!("host_ip: {}", i.host_ip.as_deref().unwrap_or(""));
+    outln!("container_ip: {}", i.container_ip.as_deref().unwrap_or(""));
+    outln!(
         "container_path: {}",
         i.container_path.as_deref().unwrap_or("")
     );
     let ids: Vec<String> = i.job_ids.iter().map(|j| j.to_string()).collect();
-    println!("job_ids: {}", ids.join(" "));
+    outln!("job_ids: {}", ids.join(" "));
     if let Some(m) = &i.memory_stat {
-        println!(
+        outln!(
             "memory: rss={} cache={} total_rss={}",
             m.rss.unwrap_or(0),
             m.cache.unwrap_or(0),
@@ -289,7 +307,7 @@ fn print_info(i: &proto::InfoResponse) {
         );
     }
     if let Some(c) = &i.cpu_stat {
-        println!(
+        outln!(
             "cpu: usage={} user={} system={}",
             c.usage.unwrap_or(0),
             c.user.unwrap_or(0),
@@ -297,7 +315,7 @@ fn print_info(i: &proto::InfoResponse) {
         );
     }
     if let Some(d) = &i.disk_stat {
-        println!(
+        outln!(
             "disk: bytes_used={} inodes_used={}",
             d.bytes_used.unwrap_or(0),
             d.inodes_used.unwrap_or(0)
@@ -316,7 +334,7 @@ fn run(cli: Cli) -> Result<i32> {
             if conn.json {
                 print_json(&r)?;
             } else {
-                println!("pong");
+                outln!("pong");
             }
             Ok(0)
         }
@@ -330,7 +348,7 @@ fn run(cli: Cli) -> Result<i32> {
             if conn.json {
                 print_json(&r)?;
             } else {
-                println!("{}", r.message.unwrap_or_default());
+                outln!("{}", r.message.unwrap_or_default());
             }
             Ok(0)
         }
@@ -341,7 +359,7 @@ fn run(cli: Cli) -> Result<i32> {
                 print_json(&r)?;
             } else {
                 for h in r.handles {
-                    println!("{h}");
+                    outln!("{h}");
                 }
             }
             Ok(0)
@@ -385,7 +403,7 @@ fn run(cli: Cli) -> Result<i32> {
             if conn.json {
                 print_json(&r)?;
             } else {
-                println!("{}", r.handle.unwrap_or_default());
+                outln!("{}", r.handle.unwrap_or_default());
             }
             Ok(0)
         }
@@ -412,7 +430,7 @@ fn run(cli: Cli) -> Result<i32> {
             if conn.json {
                 print_json(&r)?;
             } else {
-                println!("{}", r.job_id.unwrap_or(0));
+                outln!("{}", r.job_id.unwrap_or(0));
             }
             Ok(0)
         }
@@ -442,7 +460,7 @@ fn run(cli: Cli) -> Result<i32> {
                             let _ = std::io::stderr().write_all(d.as_bytes());
                         } else {
                             let mut o = std::io::stdout();
-                            let _ = o.write_all(d.as_bytes());
+                            exit_on_broken_pipe(o.write_all(d.as_bytes()));
                             let _ = o.flush();
                         }
                     }
@@ -537,7 +555,7 @@ fn run(cli: Cli) -> Result<i32> {
             if conn.json {
                 print_json(&r)?;
             } else {
-                println!(
+                outln!(
                     "host_port={} container_port={}",
                     r.host_port.unwrap_or(0),
                     r.container_port.unwrap_or(0)

@@ -1359,34 +1359,49 @@ impl Server {
         let Ok(rd) = std::fs::read_dir(&depot) else {
             return;
         };
-        let mut max_job = 0;
-        for e in rd.flatten() {
-            let path = e.path();
-            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                continue;
-            }
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            match Container::read_snapshot(&path) {
-                Ok(s) if s.state != State::Destroyed && s.id == name => {
-                    match self.adopt(&path, s) {
-                        Ok(m) => max_job = max_job.max(m),
-                        Err(err) => {
-                            log::warn!("{}: cannot re-adopt ({err}); destroying", path.display());
-                            self.destroy_dir(&path);
-                        }
+        let dirs: Vec<(PathBuf, String)> = rd
+            .flatten()
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .map(|e| (e.path(), e.file_name().to_string_lossy().into_owned()))
+            .filter(|(_, name)| !name.starts_with('.'))
+            .collect();
+        // Up to 8 containers at once, so a slow or wedged one (each script
+        // step is bounded by sh::STEP_TIMEOUT) does not hold up the rest.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let max_job = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|sc| {
+            for _ in 0..dirs.len().min(8) {
+                sc.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some((path, name)) = dirs.get(i) else {
+                        break;
+                    };
+                    if let Some(m) = self.restore_one(path, name) {
+                        max_job.fetch_max(m, Ordering::SeqCst);
                     }
-                }
-                Ok(_) => self.destroy_dir(&path),
+                });
+            }
+        });
+        self.note_job_id(max_job.load(Ordering::SeqCst));
+    }
+
+    /// Re-adopts or destroys one depot directory; the highest job id seen.
+    fn restore_one(self: &Arc<Self>, path: &Path, name: &str) -> Option<u32> {
+        match Container::read_snapshot(path) {
+            Ok(s) if s.state != State::Destroyed && s.id == name => match self.adopt(path, s) {
+                Ok(m) => return Some(m),
                 Err(err) => {
-                    log::info!("{}: no usable snapshot ({err}); destroying", path.display());
-                    self.destroy_dir(&path);
+                    log::warn!("{}: cannot re-adopt ({err}); destroying", path.display());
+                    self.destroy_dir(path);
                 }
+            },
+            Ok(_) => self.destroy_dir(path),
+            Err(err) => {
+                log::info!("{}: no usable snapshot ({err}); destroying", path.display());
+                self.destroy_dir(path);
             }
         }
-        self.note_job_id(max_job);
+        None
     }
 
     /// F23/F31: removes host resources carrying this server's prefix that

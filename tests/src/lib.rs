@@ -105,12 +105,23 @@ impl Cleanup {
         self.undo.push(Box::new(f));
     }
 
-    /// Kill (SIGKILL) and reap a process we started, by pid, on drop.
+    /// Kill (SIGKILL) a process we started, by pid, on drop, and wait until it
+    /// is gone: reaped when it is our child, else polled until it vanishes.
+    /// The process's start time is recorded now and checked then, so a pid
+    /// that was reaped and reused meanwhile is never signalled.
     pub fn kill_pid(&mut self, pid: i32) {
+        let started = proc_start_time(pid);
         self.push(move || {
+            if started.is_none() || proc_start_time(pid) != started {
+                return;
+            }
             let p = nix::unistd::Pid::from_raw(pid);
             let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            if proc_parent(pid) == Some(std::process::id() as i32) {
+                let _ = nix::sys::wait::waitpid(p, None);
+                return;
+            }
+            wait_for(Duration::from_secs(5), || proc_start_time(pid) != started);
         });
     }
 
@@ -133,6 +144,24 @@ impl Drop for Cleanup {
             f();
         }
     }
+}
+
+/// Fields of /proc/PID/stat after the command name (which may hold spaces).
+fn proc_stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Start time (clock ticks since boot) of a live or zombie process.
+fn proc_start_time(pid: i32) -> Option<u64> {
+    // After the name: state(0) ppid(1) ... starttime is field 22 of stat, index 19 here.
+    proc_stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Parent pid of a process.
+fn proc_parent(pid: i32) -> Option<i32> {
+    proc_stat_fields(pid)?.get(1)?.parse().ok()
 }
 
 /// Removes a cgroup directory depth-first, killing what is left inside it.
@@ -189,4 +218,33 @@ pub fn run(cmd: &mut Command) -> (i32, Vec<u8>, Vec<u8>) {
         .code()
         .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
     (code, out.stdout, out.stderr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_pid_kills_and_reaps_a_child() {
+        let child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(proc_start_time(pid).is_some());
+        assert_eq!(proc_parent(pid), Some(std::process::id() as i32));
+        let mut c = Cleanup::new();
+        c.kill_pid(pid);
+        drop(c);
+        // Reaped: no zombie left behind.
+        assert!(proc_start_time(pid).is_none());
+    }
+
+    #[test]
+    fn kill_pid_skips_a_process_already_gone() {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let mut c = Cleanup::new();
+        c.kill_pid(pid);
+        child.wait().unwrap();
+        drop(c); // must not signal or wait on anything
+        assert!(proc_start_time(pid).is_none());
+    }
 }

@@ -226,15 +226,16 @@ mod tests {
 
     #[test]
     fn kill_pid_kills_and_reaps_a_child() {
-        let child = Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id() as i32;
         assert!(proc_start_time(pid).is_some());
         assert_eq!(proc_parent(pid), Some(std::process::id() as i32));
         let mut c = Cleanup::new();
         c.kill_pid(pid);
         drop(c);
-        // Reaped: no zombie left behind.
+        // Reaped: no zombie left behind, so the Child has nothing left to wait for.
         assert!(proc_start_time(pid).is_none());
+        assert!(child.try_wait().is_err());
     }
 
     #[test]

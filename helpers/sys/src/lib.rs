@@ -5,13 +5,16 @@
 //! Other crates in the workspace use `#![forbid(unsafe_code)]`.
 //!
 //! Module ownership (one owner each, to keep parallel work apart):
-//! - `ns`, `mount`, `fdpass`, `pty`, `proc_` : container init and shell (wshd/wsh)
+//! - `ns`, `mount`, `fdpass`, `pty`, `proc_`,
+//!   `caps`, `seccomp`                      : container init and shell (wshd/wsh)
 //! - `event`, `spawn`                        : poll/FIONREAD helpers, held child (iomux/oom)
 
+pub mod caps;
 pub mod event;
 pub mod fdpass;
 pub mod mount;
 pub mod ns;
 pub mod proc_;
 pub mod pty;
+pub mod seccomp;
 pub mod spawn;

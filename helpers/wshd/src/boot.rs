@@ -18,7 +18,8 @@
 //!                                        setsid, title, non-dumpable,
 //!                                        stdin/stdout -> /dev/null of the host
 //!                                        (opened before pivot), SIGCHLD ->
-//!                                        signalfd, PDEATHSIG cleared
+//!                                        signalfd, seccomp filter installed
+//!                                        (wshd::harden), PDEATHSIG cleared
 //!                                        writes "ready", drops its boot-time
 //!                                        program text from RSS, serves
 //! reads "ready" -> exit 0
@@ -54,6 +55,8 @@ pub struct Config {
     pub lib: PathBuf,
     pub root: PathBuf,
     pub title: Option<String>,
+    /// Root sessions may mount and create user namespaces (nested warden).
+    pub allow_nested: bool,
 }
 
 #[derive(Debug, Error)]
@@ -68,6 +71,8 @@ pub enum BootError {
     Hook(#[from] HookError),
     #[error("old root still has mounts after unmounting: {0}")]
     OldRoot(String),
+    #[error(transparent)]
+    Harden(#[from] crate::harden::HardenError),
     #[error("container init failed ({0})")]
     Init(String),
 }
@@ -119,10 +124,13 @@ pub fn start(cfg: &Config) -> Result<(), BootError> {
     let run = dir(&cfg.run, "--run")?;
     let lib = dir(&cfg.lib, "--lib")?;
     let root = dir(&cfg.root, "--root")?;
+    // Compiled once, before the clone (no threads); see crate::harden.
+    let policy = crate::harden::Policy::build(cfg.allow_nested)?;
     // Read from the host's /proc now; the container may have none.
     let me = Me {
         argv_area: wsys::proc_::ArgvArea::current(),
         text: wsys::proc_::FileText::current(),
+        policy,
     };
 
     let listener = listen_socket(&run)?;
@@ -190,10 +198,12 @@ pub fn start(cfg: &Config) -> Result<(), BootError> {
     }
 }
 
-/// What the init needs to know about its own process image.
+/// What the init needs to know about its own process image, and the
+/// session policy compiled before the clone.
 struct Me {
     argv_area: Option<wsys::proc_::ArgvArea>,
     text: wsys::proc_::FileText,
+    policy: crate::harden::Policy,
 }
 
 /// Uninhabited: `init` only returns on error.
@@ -277,10 +287,14 @@ fn init(
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(sys("signalfd"))?;
 
+    // Boot is done: from here on the init and every session it forks run
+    // under the seccomp filter (see crate::harden). Before "ready", so a
+    // failure fails the start.
+    me.policy.seal_init()?;
     wsys::proc_::set_pdeathsig(None).map_err(sys("prctl(PDEATHSIG)"))?;
     write(&ready_w, b"r").map_err(sys("report ready"))?;
     drop(ready_w);
     // Boot-only code pages need not stay resident for the container's life.
     me.text.shed();
-    crate::server::serve(listener, sfd, limits, &me.text)
+    crate::server::serve(listener, sfd, limits, &me.policy, &me.text)
 }

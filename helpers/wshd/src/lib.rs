@@ -2,6 +2,7 @@
 //! codec shared with `wsh`.
 //!
 //! - [`boot`]: from the invoking process to pid 1 serving `<run>/wshd.sock`
+//! - [`harden`]: capabilities, no_new_privs and seccomp for sessions
 //! - [`hook`]: running the hook scripts (clean, documented environment)
 //! - [`server`]: the poll loop, sessions, reaping
 //! - [`passwd`]: user and group lookup in the container
@@ -9,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod boot;
+pub mod harden;
 pub mod hook;
 pub mod passwd;
 pub mod proto;

@@ -1,4 +1,4 @@
-//! `wshd --run DIR --lib DIR --root DIR [--title NAME]`
+//! `wshd --run DIR --lib DIR --root DIR [--title NAME] [--allow-nested]`
 //!
 //! Defaults as in warden's C wshd: `--run run --lib lib --root root`.
 //! Exits 0 once `<run>/wshd.sock` accepts connections; otherwise prints one
@@ -8,11 +8,13 @@
 use std::path::PathBuf;
 use wshd::boot::{start, Config};
 
-const USAGE: &str = "Usage: wshd [--run DIR] [--lib DIR] [--root DIR] [--title NAME]\n\
+const USAGE: &str =
+    "Usage: wshd [--run DIR] [--lib DIR] [--root DIR] [--title NAME] [--allow-nested]\n\
   --run PATH    directory where the server socket (wshd.sock) is placed\n\
   --lib PATH    directory containing the hooks\n\
   --root PATH   directory that becomes / of the container\n\
-  --title NAME  process title of the container's init";
+  --title NAME  process title of the container's init\n\
+  --allow-nested  root sessions may mount and create user namespaces (nested warden)";
 
 fn parse(args: &[String]) -> Result<Option<Config>, String> {
     let mut cfg = Config {
@@ -20,12 +22,18 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
         lib: PathBuf::from("lib"),
         root: PathBuf::from("root"),
         title: None,
+        allow_nested: false,
     };
     let mut i = 0;
     while i < args.len() {
         let a = args[i].as_str();
         if a == "-h" || a == "--help" {
             return Ok(None);
+        }
+        if a == "--allow-nested" {
+            cfg.allow_nested = true;
+            i += 1;
+            continue;
         }
         let v = args
             .get(i + 1)
@@ -90,5 +98,11 @@ mod tests {
         assert!(parse(&s(&["--bogus", "x"])).is_err());
         assert!(parse(&s(&["--run"])).is_err());
         assert!(parse(&s(&["--run", ""])).is_err());
+        assert!(!parse(&s(&[])).unwrap().unwrap().allow_nested);
+        let n = parse(&s(&["--allow-nested", "--run", "r"]))
+            .unwrap()
+            .unwrap();
+        assert!(n.allow_nested);
+        assert_eq!(n.run, PathBuf::from("r"));
     }
 }

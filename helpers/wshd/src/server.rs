@@ -12,9 +12,12 @@
 //! /dev/ptmx, window size set before exec), fork. The child resets signals,
 //! calls setsid (and takes the pty as controlling terminal), moves its stdio
 //! to 0/1/2, restores wshd's original RLIMIT_NOFILE and applies the
-//! requested rlimits (soft = hard), sets groups/gid/uid, no_new_privs for
-//! non-root users, chdir(HOME) (or `/` if that fails), marks every fd >= 3
-//! close-on-exec and execs with HOME, USER, PATH (root:
+//! requested rlimits (soft = hard), sets groups/gid, drops capabilities,
+//! sets uid, no_new_privs for non-root users (see [`crate::harden`] for the
+//! exact capability sets), chdir(HOME) (or `/` if that fails), marks every
+//! fd >= 3 close-on-exec (with `--allow-nested`, non-root sessions stack
+//! their own seccomp filter here; all inherit wshd's) and execs with HOME,
+//! USER, PATH (root:
 //! /sbin:/bin:/usr/sbin:/usr/bin, others: /bin:/usr/bin), LANG and TERM
 //! when given. wshd does not wait for the exec: right after fork the client
 //! gets READY with the client-side fds, and wshd keeps only the connection
@@ -31,6 +34,7 @@
 //! group (the command is a session and group leader). Every other process
 //! (orphans, daemons) is reaped too.
 
+use crate::harden::Policy;
 use crate::passwd::{self, User};
 use crate::proto::{self, Reply, Request, RLIMITS};
 use nix::errno::Errno;
@@ -166,7 +170,7 @@ fn plan(req: &Request) -> Result<Plan, (u8, String)> {
 }
 
 /// Runs in the forked child; returns (exit status, message) on failure.
-fn child(plan: &Plan, stdio: [BorrowedFd<'_>; 3], limits: Limits) -> (u8, String) {
+fn child(plan: &Plan, stdio: [BorrowedFd<'_>; 3], limits: Limits, policy: &Policy) -> (u8, String) {
     wsys::proc_::reset_signals();
     if let Err(e) = setsid() {
         return (255, format!("setsid: {e}"));
@@ -212,19 +216,26 @@ fn child(plan: &Plan, stdio: [BorrowedFd<'_>; 3], limits: Limits) -> (u8, String
     if let Err(e) = setgid(Gid::from_raw(plan.user.gid)) {
         return (255, format!("setgid {}: {e}", plan.user.gid));
     }
+    let root = plan.user.uid == 0;
+    if let Err(e) = policy.drop_privileges(root) {
+        return (255, e.to_string());
+    }
     if let Err(e) = setuid(Uid::from_raw(plan.user.uid)) {
         return (255, format!("setuid {}: {e}", plan.user.uid));
     }
-    if plan.user.uid != 0 {
-        if let Err(e) = wsys::proc_::set_no_new_privs() {
-            return (255, format!("no_new_privs: {e}"));
-        }
+    if let Err(e) = policy.after_setuid(root) {
+        return (255, e.to_string());
     }
     if nix::unistd::chdir(plan.home.as_c_str()).is_err() {
         let _ = nix::unistd::chdir("/");
     }
     if let Err(e) = wsys::proc_::cloexec_from(3) {
         return (255, format!("close_range: {e}"));
+    }
+    // Last: from here on only execve (and, on failure, sendmsg and _exit).
+    // Every session already runs under the init's filter (inherited).
+    if let Err(e) = policy.seal(root) {
+        return (255, e.to_string());
     }
     let mut denied = false;
     let shown = plan.argv[0].to_string_lossy();
@@ -252,7 +263,7 @@ fn error(conn: &OwnedFd, status: u8, message: String) {
 }
 
 /// Starts the session; on success the pid to watch.
-fn start(conn: &OwnedFd, req: &Request, limits: Limits) -> Option<i32> {
+fn start(conn: &OwnedFd, req: &Request, limits: Limits, policy: &Policy) -> Option<i32> {
     let plan = match plan(req) {
         Ok(p) => p,
         Err((s, m)) => {
@@ -306,6 +317,7 @@ fn start(conn: &OwnedFd, req: &Request, limits: Limits) -> Option<i32> {
                 &plan,
                 [ours[0].as_fd(), ours[1].as_fd(), ours[2].as_fd()],
                 limits,
+                policy,
             );
             let _ = wsys::fdpass::send(
                 conn.as_fd(),
@@ -369,7 +381,7 @@ fn hangup(s: &mut Session, buf: &mut [u8]) {
 /// Handles one readable pending connection; returns the session pid and its
 /// kill-on-disconnect flag if one started (the connection then moves to the
 /// session list).
-fn handle(conn: &OwnedFd, buf: &mut [u8], limits: Limits) -> Option<(i32, bool)> {
+fn handle(conn: &OwnedFd, buf: &mut [u8], limits: Limits, policy: &Policy) -> Option<(i32, bool)> {
     let m = match wsys::fdpass::recv(conn.as_fd(), buf, true) {
         Ok(m) => m,
         Err(Errno::EAGAIN) => return None,
@@ -394,7 +406,7 @@ fn handle(conn: &OwnedFd, buf: &mut [u8], limits: Limits) -> Option<(i32, bool)>
         return None;
     }
     match proto::decode_request(&buf[..m.len]) {
-        Ok(req) => start(conn, &req, limits).map(|pid| (pid, req.kill_on_disconnect)),
+        Ok(req) => start(conn, &req, limits, policy).map(|pid| (pid, req.kill_on_disconnect)),
         Err(e) => {
             error(conn, 255, format!("bad request: {e}"));
             None
@@ -406,7 +418,13 @@ fn handle(conn: &OwnedFd, buf: &mut [u8], limits: Limits) -> Option<(i32, bool)>
 /// `text`: wshd's own program text; after [`IDLE_SHED`] without activity its
 /// resident pages are dropped again (they come back from the page cache on
 /// the next session), so an idle container's init stays small.
-pub fn serve(listener: OwnedFd, sfd: SignalFd, limits: Limits, text: &wsys::proc_::FileText) -> ! {
+pub fn serve(
+    listener: OwnedFd,
+    sfd: SignalFd,
+    limits: Limits,
+    policy: &Policy,
+    text: &wsys::proc_::FileText,
+) -> ! {
     let mut active = false;
     let mut pending: Vec<(OwnedFd, Instant)> = Vec::new();
     let mut sessions: Vec<Session> = Vec::new();
@@ -501,7 +519,7 @@ pub fn serve(listener: OwnedFd, sfd: SignalFd, limits: Limits, text: &wsys::proc
         for i in (0..pending.len()).rev() {
             if ready_pending.get(i).copied().unwrap_or(false) {
                 let (conn, _) = pending.swap_remove(i);
-                if let Some((pid, kill_on_disconnect)) = handle(&conn, &mut buf, limits) {
+                if let Some((pid, kill_on_disconnect)) = handle(&conn, &mut buf, limits, policy) {
                     sessions.push(Session {
                         pid,
                         conn,

@@ -27,7 +27,7 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -103,6 +103,10 @@ pub struct Inner {
 pub struct Grace {
     pub conns: usize,
     pub idle_since: Option<Instant>,
+    /// Least idle time before the timer may fire, whatever the grace time:
+    /// set for a re-adopted container until a connection references it
+    /// (see `server::RECONNECT_WINDOW`), else zero.
+    pub floor: Duration,
 }
 
 #[derive(Debug)]
@@ -149,6 +153,7 @@ impl Container {
             grace: Mutex::new(Grace {
                 conns: 0,
                 idle_since: Some(Instant::now()),
+                floor: Duration::ZERO,
             }),
         }
     }
@@ -439,15 +444,13 @@ pub fn generate_id() -> String {
         .collect()
 }
 
-/// A handle a client may use: non-empty, at most 255 bytes, no `/`, no
-/// `..`, no whitespace or control characters, not starting with `.`.
+/// A handle a client may use (S15). warden accepted any string; handles
+/// never become paths here (the depot directory is named by the id), but
+/// one that could name a path component outside its own is refused:
+/// empty, longer than 255 bytes, containing `/` or NUL, or `.`/`..`.
+/// Anything else, Unicode and control characters included, is accepted.
 pub fn handle_is_safe(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 255
-        && !h.starts_with('.')
-        && !h.contains('/')
-        && !h.contains("..")
-        && !h.chars().any(|c| c.is_whitespace() || c.is_control())
+    !h.is_empty() && h.len() <= 255 && h != "." && h != ".." && !h.contains(['/', '\0'])
 }
 
 #[cfg(test)]
@@ -467,11 +470,22 @@ mod tests {
 
     #[test]
     fn unsafe_handles() {
-        for h in ["", "a/b", "..", "a..b", " x", "x\n", ".hidden"] {
+        let long = "x".repeat(256);
+        for h in ["", "a/b", "..", ".", "/", "a\0b", "a/../b", long.as_str()] {
             assert!(!handle_is_safe(h), "{h:?}");
         }
-        assert!(handle_is_safe("17c2bk3nd4u"));
-        assert!(handle_is_safe("my-app_1"));
+        for h in [
+            "17c2bk3nd4u",
+            "my-app_1",
+            "\u{82}",
+            "h\u{e9}",
+            "a..b",
+            ".hidden",
+            " x",
+        ] {
+            assert!(handle_is_safe(h), "{h:?}");
+        }
+        assert!(handle_is_safe(&"x".repeat(255)));
     }
 
     #[test]

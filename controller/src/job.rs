@@ -5,8 +5,9 @@
 //! (bounded by `job_output_limit`; nothing is kept with `discard_output`).
 //! Link requests wait for the job's status and take the concatenated
 //! output; stream requests walk the chunk list and then send the status.
-//! When the collected output passes the limit, the job is killed as warden
-//! did (SIGTERM to iomux-spawn, SIGKILL to the linker) and finishes with
+//! When the output passes the limit (the chunk that crossed it is kept,
+//! so at most limit + one 64 KiB read is stored), the job is killed as
+//! warden did (SIGTERM to iomux-spawn, SIGKILL to the linker) and finishes with
 //! status 255 and the event "command exceeded maximum output".
 //!
 //! # jobs/<id>/collected (written on drain)
@@ -124,6 +125,18 @@ impl SyslogTee {
         msg.extend_from_slice(line);
         let _ = self.sock.send_to(&msg, &self.path);
     }
+}
+
+/// Whether process `pid` exists and has not exited yet (a zombie has).
+fn running(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) S ...": the state follows the last ')'.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next());
+    !matches!(state, None | Some('Z') | Some('X'))
 }
 
 /// "Mmm dd hh:mm:ss" (UTC) for syslog headers.
@@ -269,15 +282,20 @@ impl Job {
                         if self.discard_output || exceeded {
                             continue;
                         }
+                        // As warden (em-posix-spawn): the chunk that
+                        // crosses the limit is still kept and delivered,
+                        // then the job is killed. A chunk is at most one
+                        // read (64 KiB), so at most limit + 64 KiB is kept.
                         let mut s = self.lock();
                         s.stored += n as u64;
+                        s.chunks.push((stream, buf[..n].to_vec()));
                         if s.stored > self.limit {
                             exceeded = true;
                             s.err = Some(OUTPUT_EXCEEDED.into());
                             drop(s);
+                            self.cv.notify_all();
                             self.kill_for_limit(&mut child);
                         } else {
-                            s.chunks.push((stream, buf[..n].to_vec()));
                             drop(s);
                             self.cv.notify_all();
                         }
@@ -311,6 +329,14 @@ impl Job {
             let _ = kill(Pid::from_raw(p), Signal::SIGTERM);
         }
         let _ = child.kill();
+        // The status goes out only once iomux-spawn has exited (warden's
+        // spec checks right after the response that it is gone).
+        if let Some(p) = self.spawn_pid {
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while running(p) && std::time::Instant::now() < end {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
     }
 
     /// Saves the collected output to `DIR/collected` (temp + rename).
@@ -435,7 +461,18 @@ mod tests {
         assert!(j.collect(sh("head -c 100000 /dev/zero; sleep 5"), || false));
         assert_eq!(j.wait(), Some(255));
         assert_eq!(j.lock().err.as_deref(), Some(OUTPUT_EXCEEDED));
-        assert!(j.output().0.len() <= 1000);
+        // The chunk crossing the limit is kept whole, as warden did.
+        let n = j.output().0.len();
+        assert!(n > 1000 && n <= 1000 + 64 * 1024, "{n}");
+    }
+
+    #[test]
+    fn output_exactly_at_limit_is_not_exceeded() {
+        let j = job(1000, false);
+        assert!(j.collect(sh("head -c 1000 /dev/zero"), || false));
+        assert_eq!(j.wait(), Some(0));
+        assert_eq!(j.lock().err, None);
+        assert_eq!(j.output().0.len(), 1000);
     }
 
     #[test]
@@ -489,6 +526,21 @@ mod tests {
         assert!(got[2].ends_with(" warden.app: three"), "{got:?}");
         assert_eq!(rfc3164_now().len(), 15);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn running_sees_live_zombie_and_gone() {
+        let mut c = sh("sleep 5");
+        let pid = c.id() as i32;
+        assert!(running(pid));
+        c.kill().unwrap();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while running(pid) && std::time::Instant::now() < end {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!running(pid), "a killed, unreaped child is a zombie");
+        c.wait().unwrap();
+        assert!(!running(pid));
     }
 
     #[test]

@@ -281,8 +281,8 @@ fn finish_link(r: proto::LinkResponse, json: bool) -> Result<i32> {
     if json {
         print_json(&r)?;
     } else {
-        exit_on_broken_pipe(std::io::stdout().write_all(r.stdout.unwrap_or_default().as_bytes()));
-        exit_on_broken_pipe(std::io::stderr().write_all(r.stderr.unwrap_or_default().as_bytes()));
+        exit_on_broken_pipe(std::io::stdout().write_all(&r.stdout.unwrap_or_default()));
+        exit_on_broken_pipe(std::io::stderr().write_all(&r.stderr.unwrap_or_default()));
     }
     Ok(r.exit_status.unwrap_or(255).min(255) as i32)
 }
@@ -455,12 +455,12 @@ fn run(cli: Cli) -> Result<i32> {
                     if json {
                         let _ = print_json(chunk);
                     } else {
-                        let d = chunk.data.as_deref().unwrap_or("");
+                        let d = chunk.data.as_deref().unwrap_or_default();
                         if chunk.name.as_deref() == Some("stderr") {
-                            let _ = std::io::stderr().write_all(d.as_bytes());
+                            let _ = std::io::stderr().write_all(d);
                         } else {
                             let mut o = std::io::stdout();
-                            exit_on_broken_pipe(o.write_all(d.as_bytes()));
+                            exit_on_broken_pipe(o.write_all(d));
                             let _ = o.flush();
                         }
                     }

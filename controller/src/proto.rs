@@ -27,6 +27,15 @@ use prost::Message as _;
 use serde::Serialize;
 use std::io::{self, BufRead, Write};
 
+/// Serializes job output (raw bytes) as a JSON string, invalid UTF-8
+/// replaced by U+FFFD.
+fn text<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(b) => s.serialize_some(&String::from_utf8_lossy(b)),
+        None => s.serialize_none(),
+    }
+}
+
 /// Largest payload accepted in one frame (16 MiB).
 pub const MAX_FRAME: usize = 16 << 20;
 /// Most digits accepted in the length line.
@@ -491,10 +500,15 @@ pub struct LinkRequest {
 pub struct LinkResponse {
     #[prost(uint32, optional, tag = "1")]
     pub exit_status: Option<u32>,
-    #[prost(string, optional, tag = "2")]
-    pub stdout: Option<String>,
-    #[prost(string, optional, tag = "3")]
-    pub stderr: Option<String>,
+    /// Job output: `string` in warden's .proto, carried as raw bytes (the
+    /// wire encoding is the same) so binary output arrives unchanged, as
+    /// warden sent it. `--json` prints it as (lossy) UTF-8 text.
+    #[prost(bytes = "vec", optional, tag = "2")]
+    #[serde(serialize_with = "text")]
+    pub stdout: Option<Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "3")]
+    #[serde(serialize_with = "text")]
+    pub stderr: Option<Vec<u8>>,
     #[prost(message, optional, tag = "4")]
     pub info: Option<InfoResponse>,
 }
@@ -516,8 +530,10 @@ pub struct StreamRequest {
 pub struct StreamResponse {
     #[prost(string, optional, tag = "1")]
     pub name: Option<String>,
-    #[prost(string, optional, tag = "2")]
-    pub data: Option<String>,
+    /// Raw output bytes (`string` in warden's .proto), see [`LinkResponse`].
+    #[prost(bytes = "vec", optional, tag = "2")]
+    #[serde(serialize_with = "text")]
+    pub data: Option<Vec<u8>>,
     #[prost(uint32, optional, tag = "3")]
     pub exit_status: Option<u32>,
     #[prost(message, optional, tag = "4")]

@@ -62,6 +62,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 const STACK: usize = 256 * 1024;
 
+/// After a restart, clients get this long to reconnect and reference a
+/// re-adopted container before its grace timer may destroy it, even with a
+/// shorter grace time (warden's slow destroy gave them about as long;
+/// spec: "grace time should cancel the timer when client reconnects").
+pub const RECONNECT_WINDOW: Duration = Duration::from_secs(2);
+
 /// Internal marker: a request broken by drain (never sent to a client).
 const DRAINING: &str = "\0draining";
 
@@ -727,8 +733,8 @@ impl Server {
             Type::Link,
             proto::LinkResponse {
                 exit_status: Some(status),
-                stdout: Some(String::from_utf8_lossy(&o).into_owned()),
-                stderr: Some(String::from_utf8_lossy(&e).into_owned()),
+                stdout: Some(o),
+                stderr: Some(e),
                 info: Some(c.info()),
             },
         )
@@ -750,7 +756,7 @@ impl Server {
             for (k, d) in batch {
                 let m = proto::StreamResponse {
                     name: Some(k.name().into()),
-                    data: Some(String::from_utf8_lossy(&d).into_owned()),
+                    data: Some(d),
                     ..Default::default()
                 };
                 if proto::write_message(w, Type::Stream, &m).is_err() {
@@ -1015,6 +1021,7 @@ impl Server {
         let mut g = lock(&c.grace);
         g.conns += 1;
         g.idle_since = None;
+        g.floor = Duration::ZERO;
         drop(g);
         refs.push(c.clone());
     }
@@ -1260,8 +1267,18 @@ impl Server {
 
     // ------------------------------------------------------- grace and drain
 
-    /// Grace timer and wshd watch, every 100 ms.
+    /// Grace timer and wshd watch, every 100 ms. Started once the socket
+    /// listens: the grace clocks of re-adopted containers start then (a
+    /// client cannot reference anything earlier), and fire no sooner than
+    /// [`RECONNECT_WINDOW`] unless a client references the container.
     pub fn reaper(self: &Arc<Self>) {
+        let start = Instant::now();
+        for c in self.containers() {
+            let mut g = lock(&c.grace);
+            if g.conns == 0 && g.idle_since.is_some() {
+                g.idle_since = Some(start);
+            }
+        }
         let mut tick = 0u64;
         while !self.draining() {
             std::thread::sleep(Duration::from_millis(100));
@@ -1275,10 +1292,9 @@ impl Server {
                 let Some(g) = grace else { continue };
                 let fire = {
                     let mut gr = lock(&c.grace);
+                    let wait = Duration::from_secs(g).max(gr.floor);
                     match gr.idle_since {
-                        Some(t)
-                            if gr.conns == 0 && now.duration_since(t) >= Duration::from_secs(g) =>
-                        {
+                        Some(t) if gr.conns == 0 && now.duration_since(t) >= wait => {
                             gr.idle_since = None; // fire once
                             true
                         }
@@ -1387,8 +1403,22 @@ impl Server {
 
     /// Re-adopts or destroys one depot directory; the highest job id seen.
     fn restore_one(self: &Arc<Self>, path: &Path, name: &str) -> Option<u32> {
-        match Container::read_snapshot(path) {
-            Ok(s) if s.state != State::Destroyed && s.id == name => match self.adopt(path, s) {
+        let snap = Container::read_snapshot(path);
+        if let Ok(s) = &snap {
+            if s.id != name {
+                log::info!(
+                    "{}: holds container {} (directory renamed)",
+                    path.display(),
+                    s.id
+                );
+            }
+        }
+        match snap {
+            // The directory may have been renamed since (warden's "paths
+            // have changed" upgrade case): the id comes from the snapshot,
+            // the path from where it was found; scripts locate their
+            // container directory relative to themselves.
+            Ok(s) if s.state != State::Destroyed => match self.adopt(path, s) {
                 Ok(m) => return Some(m),
                 Err(err) => {
                     log::warn!("{}: cannot re-adopt ({err}); destroying", path.display());
@@ -1577,6 +1607,7 @@ impl Server {
             g.state = s.state;
             g.events = s.events.clone();
         }
+        lock(&c.grace).floor = RECONNECT_WINDOW;
         // Host side networking and port forwards, idempotent.
         if s.state == State::Active {
             if let Err(e) = sh::run("net.sh setup", &path.join("net.sh"), &["setup"], env0()) {
@@ -1613,33 +1644,41 @@ impl Server {
                 c.lock().jobs.insert(*id, job);
                 continue;
             }
-            job.load_collected();
             // At most one linker per job: end one left by a killed server.
             if let Some(pid) = js.iomux_link_pid {
                 stop_stale(pid, "iomux-link", &dir);
             }
+            // A job that ended while no server was up is dropped, as warden
+            // dropped its "stale" jobs (spawner gone): link and stream say
+            // "no such job" (spec: "jobs that exit before a restart").
+            // iomux-spawn may still linger for late linkers; end it.
+            if dir.join("exit_status").is_file() {
+                log::info!(
+                    "{}: job {id} ended while the server was down; dropped",
+                    s.handle
+                );
+                if let Some(p) = js.iomux_spawn_pid {
+                    stop_stale(p, "iomux-spawn", &dir);
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+                continue;
+            }
+            job.load_collected();
             let has_socks = std::fs::read_dir(&dir)
                 .map(|rd| {
                     rd.flatten()
                         .any(|e| e.file_name().to_string_lossy().ends_with(".sock"))
                 })
                 .unwrap_or(false);
-            let status_file = std::fs::read_to_string(dir.join("exit_status"))
-                .ok()
-                .and_then(|t| t.trim().parse::<u32>().ok());
-            if has_socks
-                || status_file.is_none() && dir.is_dir() && spawn_alive(js.iomux_spawn_pid, &dir)
-            {
+            if has_socks || dir.is_dir() && spawn_alive(js.iomux_spawn_pid, &dir) {
                 c.lock().jobs.insert(*id, job.clone());
                 if let Err(e) = self.relink(&c, job.clone()) {
                     log::warn!("{}: job {id}: relink: {e}", s.handle);
                     job.finish(255);
                 }
-            } else if let Some(st) = status_file {
-                job.finish(st);
-                c.lock().jobs.insert(*id, job);
             } else {
                 log::warn!("{}: job {id} is gone", s.handle);
+                let _ = std::fs::remove_dir_all(&dir);
             }
         }
         if s.state == State::Active && !c.wshd_alive() {

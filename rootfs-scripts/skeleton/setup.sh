@@ -10,22 +10,30 @@
 #   /etc/hostname, /etc/hosts, /etc/resolv.conf
 #   vcap         uid and gid moved to user_uid (etc/passwd, etc/group), home chowned
 # Never follows a symlink in the rootfs out of mnt/.
+#
+# Speed: text is edited with shell builtins (read/case/printf), not sed or
+# awk; each program that is left does several files at once where it can.
 set -eu
 [ -z "${DEBUG:-}" ] || set -x
 
 script=setup.sh
-cd "$(dirname "$0")"
+case "$0" in
+  */*) cd -P "${0%/*}" ;;
+  *) cd -P . ;;
+esac
 . ./lib/common.sh
 load_config
 
+umask 022
 require_own_mount_ns
 mount_rootfs
-root=$(pwd)/mnt
+root=$PWD/mnt
 
 # Refuses a path inside the container root whose existing part leaves the
 # root through a symlink.
 inside_root() {
-  _ir=$(realpath -m "$root/$1")
+  # A directory resolves without a program; anything else needs realpath -m.
+  _ir=$(cd -P "$root/$1" 2>/dev/null && pwd -P) || _ir=$(realpath -m "$root/$1")
   case "$_ir/" in
     "$root"/*) ;;
     *) die "$1 in the rootfs resolves outside the container root ($_ir)" ;;
@@ -34,73 +42,128 @@ inside_root() {
 
 for d in etc dev; do
   [ ! -L "$root/$d" ] || die "/$d in the rootfs is a symlink"
-  [ -d "$root/$d" ] || mkdir -p "$root/$d"
 done
+[ -d "$root/etc" ] || mkdir -p "$root/etc"
 
 # ---- /dev ------------------------------------------------------------------
-rm -rf "$root/dev"
+# rm -rf whites out the base rootfs' /dev, so the new one is opaque.
+[ ! -e "$root/dev" ] || rm -rf "$root/dev"
 mkdir -m 0755 "$root/dev" "$root/dev/pts"
 mkdir -m 1777 "$root/dev/shm"
-mknod_dev() { # name major minor gid
+mknod_dev() { # name major minor
   mknod -m 0666 "$root/dev/$1" c "$2" "$3" || die "mknod /dev/$1 failed"
-  chown "0:$4" "$root/dev/$1"
 }
-mknod_dev null 1 3 0
-mknod_dev zero 1 5 0
-mknod_dev full 1 7 0
-mknod_dev random 1 8 0
-mknod_dev urandom 1 9 0
-mknod_dev tty 5 0 5
-ln -s /proc/self/fd "$root/dev/fd"
-ln -s fd/0 "$root/dev/stdin"
-ln -s fd/1 "$root/dev/stdout"
-ln -s fd/2 "$root/dev/stderr"
-ln -s pts/ptmx "$root/dev/ptmx"
+mknod_dev null 1 3
+mknod_dev zero 1 5
+mknod_dev full 1 7
+mknod_dev random 1 8
+mknod_dev urandom 1 9
+mknod_dev tty 5 0
+# Nodes are made root:root (we are root, the fresh /dev is not setgid).
+chown 0:5 "$root/dev/tty"
+# The links come ready-made with the skeleton (lib/dev/), one cp for all.
+cp -P lib/dev/fd lib/dev/stdin lib/dev/stdout lib/dev/stderr lib/dev/ptmx "$root/dev/" ||
+  die "copying the /dev links failed"
 
 # ---- /etc ------------------------------------------------------------------
 # Replace (never write through) whatever is there: a symlink in the rootfs
-# must not redirect the write.
-write_etc() { # name, content on stdin
-  rm -f "$root/etc/$1"
-  cat >"$root/etc/$1" || die "writing /etc/$1 failed"
-  chmod 0644 "$root/etc/$1"
-}
+# must not redirect the write. New files get 0644 from the umask.
+rm -f "$root/etc/hostname" "$root/etc/hosts" "$root/etc/resolv.conf"
 
-echo "$id" | write_etc hostname
-printf '127.0.0.1 localhost\n%s %s\n' "$network_container_ip" "$id" | write_etc hosts
+echo "$id" >"$root/etc/hostname" || die "writing /etc/hostname failed"
+printf '127.0.0.1 localhost\n%s %s\n' "$network_container_ip" "$id" >"$root/etc/hosts" ||
+  die "writing /etc/hosts failed"
+
+# The host's resolver list; a nameserver on the host's loopback (127.x) is
+# reachable from the container at the host side of its veth, so it is
+# replaced by network_host_ip (the rest of each line is kept as it is).
+host_resolv() {
+  while IFS= read -r _l || [ -n "$_l" ]; do
+    _lead=${_l%%[![:space:]]*}
+    _rest=${_l#"$_lead"}
+    case "$_rest" in
+      nameserver[[:space:]]*127.*)
+        _after=${_rest#nameserver}
+        _ws=${_after%%[![:space:]]*}
+        _addr=${_after#"$_ws"}
+        case "$_addr" in
+          127.*)
+            _tail=${_addr#127.}
+            _num=${_tail%%[!0-9.]*}
+            _l="${_lead}nameserver$_ws$network_host_ip${_tail#"$_num"}"
+            ;;
+        esac
+        ;;
+    esac
+    printf '%s\n' "$_l"
+  done </etc/resolv.conf
+}
 
 if [ -n "$dns_servers" ]; then
   for server in $dns_servers; do
     echo "nameserver $server"
-  done | write_etc resolv.conf
+  done >"$root/etc/resolv.conf"
 elif [ -f /etc/resolv.conf ]; then
-  # The host's resolver list; a loopback resolver on the host is reachable
-  # from the container at the host side of its veth.
-  sed "s/^\([[:space:]]*nameserver[[:space:]]\{1,\}\)127\.[0-9.]*/\1$network_host_ip/" /etc/resolv.conf |
-    write_etc resolv.conf
+  host_resolv >"$root/etc/resolv.conf"
 else
-  : | write_etc resolv.conf
-fi
+  : >"$root/etc/resolv.conf"
+fi || die "writing /etc/resolv.conf failed"
 
 # ---- user vcap -> user_uid -------------------------------------------------
 passwd=$root/etc/passwd
 group=$root/etc/group
 [ ! -L "$passwd" ] || die "/etc/passwd in the rootfs is a symlink"
 [ ! -L "$group" ] || die "/etc/group in the rootfs is a symlink"
-touch "$passwd" "$group"
+[ -e "$passwd" ] || : >>"$passwd"
+[ -e "$group" ] || : >>"$group"
 
-old_uid=$(awk -F: '$1 == "vcap" { print $3; exit }' "$passwd")
-old_gid=$(awk -F: '$1 == "vcap" { print $3; exit }' "$group")
-home=$(awk -F: '$1 == "vcap" { print $6; exit }' "$passwd")
+# Rewrites FILE with each "vcap:" line's fields 3 (group) or 3 and 4
+# (passwd) set to user_uid, as `sed s/^vcap:\([^:]*\):[^:]*:.../` did: a line
+# with too few fields is kept. Sets old_id (field 3) and old_home (field 6)
+# from the first such line. Writing through the overlay keeps the file's mode
+# and owner.
+vcap_edit() { # file group|passwd
+  old_id=
+  old_home=
+  _seen=
+  _out=
+  while IFS= read -r _l || [ -n "$_l" ]; do
+    case "$2:$_l" in
+      group:vcap:*:*:* | passwd:vcap:*:*:*:*)
+        _f=${_l#vcap:}
+        _pw=${_f%%:*}
+        _f=${_f#*:}
+        [ -n "$_seen" ] || old_id=${_f%%:*}
+        _f=${_f#*:}
+        if [ "$2" = group ]; then
+          _l="vcap:$_pw:$user_uid:$_f"
+        else
+          _f=${_f#*:}
+          if [ -z "$_seen" ]; then
+            case "$_f" in
+              *:*) _h=${_f#*:} && old_home=${_h%%:*} ;; # gecos:home[:shell]
+            esac
+          fi
+          _l="vcap:$_pw:$user_uid:$user_uid:$_f"
+        fi
+        _seen=1
+        ;;
+    esac
+    _out="$_out$_l
+"
+  done <"$1"
+  printf '%s' "$_out" >"$1"
+}
 
-if [ -n "$old_gid" ]; then
-  sed -i "s/^vcap:\([^:]*\):[^:]*:/vcap:\1:$user_uid:/" "$group" || die "editing /etc/group failed"
-else
+vcap_edit "$group" group
+old_gid=$old_id
+if [ -z "$old_gid" ]; then
   echo "vcap:x:$user_uid:" >>"$group"
 fi
-if [ -n "$old_uid" ]; then
-  sed -i "s/^vcap:\([^:]*\):[^:]*:[^:]*:/vcap:\1:$user_uid:$user_uid:/" "$passwd" || die "editing /etc/passwd failed"
-else
+vcap_edit "$passwd" passwd
+old_uid=$old_id
+home=$old_home
+if [ -z "$old_uid" ]; then
   home=/home/vcap
   echo "vcap:x:$user_uid:$user_uid:vcap:$home:/bin/sh" >>"$passwd"
 fi
@@ -111,12 +174,12 @@ case "$home" in
 esac
 inside_root "$home"
 if [ ! -e "$root$home" ]; then
-  mkdir -p "$root$home"
-  chmod 0755 "$root$home"
+  mkdir -p -m 0755 "$root$home"
   chown "$user_uid:$user_uid" "$root$home"
 else
-  # Only what vcap owned: find -P never follows a symlink, -xdev stays on
-  # the overlay.
-  [ -z "$old_uid" ] || find "$root$home" -xdev -user "$old_uid" -exec chown -h "$user_uid" {} +
-  [ -z "$old_gid" ] || find "$root$home" -xdev -group "$old_gid" -exec chgrp -h "$user_uid" {} +
+  # Only what vcap owned; -R never follows a symlink (-P is the default)
+  # and -h changes links themselves. Nothing is mounted below mnt/ in this
+  # namespace, so -R stays on the overlay.
+  [ -z "$old_uid" ] || chown -hR --from="$old_uid" "$user_uid" "$root$home"
+  [ -z "$old_gid" ] || chown -hR --from=":$old_gid" ":$user_uid" "$root$home"
 fi

@@ -1,11 +1,12 @@
-#!/bin/sh
-# Lifecycle script timings (proposed tests/bench/scripts.sh): create, start,
-# one wsh, stop -w 0 and destroy per cycle; then net.sh setup+in+teardown
-# with 0 and with NFT_N other containers' entries in the nft table (F30).
+#!/usr/bin/env bash
+# Lifecycle script timings: create, start, one wsh, stop -w 0 and destroy
+# per cycle (median, mean, min, max); then net.sh setup+in+teardown with 0
+# and with NFT_N other containers' entries in the nft table (F30).
 # Run as root from the repository:
-#   sh tests/bench/scripts.sh [BIN_DIR] [CYCLES] [NFT_N]
-# BIN_DIR defaults to target/x86_64-unknown-linux-gnu/release.
-# Resolution: 10 ms (/proc/uptime). Leaves nothing behind (clear.sh).
+#   bash tests/bench/scripts.sh [BIN_DIR] [CYCLES] [NFT_N]
+# BIN_DIR defaults to target/x86_64-unknown-linux-gnu/release;
+# WARDEN_SCRIPTS overrides the scripts directory (A/B runs).
+# Resolution: microseconds ($EPOCHREALTIME). Leaves nothing behind (clear.sh).
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 bin_dir=${1:-${WARDEN_BIN_DIR:-$top/target/x86_64-unknown-linux-gnu/release}}
@@ -20,7 +21,6 @@ cleanup() { prefix=$prefix depot_path=$depot "$here/clear.sh" || true; rm -rf "$
 trap cleanup EXIT
 prefix=$prefix pool_network=10.251.0.0/16 "$here/setup.sh"
 
-ms() { read -r up _ </proc/uptime; echo "${up%.*}${up#*.}0"; }   # ms from centiseconds
 
 env_for() { # idx
   i=$1
@@ -30,8 +30,10 @@ env_for() { # idx
 
 phase() { # name cmd...
   n=$1; shift
-  t0=$(ms); "$@" >/dev/null; t1=$(ms)
-  echo "$n $((t1 - t0))" >>"$depot/times"
+  local t0=${EPOCHREALTIME/./}
+  "$@" >/dev/null
+  local t1=${EPOCHREALTIME/./}
+  echo "$n $(( (t1 - t0) / 10 ))" >>"$depot/times"   # units of 10 us
 }
 
 i=0
@@ -44,20 +46,24 @@ while [ $i -lt "$cycles" ]; do
   phase destroy "$here/destroy.sh" "$cp"
   i=$((i + 1))
 done
-echo "lifecycle, $cycles cycles (ms): phase mean min max"
-awk '{ s[$1] += $2; if (!($1 in mn) || $2 < mn[$1]) mn[$1] = $2; if ($2 > mx[$1]) mx[$1] = $2; c[$1]++ }
-     END { for (k in s) printf "  %-8s %6.1f %5d %5d\n", k, s[k] / c[k], mn[k], mx[k] }' "$depot/times"
+echo "lifecycle, $cycles cycles (ms): phase median mean min max"
+for k in create start wsh stop destroy; do
+  awk -v k="$k" '$1 == k { print $2 / 100 }' "$depot/times" | sort -n |
+    awk -v k="$k" '{ v[NR] = $1; s += $1 }
+      END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf "  %-8s %7.1f %7.1f %7.1f %7.1f\n", k, m, s / NR, v[1], v[NR] }'
+done
 
 # F30: net.sh setup + in + teardown with 1 and with nft_n other containers' entries.
 cp=$depot/netc
 env $(env_for 1000) "$here/create.sh" "$cp"
 net_cycle() {
-  t0=$(ms)
+  local t0=${EPOCHREALTIME/./}
   for k in 1 2 3 4 5 6 7 8 9 10; do
     "$cp/net.sh" setup; HOST_PORT=40000 CONTAINER_PORT=80 "$cp/net.sh" in; "$cp/net.sh" teardown
   done
-  t1=$(ms)
-  echo $(( (t1 - t0) / 10 ))
+  local t1=${EPOCHREALTIME/./}
+  echo $(( (t1 - t0) / 10000 ))
 }
 echo "net.sh setup+in+teardown (ms, mean of 10): with 0 others: $(net_cycle)"
 {

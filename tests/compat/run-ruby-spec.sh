@@ -23,8 +23,10 @@
 #   WARDEN_COMPAT_EXAMPLE_TIMEOUT  seconds per example (default 60)
 #
 # Extra arguments go to rspec, e.g. `-e lifecycle` or `--format progress`.
-# Output: rspec's documentation format, a summary of passed/failed/pending
-# examples and the wall time; the full log is in $WARDEN_COMPAT_WORK/rspec.log
+# Output: rspec's documentation format, rspec's summary with the wall time,
+# then a last line `N passed, N failed, N skipped` (skipped = rspec's
+# pending) for CI logs. Exit status: non-zero when an example failed or
+# rspec did not finish. The full log is in $WARDEN_COMPAT_WORK/rspec.log
 # (default /tmp/warden-rs-compat.<pid>).
 set -eu
 
@@ -85,7 +87,26 @@ start=$(date +%s)
 rc=$(cat "$WARDEN_COMPAT_WORK/rspec.rc" 2>/dev/null || echo 1)
 end=$(date +%s)
 
-summary=$(grep -E '^[0-9]+ examples?, ' "$log" | tail -n 1)
+summary=$(grep -E '^[0-9]+ examples?, [0-9]+ failures?' "$log" | tail -n 1)
 echo
 echo "compat: ${summary:-no rspec summary (see $log)}; wall time $((end - start))s; log $log"
+if [ -z "$summary" ]; then
+  # rspec did not finish (crash, abort): count the run as one failure.
+  echo "run-ruby-spec.sh: rspec printed no summary; counting the run as failed"
+  echo "0 passed, 1 failed, 0 skipped"
+  [ "$rc" != 0 ] || rc=1
+  exit "$rc"
+fi
+# "75 examples, 7 failures, 2 pending" -> "66 passed, 7 failed, 2 skipped"
+total=$(echo "$summary" | sed -E 's/^([0-9]+) examples?.*/\1/')
+failed=$(echo "$summary" | sed -E 's/^[0-9]+ examples?, ([0-9]+) failures?.*/\1/')
+case $summary in
+*pending*) skipped=$(echo "$summary" | sed -E 's/.* ([0-9]+) pending.*/\1/') ;;
+*) skipped=0 ;;
+esac
+echo "$((total - failed - skipped)) passed, $failed failed, $skipped skipped"
+# Non-zero when an example failed, even if rspec itself said otherwise.
+if [ "$failed" -gt 0 ] && [ "$rc" = 0 ]; then
+  rc=1
+fi
 exit "$rc"

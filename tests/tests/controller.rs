@@ -18,6 +18,18 @@ use warden_tests::{bin, bin_dir, require_root, rootfs, scratch, wait_for, worksp
 
 static N: AtomicU32 = AtomicU32::new(0);
 
+/// Job output (raw bytes on the wire) as text, for comparisons.
+trait Txt {
+    fn txt(&self) -> Option<&str>;
+}
+
+impl Txt for Option<Vec<u8>> {
+    fn txt(&self) -> Option<&str> {
+        self.as_deref()
+            .map(|b| std::str::from_utf8(b).expect("job output is UTF-8"))
+    }
+}
+
 fn b36(mut v: u32, width: usize) -> String {
     const D: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut s = vec![b'0'; width];
@@ -461,8 +473,8 @@ fn lifecycle_run_spawn_link_stream_stop_destroy() {
 
     let r = run(&mut c, &h, "echo out; echo err >&2; id -u; exit 3");
     assert_eq!(r.exit_status, Some(3));
-    assert_eq!(r.stdout.as_deref(), Some("out\n20000\n"));
-    assert_eq!(r.stderr.as_deref(), Some("err\n"));
+    assert_eq!(r.stdout.txt(), Some("out\n20000\n"));
+    assert_eq!(r.stderr.txt(), Some("err\n"));
     assert_eq!(r.info.as_ref().unwrap().state.as_deref(), Some("active"));
     let r: proto::RunResponse = c
         .call(
@@ -475,7 +487,7 @@ fn lifecycle_run_spawn_link_stream_stop_destroy() {
             },
         )
         .unwrap();
-    assert_eq!(r.stdout.as_deref(), Some("0\n"));
+    assert_eq!(r.stdout.txt(), Some("0\n"));
 
     // rlimits from the request reach the job; one above the hard limit is
     // a clear error (F34).
@@ -494,7 +506,7 @@ fn lifecycle_run_spawn_link_stream_stop_destroy() {
         )
     };
     let r = with_limits(&mut c, 1000).unwrap();
-    assert_eq!(r.stdout.as_deref(), Some("1000\n"));
+    assert_eq!(r.stdout.txt(), Some("1000\n"));
     let (_, hard) =
         nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
     let e = err_text(with_limits(&mut c, hard + 1));
@@ -515,17 +527,14 @@ fn lifecycle_run_spawn_link_stream_stop_destroy() {
     std::thread::sleep(Duration::from_millis(500));
     let l = link(&mut c, &h, quick).unwrap();
     assert_eq!(
-        (l.exit_status, l.stdout.as_deref(), l.stderr.as_deref()),
+        (l.exit_status, l.stdout.txt(), l.stderr.txt()),
         (Some(5), Some("quick\n"), Some("qerr\n"))
     );
     // spawn + link; a second link: no such job.
     let j = spawn(&mut c, &h, "sleep 0.3; echo done");
     assert!(info(&mut c, &h).unwrap().job_ids.contains(&(j as u64)));
     let l = link(&mut c, &h, j).unwrap();
-    assert_eq!(
-        (l.exit_status, l.stdout.as_deref()),
-        (Some(0), Some("done\n"))
-    );
+    assert_eq!((l.exit_status, l.stdout.txt()), (Some(0), Some("done\n")));
     assert_eq!(err_text(link(&mut c, &h, j)), "no such job");
     assert_eq!(err_text(link(&mut c, &h, 999_999)), "no such job");
     // Job ids are server-wide and increasing.
@@ -547,7 +556,12 @@ fn lifecycle_run_spawn_link_stream_stop_destroy() {
                 handle: Some(h.clone()),
                 job_id: Some(j2),
             },
-            |r| chunks.push((r.name.clone().unwrap(), r.data.clone().unwrap())),
+            |r| {
+                chunks.push((
+                    r.name.clone().unwrap(),
+                    String::from_utf8(r.data.clone().unwrap()).unwrap(),
+                ))
+            },
         )
         .unwrap();
     assert_eq!(last.exit_status, Some(7));
@@ -712,7 +726,7 @@ fn bind_mounts_ro_and_rw() {
     )
     .unwrap();
     let r = run(&mut c, &h, "cat /data/ro/file");
-    assert_eq!(r.stdout.as_deref(), Some("from host"));
+    assert_eq!(r.stdout.txt(), Some("from host"));
     let r = run(&mut c, &h, "echo x > /data/ro/new");
     assert_ne!(r.exit_status, Some(0), "ro bind mount is read-only");
     let r = run(&mut c, &h, "echo written > /data/rw/new");
@@ -741,6 +755,12 @@ fn job_output_limit_and_discard() {
             Some(255),
             "job over the output limit is killed"
         );
+        // As warden: the chunk that crossed the limit is kept whole, so
+        // between limit + 1 and limit + one 64 KiB read is delivered.
+        let limit = Opts::default().output_limit as usize;
+        let got = if fd == 1 { &r.stdout } else { &r.stderr };
+        let n = got.as_ref().map_or(0, |v| v.len());
+        assert!(n > limit && n <= limit + 64 * 1024, "{n} bytes kept");
         assert!(r
             .info
             .unwrap()
@@ -758,9 +778,12 @@ fn job_output_limit_and_discard() {
             )
             .unwrap();
         assert_eq!(r.exit_status, Some(0));
-        assert_eq!(r.stdout.as_deref(), Some(""));
-        assert_eq!(r.stderr.as_deref(), Some(""));
+        assert_eq!(r.stdout.txt(), Some(""));
+        assert_eq!(r.stderr.txt(), Some(""));
     }
+    // Output is binary-clean (bytes, not UTF-8 text), on link and stream.
+    let r = run(&mut c, &h, r"printf '\377\376\000x\342\202'");
+    assert_eq!(r.stdout.as_deref(), Some(&b"\xff\xfe\0x\xe2\x82"[..]));
     // The killed jobs' iomux-spawn processes are gone too (warden's spec).
     let depot = s.depot.display().to_string();
     let gone = wait_for(Duration::from_secs(10), || {
@@ -831,29 +854,29 @@ fn copy_in_and_out() {
         };
     cin(&mut c, &sdir.display().to_string(), "/tmp").unwrap();
     let r = run(&mut c, &h, "cat /tmp/sentinel_root/sentinel");
-    assert_eq!(r.stdout.as_deref(), Some("testing123"));
+    assert_eq!(r.stdout.txt(), Some("testing123"));
     let r = run(&mut c, &h, "stat -c %a /tmp/sentinel_root/sentinel");
-    assert_eq!(r.stdout.as_deref(), Some("755\n"));
+    assert_eq!(r.stdout.txt(), Some("755\n"));
     let r = run(
         &mut c,
         &h,
         "stat -c %F /tmp/sentinel_root/sentinel_sym_link",
     );
-    assert_eq!(r.stdout.as_deref(), Some("symbolic link\n"));
+    assert_eq!(r.stdout.txt(), Some("symbolic link\n"));
     let r = run(
         &mut c,
         &h,
         "cat /tmp/sentinel_root/sentinel_hard_link; stat -c %h /tmp/sentinel_root/sentinel",
     );
     assert_eq!(
-        r.stdout.as_deref(),
+        r.stdout.txt(),
         Some("testing1231\n"),
         "hard links materialised"
     );
     // Trailing slash: the contents, not the directory.
     cin(&mut c, &format!("{}/", sdir.display()), "/tmp/contents").unwrap();
     let r = run(&mut c, &h, "cat /tmp/contents/sentinel");
-    assert_eq!(r.stdout.as_deref(), Some("testing123"));
+    assert_eq!(r.stdout.txt(), Some("testing123"));
     // A single file onto a new name.
     cin(
         &mut c,
@@ -862,7 +885,7 @@ fn copy_in_and_out() {
     )
     .unwrap();
     let r = run(&mut c, &h, "cat /tmp/renamed");
-    assert_eq!(r.stdout.as_deref(), Some("testing123"));
+    assert_eq!(r.stdout.txt(), Some("testing123"));
 
     // copy_out of a directory, with owner.
     let out = tmp.join("out");
@@ -906,7 +929,7 @@ fn copy_in_and_out() {
         &h,
         "echo x > /tmp/o/suid && chmod 6755 /tmp/o/suid && stat -c %a /tmp/o/suid",
     );
-    assert_eq!(r.stdout.as_deref(), Some("6755\n"));
+    assert_eq!(r.stdout.txt(), Some("6755\n"));
     let sout = tmp.join("sout");
     cout(&mut c, "/tmp/o/suid", &sout, None).unwrap();
     let m = std::fs::metadata(&sout).unwrap();
@@ -1067,7 +1090,7 @@ fn drain_and_restart_relinks_without_loss() {
     assert_eq!(l.exit_status, Some(9));
     let want: String = (1..=30).map(|i| format!("line{i}\n")).collect();
     assert_eq!(
-        l.stdout.as_deref(),
+        l.stdout.txt(),
         Some(want.as_str()),
         "no loss, no duplicates"
     );
@@ -1075,11 +1098,11 @@ fn drain_and_restart_relinks_without_loss() {
     // output (warden: "should not persist stdout/stderr over a restart").
     let l = link(&mut c, &h, done).unwrap();
     assert_eq!(l.exit_status, Some(4));
-    assert_eq!(l.stdout.as_deref(), Some(""));
+    assert_eq!(l.stdout.txt(), Some(""));
     // Job ids are not reused after a restart.
     let j3 = spawn(&mut c, &h, "true");
     assert!(j3 > j && j3 > done);
-    assert_eq!(run(&mut c, &h, "echo ok").stdout.as_deref(), Some("ok\n"));
+    assert_eq!(run(&mut c, &h, "echo ok").stdout.txt(), Some("ok\n"));
     destroy_or_retry(&mut c, &h);
 }
 
@@ -1088,7 +1111,9 @@ fn sigkill_then_restart_repairs() {
     let mut s = Srv::start("kill9", Opts::default());
     let mut c = s.client();
     let h = create_default(&mut c);
-    let j = spawn(&mut c, &h, "sleep 1; exit 6");
+    // Still running when the new server re-adopts it (a job that ends
+    // while no server is up is dropped, as warden did).
+    let j = spawn(&mut c, &h, "sleep 3; exit 6");
     let doomed = create_default(&mut c);
     let doomed_path = info(&mut c, &doomed).unwrap().container_path.unwrap();
     drop(c);
@@ -1109,10 +1134,7 @@ fn sigkill_then_restart_repairs() {
     assert!(link_procs(&s.depot, j) <= 1);
     let l = link(&mut c, &h, j).unwrap();
     assert_eq!(l.exit_status, Some(6));
-    assert_eq!(
-        run(&mut c, &h, "echo alive").stdout.as_deref(),
-        Some("alive\n")
-    );
+    assert_eq!(run(&mut c, &h, "echo alive").stdout.txt(), Some("alive\n"));
     destroy_or_retry(&mut c, &h);
 }
 
@@ -1403,7 +1425,7 @@ fn restart_sweeps_stale_prefixed_resources() {
             .map(|t| t.contains(") Z"))
             .unwrap_or(true)));
     let r = run(&mut c, &a, "echo a-alive");
-    assert_eq!(r.stdout.as_deref(), Some("a-alive\n"), "{r:?}\n{}", s.log());
+    assert_eq!(r.stdout.txt(), Some("a-alive\n"), "{r:?}\n{}", s.log());
     // The pools were rebuilt from the snapshots: a new container gets a
     // network other than a's.
     let n = create_default(&mut c);
@@ -1435,7 +1457,7 @@ fn concurrent_clients_and_destroy_while_linked() {
                 for i in 0..5 {
                     let h = if (t + i) % 2 == 0 { a_ref } else { b_ref };
                     let r = run(&mut c, h, &format!("echo {t}-{i}"));
-                    assert_eq!(r.stdout, Some(format!("{t}-{i}\n")));
+                    assert_eq!(r.stdout.txt(), Some(format!("{t}-{i}\n").as_str()));
                     assert_eq!(r.exit_status, Some(0));
                 }
             });

@@ -132,22 +132,30 @@ is_clean_abs_path() {
 # the writable layer onto mnt/. Run only inside a private mount namespace.
 mount_rootfs() {
   [ -d "$rootfs_path" ] || die "rootfs $rootfs_path not found"
-  mkdir -p tmp/rootfs/upper tmp/rootfs/work mnt
-  if ! mount -n -t overlay -o "lowerdir=$rootfs_path,upperdir=$(pwd)/tmp/rootfs/upper,workdir=$(pwd)/tmp/rootfs/work" \
+  [ -d tmp/rootfs/upper ] && [ -d tmp/rootfs/work ] && [ -d mnt ] ||
+    mkdir -p tmp/rootfs/upper tmp/rootfs/work mnt
+  if ! mount -n -t overlay -o "lowerdir=$rootfs_path,upperdir=$PWD/tmp/rootfs/upper,workdir=$PWD/tmp/rootfs/work" \
     "warden-$prefix-$id" mnt; then
-    die "overlay mount of $rootfs_path onto $(pwd)/mnt failed"
+    die "overlay mount of $rootfs_path onto $PWD/mnt failed"
   fi
 }
 
 # Fails when this process shares its mount namespace with the host's init or
 # with its grandparent (the process that started wshd): the hooks that mount
-# must never touch the host's mount table.
+# must never touch the host's mount table. (Builtins only: `test -ef`
+# compares the namespace inodes; the stat line is parsed after the comm
+# field, which may hold spaces.)
 require_own_mount_ns() {
-  _ns_self=$(readlink /proc/self/ns/mnt)
-  _ns_gp=$(awk '{print $4}' "/proc/$PPID/stat" 2>/dev/null || echo 0)
+  _ns_gp=0
+  if [ -r "/proc/$PPID/stat" ]; then
+    read -r _ns_stat <"/proc/$PPID/stat" || _ns_stat=
+    # After "pid (comm) ": state ppid ...
+    set -- ${_ns_stat##*) }
+    [ $# -lt 2 ] || _ns_gp=$2
+  fi
   for _ns_pid in 1 "$_ns_gp"; do
-    [ "$_ns_pid" -gt 0 ] || continue
-    if [ "$(readlink "/proc/$_ns_pid/ns/mnt" 2>/dev/null)" = "$_ns_self" ]; then
+    [ "$_ns_pid" -gt 0 ] 2>/dev/null || continue
+    if [ "/proc/$_ns_pid/ns/mnt" -ef /proc/self/ns/mnt ]; then
       die "refusing to mount: not in a private mount namespace (wshd must unshare CLONE_NEWNS first)"
     fi
   done
@@ -158,9 +166,10 @@ require_own_mount_ns() {
 cgroup_fs=/sys/fs/cgroup
 cgroup_v1_subsystems="cpu cpuacct memory devices pids freezer"
 
-# "v2" when /sys/fs/cgroup is a cgroup2 mount, else "v1".
+# "v2" when /sys/fs/cgroup is a cgroup2 mount (only a cgroup2 root has
+# cgroup.controllers), else "v1".
 cgroup_mode() {
-  if [ "$(stat -fc %T "$cgroup_fs" 2>/dev/null)" = cgroup2fs ]; then
+  if [ -f "$cgroup_fs/cgroup.controllers" ]; then
     echo v2
   else
     echo v1
@@ -184,9 +193,18 @@ cgroup_dirs() {
   done
 }
 
-# Pids in a cgroup directory (nothing when it does not exist).
+# Sets cg_pids to the pids in a cgroup directory, space separated (empty
+# when it does not exist). Builtins only: no process is started.
+cgroup_read_pids() {
+  cg_pids=
+  [ -f "$1/cgroup.procs" ] || return 0
+  { while read -r _cgp; do cg_pids="$cg_pids $_cgp"; done <"$1/cgroup.procs"; } 2>/dev/null || true
+}
+
+# Pids in a cgroup directory, one a line (nothing when it does not exist).
 cgroup_pids() {
-  cat "$1/cgroup.procs" 2>/dev/null || true
+  cgroup_read_pids "$1"
+  for _cgp in $cg_pids; do echo "$_cgp"; done
 }
 
 # Removes a cgroup directory and its children (deepest first), retrying
@@ -199,9 +217,9 @@ cgroup_remove() {
   done
   _cgr_try=0
   while [ -d "$1" ]; do
-    _cgr_pids=$(cgroup_pids "$1")
+    cgroup_read_pids "$1"
     # shellcheck disable=SC2086
-    [ -z "$_cgr_pids" ] || kill -9 $_cgr_pids 2>/dev/null || true
+    [ -z "$cg_pids" ] || kill -9 $cg_pids 2>/dev/null || true
     rmdir "$1" 2>/dev/null && return 0
     _cgr_try=$((_cgr_try + 1))
     [ "$_cgr_try" -lt 500 ] || return 1

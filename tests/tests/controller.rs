@@ -444,6 +444,16 @@ fn protocol_ping_echo_list_and_bad_frames() {
         },
     );
     assert!(err_text(r).starts_with("invalid handle"));
+    for bad in [".", "..", "a\0b", &"x".repeat(256)] {
+        let r: Result<proto::CreateResponse, _> = c.call(
+            Type::Create,
+            &proto::CreateRequest {
+                handle: Some(bad.to_string()),
+                ..Default::default()
+            },
+        );
+        assert!(err_text(r).starts_with("invalid handle"), "{bad:?}");
+    }
 }
 
 #[test]
@@ -1106,6 +1116,47 @@ fn drain_and_restart_relinks_without_loss() {
     destroy_or_retry(&mut c, &h);
 }
 
+/// warden's "recreate existing containers whose paths have changed" and
+/// "jobs that exit before a restart", plus a non-ASCII handle.
+#[test]
+fn restart_readopts_moved_container_and_drops_jobs_ended_meanwhile() {
+    let mut s = Srv::start("moved", Opts::default());
+    let mut c = s.client();
+    let h = create(
+        &mut c,
+        proto::CreateRequest {
+            handle: Some("h\u{82}\u{e9}".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(h, "h\u{82}\u{e9}");
+    let path = info(&mut c, &h).unwrap().container_path.unwrap();
+    let late = spawn(&mut c, &h, "sleep 0.5; echo late; exit 3");
+    drop(c);
+    s.signal_and_wait(nix::sys::signal::Signal::SIGUSR2);
+    // The job ends while no server is up.
+    let status = Path::new(&path).join(format!("jobs/{late}/exit_status"));
+    assert!(wait_for(Duration::from_secs(10), || status.is_file()));
+    let moved = format!("{path}__");
+    std::fs::rename(&path, &moved).unwrap();
+    s.run();
+    let mut c = s.client();
+    assert_eq!(list(&mut c), vec![h.clone()]);
+    assert_eq!(
+        info(&mut c, &h).unwrap().container_path,
+        Some(moved.clone())
+    );
+    assert_eq!(err_text(link(&mut c, &h, late)), "no such job");
+    assert!(
+        !Path::new(&moved).join(format!("jobs/{late}")).exists(),
+        "the dropped job's directory is removed"
+    );
+    assert_eq!(run(&mut c, &h, "echo ok").stdout.txt(), Some("ok\n"));
+    destroy_or_retry(&mut c, &h);
+    assert!(!Path::new(&moved).exists());
+}
+
 #[test]
 fn sigkill_then_restart_repairs() {
     let mut s = Srv::start("kill9", Opts::default());
@@ -1171,6 +1222,39 @@ fn grace_time_destroys_idle_containers_once() {
         "destroyed exactly once"
     );
     destroy(&mut keep, &kept).unwrap();
+}
+
+/// After a restart a re-adopted container's grace timer does not fire
+/// within `RECONNECT_WINDOW` (2 s), so a client reconnecting a moment after
+/// the server is back finds it (warden: "should cancel the timer when
+/// client reconnects"); unreferenced, it is still destroyed after that.
+#[test]
+fn restart_gives_clients_time_to_reconnect() {
+    let mut s = Srv::start("regrace", Opts::default());
+    let mut c = s.client();
+    let req = proto::CreateRequest {
+        grace_time: Some(1),
+        ..Default::default()
+    };
+    let h = create(&mut c, req.clone()).unwrap();
+    let idle = create(&mut c, req).unwrap();
+    drop(c);
+    s.signal_and_wait(nix::sys::signal::Signal::SIGUSR2);
+    s.run();
+    let t0 = Instant::now();
+    let mut c = s.client();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(info(&mut c, &h).is_ok(), "alive 1.2 s after the restart");
+    let mut l = s.client();
+    let gone = wait_for(Duration::from_secs(15), || !list(&mut l).contains(&idle));
+    assert!(gone, "the unreferenced one is destroyed");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "not before the window"
+    );
+    drop(c);
+    let gone = wait_for(Duration::from_secs(15), || !list(&mut l).contains(&h));
+    assert!(gone, "released again, its own grace time applies");
 }
 
 #[test]

@@ -349,17 +349,17 @@ impl Server {
             Ok(()) => {
                 c.lock().state = State::Active;
                 if let Err(e) = c.write_snapshot() {
-                    log::warn!("{handle}: cannot write snapshot: {e}");
+                    log::warn!("{handle:?}: cannot write snapshot: {e}");
                 }
                 // Referenced by this connection before anyone (the grace
                 // reaper) can look it up.
                 self.reference(refs, &c);
                 lock(&self.registry).insert(handle.into(), c.clone());
-                log::info!("{handle}: created ({})", path.display());
+                log::info!("{handle:?}: created ({})", path.display());
                 Ok(c)
             }
             Err(e) => {
-                log::warn!("{handle}: create failed: {e}");
+                log::warn!("{handle:?}: create failed: {e}");
                 if path.exists() {
                     if path.join("stop.sh").is_file() {
                         let _ = sh::run("stop.sh", &path.join("stop.sh"), &["-w", "0"], env0());
@@ -368,7 +368,7 @@ impl Server {
                     if let Err(e2) =
                         sh::run("destroy.sh", &self.script("destroy.sh"), &[&p], env0())
                     {
-                        log::error!("{handle}: cleanup after failed create: {e2}");
+                        log::error!("{handle:?}: cleanup after failed create: {e2}");
                     }
                 }
                 self.release_resources(&res);
@@ -454,7 +454,7 @@ impl Server {
             }
         }
         if let Err(e) = c.write_snapshot() {
-            log::warn!("{}: snapshot: {e}", c.handle);
+            log::warn!("{:?}: snapshot: {e}", c.handle);
         }
         r
     }
@@ -466,7 +466,7 @@ impl Server {
         }
         if c.state() != State::Stopped {
             if let Err(e) = sh::run("stop.sh", &c.path.join("stop.sh"), &["-w", "0"], env0()) {
-                log::warn!("{}: stop before destroy: {e}", c.handle);
+                log::warn!("{:?}: stop before destroy: {e}", c.handle);
             }
             c.lock().state = State::Stopped;
         }
@@ -496,7 +496,7 @@ impl Server {
         }
         lock(&self.registry).remove(&c.handle);
         self.release_resources(&res);
-        log::info!("{}: destroyed", c.handle);
+        log::info!("{:?}: destroyed", c.handle);
         Ok(())
     }
 
@@ -566,7 +566,7 @@ impl Server {
             .stderr(Stdio::null())
             .process_group(0);
         let mut child = cmd.spawn().map_err(|e| {
-            log::warn!("{}: iomux-spawn: {e}", c.handle);
+            log::warn!("{:?}: iomux-spawn: {e}", c.handle);
             "iomux-spawn failed".to_string()
         })?;
         let spawn_pid = child.id() as i32;
@@ -601,7 +601,7 @@ impl Server {
             "iomux-spawn failed".to_string()
         };
         log::debug!(
-            "{}: job {id}: iomux-spawn started ({} us)",
+            "{:?}: job {id}: iomux-spawn started ({} us)",
             c.handle,
             t0.elapsed().as_micros()
         );
@@ -612,12 +612,12 @@ impl Server {
         let linker = match job.start_link(&bin.join("iomux-link")) {
             Ok(l) => l,
             Err(e) => {
-                log::warn!("{}: iomux-link: {e}", c.handle);
+                log::warn!("{:?}: iomux-link: {e}", c.handle);
                 return Err(fail(&mut child));
             }
         };
         log::debug!(
-            "{}: job {id}: linker started ({} us)",
+            "{:?}: job {id}: linker started ({} us)",
             c.handle,
             t0.elapsed().as_micros()
         );
@@ -629,13 +629,13 @@ impl Server {
             return Err(fail(&mut child));
         }
         log::debug!(
-            "{}: job {id}: child active ({} us)",
+            "{:?}: job {id}: child active ({} us)",
             c.handle,
             t0.elapsed().as_micros()
         );
         c.lock().jobs.insert(id, job.clone());
         if let Err(e) = c.write_snapshot() {
-            log::warn!("{}: snapshot: {e}", c.handle);
+            log::warn!("{:?}: snapshot: {e}", c.handle);
         }
         let (srv, cont, j) = (self.clone(), c.clone(), job.clone());
         spawn_thread("job", move || {
@@ -1169,7 +1169,7 @@ impl Server {
                     let srv = self.clone();
                     spawn_thread("stop", move || {
                         if let Err(e) = srv.stop(&c, kill) {
-                            log::warn!("{}: background stop: {e}", c.handle);
+                            log::warn!("{:?}: background stop: {e}", c.handle);
                         }
                     });
                 } else {
@@ -1255,7 +1255,7 @@ impl Server {
         if c.state() != State::Active || c.wshd_alive() {
             return;
         }
-        log::warn!("{}: wshd is gone; container stopped", c.handle);
+        log::warn!("{:?}: wshd is gone; container stopped", c.handle);
         {
             let mut g = c.lock();
             g.state = State::Stopped;
@@ -1304,9 +1304,9 @@ impl Server {
                 if fire && !self.draining() {
                     let srv = self.clone();
                     spawn_thread("grace", move || {
-                        log::info!("{}: grace time expired, destroying", c.handle);
+                        log::info!("{:?}: grace time expired, destroying", c.handle);
                         if let Err(e) = srv.destroy(&c) {
-                            log::warn!("{}: grace destroy: {e}", c.handle);
+                            log::warn!("{:?}: grace destroy: {e}", c.handle);
                         }
                     });
                 }
@@ -1354,13 +1354,13 @@ impl Server {
                 // warden's "should not persist stdout/stderr" example wants.
                 if !j.discard_output && j.finished().is_none() && j.dir.is_dir() {
                     if let Err(e) = j.save_collected() {
-                        log::warn!("{}: job {}: saving output: {e}", c.handle, j.id);
+                        log::warn!("{:?}: job {}: saving output: {e}", c.handle, j.id);
                     }
                 }
             }
             if c.state() != State::Destroyed {
                 if let Err(e) = c.write_snapshot_with(true) {
-                    log::error!("{}: drain snapshot: {e}", c.handle);
+                    log::error!("{:?}: drain snapshot: {e}", c.handle);
                 }
             }
         }
@@ -1611,7 +1611,7 @@ impl Server {
         // Host side networking and port forwards, idempotent.
         if s.state == State::Active {
             if let Err(e) = sh::run("net.sh setup", &path.join("net.sh"), &["setup"], env0()) {
-                log::warn!("{}: {e}", s.handle);
+                log::warn!("{:?}: {e}", s.handle);
             }
             for (h, cp) in &res.net_in {
                 let _ = sh::run(
@@ -1654,7 +1654,7 @@ impl Server {
             // iomux-spawn may still linger for late linkers; end it.
             if dir.join("exit_status").is_file() {
                 log::info!(
-                    "{}: job {id} ended while the server was down; dropped",
+                    "{:?}: job {id} ended while the server was down; dropped",
                     s.handle
                 );
                 if let Some(p) = js.iomux_spawn_pid {
@@ -1673,11 +1673,11 @@ impl Server {
             if has_socks || dir.is_dir() && spawn_alive(js.iomux_spawn_pid, &dir) {
                 c.lock().jobs.insert(*id, job.clone());
                 if let Err(e) = self.relink(&c, job.clone()) {
-                    log::warn!("{}: job {id}: relink: {e}", s.handle);
+                    log::warn!("{:?}: job {id}: relink: {e}", s.handle);
                     job.finish(255);
                 }
             } else {
-                log::warn!("{}: job {id} is gone", s.handle);
+                log::warn!("{:?}: job {id} is gone", s.handle);
                 let _ = std::fs::remove_dir_all(&dir);
             }
         }
@@ -1688,7 +1688,7 @@ impl Server {
         }
         let _ = c.write_snapshot();
         lock(&self.registry).insert(s.handle.clone(), c);
-        log::info!("{}: re-adopted", s.handle);
+        log::info!("{:?}: re-adopted", s.handle);
         Ok(max_job)
     }
 }

@@ -177,13 +177,16 @@ quote() {
 } >"$target/etc/config" || die "writing $target/etc/config failed"
 printf '%s' "$bind_clean" >"$target/etc/bind_mounts" || die "writing $target/etc/bind_mounts failed"
 
-# One cp for all helpers (copies, so a container keeps the binaries it was
-# made with when bin_dir is upgraded in place).
+# One ln for all helpers: hard links (no data copied now, none freed by
+# destroy.sh), so replace a helper in bin_dir by renaming a new file over it
+# (install, cargo) rather than by writing into it. When bin_dir is on
+# another filesystem (or links are refused) they are copied.
 set --
 for helper in $helpers; do
   set -- "$@" "$bin_dir/$helper"
 done
-cp "$@" "$target/bin/" || die "copying the helpers from $bin_dir into $target/bin failed"
+ln "$@" "$target/bin/" 2>/dev/null || cp -f "$@" "$target/bin/" ||
+  die "copying the helpers from $bin_dir into $target/bin failed"
 
 cd "$target"
 unshare -m --propagation private ./setup.sh || die "container setup.sh failed for $target"

@@ -1,14 +1,18 @@
 #!/bin/sh
 # net.sh setup|teardown|in|out: the host side of one container's network.
 #
-#   setup     veth pair network_host_iface/network_container_iface (the
-#             container end is moved into wshd's netns by
-#             hook-parent-after-clone.sh), host address network_host_ip/len,
+#   setup     veth pair network_host_iface/network_container_iface, host
+#             address network_host_ip/len,
 #             mtu, up; route_localnet so DNAT from 127.0.0.1 works; this
 #             container's nft chain c-<id> and its element in the
 #             `containers` verdict map (forward filter). Idempotent: re-run
 #             on a running container it keeps the pair and the chain's
 #             net_out rules (the server does this after a restart).
+#             env PID (hook-parent-after-clone.sh, run by wshd during
+#             start.sh): the container end is made in (or moved to) the
+#             network namespace of PID, the container's init, and set up
+#             there: lo up, address network_container_ip/len, mtu, up,
+#             default route via network_host_ip.
 #   teardown  removes this container's net_in elements (found by its ip),
 #             its verdict-map element and chain, and the veth pair.
 #             Idempotent: missing pieces are skipped.
@@ -28,11 +32,13 @@ set -eu
 [ -z "${DEBUG:-}" ] || set -x
 
 script=net.sh
-cd "$(dirname "$0")"
+case "$0" in
+  */*) cd "${0%/*}" ;;
+esac
 . ./lib/common.sh
 load_config
 
-table=$(nft_table)
+table=warden-$prefix # nft_table
 chain=c-$id
 
 # (No separate check that the table exists: every nft command below fails
@@ -47,6 +53,49 @@ is_port() {
 }
 
 setup() {
+  pid=${PID:-}
+  peer_ns=
+  if [ -n "$pid" ]; then
+    is_uint "$pid" && [ -d "/proc/$pid" ] || die "PID is not a running process: $pid"
+    peer_ns="netns $pid"
+  fi
+  # Fast path for a new container: one `ip -batch` makes the pair (with
+  # PID, the container end directly in PID's network namespace: moving a
+  # veth there afterwards costs ~20 ms of RCU waits, making it there ~1 ms)
+  # and configures the host end. It stops at the first error (the pair
+  # exists already, say), and the careful path below then does each step.
+  if ! ip -batch - >/dev/null 2>&1 <<EOF
+link add name $network_host_iface mtu $container_iface_mtu type veth peer name $network_container_iface mtu $container_iface_mtu $peer_ns
+addr replace $network_host_ip/$network_prefix_len dev $network_host_iface
+link set $network_host_iface up
+EOF
+  then
+    setup_careful
+  fi
+  # With PID, the container's side too, from here (one ip inside its
+  # network namespace instead of four programs in the container): lo up,
+  # address, mtu, default route via the host end.
+  if [ -n "$pid" ]; then
+    nsenter -t "$pid" -n ip -batch - <<EOF ||
+link set lo up
+link set $network_container_iface mtu $container_iface_mtu up
+addr add $network_container_ip/$network_prefix_len dev $network_container_iface
+route add default via $network_host_ip dev $network_container_iface
+EOF
+      die "configuring $network_container_iface in the network namespace of $pid failed"
+  fi
+  echo 1 >"/proc/sys/net/ipv4/conf/$network_host_iface/route_localnet" ||
+    die "enabling route_localnet on $network_host_iface failed"
+
+  # One transaction: the chain (kept if it exists) and its map element.
+  {
+    echo "add chain ip $table $chain"
+    echo "add element ip $table containers { \"$network_host_iface\" : jump $chain }"
+  } | nft -f - || die "adding nft chain $chain to table $table failed (did the server's setup.sh run?)"
+}
+
+# net.sh setup step by step (idempotent): keeps what exists.
+setup_careful() {
   # Idempotent and non-destructive: the server re-runs it for running
   # containers after a restart, so an existing pair (its container end maybe
   # inside the container) is kept, and the chain is not flushed.
@@ -63,42 +112,85 @@ setup() {
   ip addr replace "$network_host_ip/$network_prefix_len" dev "$network_host_iface" ||
     die "adding $network_host_ip/$network_prefix_len to $network_host_iface failed"
   ip link set "$network_host_iface" up || die "bringing up $network_host_iface failed"
-  echo 1 >"/proc/sys/net/ipv4/conf/$network_host_iface/route_localnet" ||
-    die "enabling route_localnet on $network_host_iface failed"
-
-  # One transaction: the chain (kept if it exists) and its map element.
-  {
-    echo "add chain ip $table $chain"
-    echo "add element ip $table containers { \"$network_host_iface\" : jump $chain }"
-  } | nft -f - || die "adding nft chain $chain to table $table failed (did the server's setup.sh run?)"
+  # A container end left in the host's namespace goes into PID's.
+  if [ -n "$pid" ] && iface_exists "$network_container_iface"; then
+    ip link set "$network_container_iface" netns "$pid" ||
+      die "moving $network_container_iface into the network namespace of $pid failed"
+  fi
 }
 
 teardown() {
   rc=0
-  # One listing, one transaction. net_in elements are "port : ip . port",
-  # separated by commas, possibly over several lines.
-  if listing=$(nft -n list table ip "$table" 2>/dev/null); then
-    ports=$(printf '%s\n' "$listing" | awk '/map net_in/,/}/' | tr ',{}' '\n\n\n' |
-      awk -v ip="$network_container_ip" '$2 == ":" && $3 == ip && $4 == "." { print $1 }' | paste -sd, -)
-    cmds=
-    [ -z "$ports" ] || cmds="delete element ip $table net_in { $ports }
-"
-    if printf '%s\n' "$listing" | grep -q "\"$network_host_iface\" : jump $chain\b"; then
-      cmds="${cmds}delete element ip $table containers { \"$network_host_iface\" }
-"
-    fi
-    if printf '%s\n' "$listing" | grep -q "^[[:space:]]*chain $chain {"; then
-      cmds="${cmds}delete chain ip $table $chain
-"
-    fi
-    if [ -n "$cmds" ]; then
-      printf '%s' "$cmds" | nft -f - || { warn "removing nft elements and chain $chain from table $table failed"; rc=1; }
-    fi
+  # The veth goes in the background while nft works (both wait for the
+  # kernel). The kernel deletes the pair by itself once the container's
+  # network namespace is gone (asynchronously, after wshd dies), so the
+  # veth may vanish at any moment: only one that is still there is a
+  # failure. /sys/class/net (this namespace's devices) is checked first,
+  # without a process.
+  veth_del &
+  veth_pid=$!
+  # One listing, one awk, one transaction. net_in elements are
+  # "port : ip . port", separated by commas, possibly over several lines
+  # (the map's lines run from "map net_in" to the first "}").
+  cmds=$(nft -n list table ip "$table" 2>/dev/null | awk -v table="$table" -v ip="$network_container_ip" \
+    -v iface="$network_host_iface" -v chain="$chain" '
+    /map net_in/ { in_map = 1 }
+    in_map {
+      last = index($0, "}") > 0
+      gsub(/[{},]/, "\n")
+      n = split($0, elems, "\n")
+      for (i = 1; i <= n; i++)
+        if (split(elems[i], f, " ") >= 4 && f[2] == ":" && f[3] == ip && f[4] == ".")
+          ports = ports (ports == "" ? "" : ", ") f[1]
+      if (last) in_map = 0
+      next
+    }
+    $0 ~ ("\"" iface "\" : jump " chain "([^A-Za-z0-9_]|$)") { element = 1 }
+    $0 ~ ("^[ \t]*chain " chain " [{]") { has_chain = 1 }
+    END {
+      if (ports != "") print "delete element ip " table " net_in { " ports " }"
+      if (element) print "delete element ip " table " containers { \"" iface "\" }"
+      if (has_chain) print "delete chain ip " table " " chain
+    }')
+  if [ -n "$cmds" ]; then
+    printf '%s\n' "$cmds" | nft -f - || { warn "removing nft elements and chain $chain from table $table failed"; rc=1; }
   fi
-  if iface_exists "$network_host_iface"; then
-    ip link del "$network_host_iface" || { warn "removing interface $network_host_iface failed"; rc=1; }
-  fi
+  wait "$veth_pid" || rc=1
   return "$rc"
+}
+
+# True when the host's veth is gone: /sys/class/net lists this network
+# namespace's devices (no process needed); ip when sysfs is not there.
+veth_gone() {
+  if [ -d /sys/class/net ]; then
+    [ ! -e "/sys/class/net/$network_host_iface" ]
+  else
+    ! iface_exists "$network_host_iface"
+  fi
+}
+
+veth_del() {
+  # env NETNS_DYING (destroy.sh, once the container's processes are
+  # killed): the kernel removes the pair with the dying namespace within a
+  # few ms of their exit; wait up to 0.1 s for that before deleting it here.
+  if [ -n "${NETNS_DYING:-}" ]; then
+    waits=0
+    while ! veth_gone && [ "$waits" -lt 10 ]; do
+      sleep 0.01
+      waits=$((waits + 1))
+    done
+  fi
+  tries=0
+  until veth_gone; do
+    err=$(ip link del "$network_host_iface" 2>&1) && return 0
+    tries=$((tries + 1))
+    if [ "$tries" -ge 3 ]; then
+      veth_gone && return 0
+      warn "removing interface $network_host_iface failed: $err"
+      return 1
+    fi
+    sleep 0.05
+  done
 }
 
 net_in() {

@@ -1,28 +1,38 @@
 #!/bin/sh
-# start.sh: starts the container. Runs `net.sh setup`, then
+# start.sh: starts the container. Runs
 # `bin/wshd --run run --lib lib --root mnt --title "wshd: <id>"`, which runs
-# the lib/hook-*.sh scripts and exits 0 only once run/wshd.sock accepts
+# the lib/hook-*.sh scripts (hook-parent-after-clone.sh runs `net.sh setup`
+# with PID) and exits 0 only once run/wshd.sock accepts
 # connections. wshd's output goes to run/wshd.out.log and run/wshd.err.log.
 set -eu
 [ -z "${DEBUG:-}" ] || set -x
 
 script=start.sh
-cd "$(dirname "$0")"
+case "$0" in
+  */*) cd "${0%/*}" ;;
+esac
 . ./lib/common.sh
 load_config
 
 if [ -f run/wshd.pid ]; then
-  pid=$(cat run/wshd.pid)
+  pid=
+  read -r pid <run/wshd.pid || true
   if is_uint "$pid" && [ -d "/proc/$pid" ]; then
     die "wshd is already running (pid $pid)"
   fi
-  rm -f run/wshd.pid
 fi
-rm -f run/wshd.sock
+[ ! -e run/wshd.pid ] && [ ! -e run/wshd.sock ] || rm -f run/wshd.pid run/wshd.sock
 
-./net.sh setup
+# The network is set up by wshd's hook-parent-after-clone.sh (net.sh setup
+# with PID), which makes the container end of the veth pair right in the
+# container's network namespace.
 
-if ! ./bin/wshd --run run --lib lib --root mnt --title "wshd: $id" \
+# A nested warden needs root jobs that may mount and create user namespaces;
+# wshd's seccomp filter denies that unless told otherwise.
+nested=
+[ "${allow_nested_warden:-false}" = true ] && nested=--allow-nested
+
+if ! ./bin/wshd --run run --lib lib --root mnt --title "wshd: $id" $nested \
   </dev/null >run/wshd.out.log 2>run/wshd.err.log; then
   reason=$(grep -v '^[[:space:]]*$' run/wshd.err.log | tail -n 3 | paste -sd ';' - | sed 's/;/; /g')
   die "wshd failed to start: ${reason:-no message (see run/wshd.err.log)}"

@@ -653,6 +653,109 @@ fn net_setup_dnat_filter_and_teardown_with_own_netns() {
     s.assert_no_container_left(&c);
 }
 
+fn link_exists(name: &str) -> bool {
+    run(Command::new("ip").args(["link", "show", "dev", name])).0 == 0
+}
+
+/// `net.sh setup` with PID makes the container end right in PID's network
+/// namespace; `net.sh teardown` succeeds when the veth vanished by itself
+/// (the kernel removes the pair when that namespace dies, asynchronously:
+/// the race that made concurrent destroys fail now and then).
+#[test]
+fn net_setup_with_pid_and_teardown_of_a_vanishing_veth() {
+    assert!(have_wshd(), "build the helpers first");
+    let s = Server::new("netpid", false);
+    let c = s.container(3, "c3netpid");
+    let (code, err) = c.create();
+    assert_eq!(code, 0, "create.sh: {err}");
+    let table = format!("warden-{}", s.prefix);
+    let chain = format!("c-{}", c.id);
+
+    for round in 0..5 {
+        // A process in a network namespace of its own stands in for wshd.
+        let mut holder = Command::new("unshare")
+            .args(["-n", "sleep", "30"])
+            .spawn()
+            .unwrap();
+        let mut guard = Cleanup::new();
+        guard.kill_pid(holder.id() as i32);
+        let pid = holder.id().to_string();
+        let own_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
+        assert!(wait_for(Duration::from_secs(5), || {
+            std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                .map(|l| l != own_ns)
+                .unwrap_or(false)
+        }));
+
+        let (code, _, err) = c.script("net.sh", &["setup"], &[("PID", &pid)]);
+        assert_eq!(code, 0, "round {round}: net.sh setup with PID: {err}");
+        assert!(link_exists(&c.host_iface()), "round {round}: no host end");
+        assert!(
+            !link_exists(&c.container_iface()),
+            "round {round}: container end left in the host namespace"
+        );
+        let (code, out, err) = run(Command::new("nsenter").args([
+            "-t",
+            &pid,
+            "-n",
+            "ip",
+            "link",
+            "show",
+            "dev",
+            &c.container_iface(),
+        ]));
+        assert_eq!(
+            code,
+            0,
+            "round {round}: container end not in PID's netns: {}{}",
+            text(&out),
+            text(&err)
+        );
+        let hp = free_port(10 + round);
+        let (code, _, err) = c.script(
+            "net.sh",
+            &["in"],
+            &[("HOST_PORT", &hp.to_string()), ("CONTAINER_PORT", "80")],
+        );
+        assert_eq!(code, 0, "round {round}: net.sh in: {err}");
+
+        // The namespace dies; teardown runs at once, racing the kernel's
+        // removal of the pair (round 0: the pair is deleted first, so the
+        // veth is surely gone when teardown looks).
+        let _ = holder.kill();
+        let _ = holder.wait();
+        if round == 0 {
+            assert!(wait_for(Duration::from_secs(10), || !link_exists(
+                &c.host_iface()
+            )));
+        }
+        let (code, _, err) = c.script("net.sh", &["teardown"], &[]);
+        assert_eq!(code, 0, "round {round}: net.sh teardown: {err}");
+        assert!(
+            wait_for(Duration::from_secs(10), || !link_exists(&c.host_iface())),
+            "round {round}: host veth left"
+        );
+        let (_, out, _) = run(Command::new("nft").args(["-n", "list", "table", "ip", &table]));
+        let listing = text(&out);
+        assert!(!listing.contains(&chain), "round {round}: {listing}");
+        assert!(
+            !listing.contains(&format!("{} .", c.container_ip)),
+            "round {round}: {listing}"
+        );
+        drop(guard);
+    }
+
+    // A PID that is not a process is refused with a message.
+    let (code, _, err) = c.script("net.sh", &["setup"], &[("PID", "abc")]);
+    assert!(
+        code != 0 && err.contains("PID is not a running process: abc"),
+        "{err}"
+    );
+    let (code, err) = c.destroy();
+    assert_eq!(code, 0, "destroy.sh: {err}");
+    s.assert_no_container_left(&c);
+}
+
 #[test]
 fn clear_removes_a_half_made_container() {
     assert!(have_wshd(), "build the helpers first");
@@ -970,8 +1073,10 @@ fn stop_kills_processes_but_not_wshd() {
         &["sh", "-c", "setsid sleep 1000 </dev/null >/dev/null 2>&1 & setsid sh -c 'trap \"\" TERM; while :; do sleep 1; done' </dev/null >/dev/null 2>&1 &"],
     );
     assert_eq!(code, 0, "{err}");
+    // wshd, sleep 1000, the sh and its `sleep 1`: once that child exists the
+    // sh has set its TERM trap (a faster stop.sh must not win that race).
     assert!(
-        wait_for(Duration::from_secs(5), || c.procs().len() >= 3),
+        wait_for(Duration::from_secs(5), || c.procs().len() >= 4),
         "{:?}",
         c.procs()
     );

@@ -176,21 +176,30 @@ cgroup_mode() {
   fi
 }
 
-# Prints "<subsystem> <dir>" for every hierarchy the container (or, with an
-# empty id, the server's parent cgroup) uses. Only names with the prefix.
-cgroup_dirs() {
+# Sets cg_plan to "<subsystem> <dir>" lines, one for every hierarchy the
+# container (or, with an empty id, the server's parent cgroup) uses. Only
+# names with the prefix. Builtins only.
+cgroup_plan() {
   _cg_id=$1
   _cg_leaf=warden-$prefix${_cg_id:+/$_cg_id}
-  if [ "$(cgroup_mode)" = v2 ]; then
-    echo "unified $cgroup_fs/$_cg_leaf"
+  if [ -f "$cgroup_fs/cgroup.controllers" ]; then # v2, see cgroup_mode
+    cg_plan="unified $cgroup_fs/$_cg_leaf"
     return 0
   fi
+  cg_plan=
   for _cg_s in $cgroup_v1_subsystems; do
     # A co-mounted hierarchy (cpu,cpuacct behind symlinks) is listed under
     # each name; making and removing it twice is harmless.
     [ -f "$cgroup_fs/$_cg_s/cgroup.procs" ] || continue
-    echo "$_cg_s $cgroup_fs/$_cg_s/$_cg_leaf"
+    cg_plan="$cg_plan${cg_plan:+
+}$_cg_s $cgroup_fs/$_cg_s/$_cg_leaf"
   done
+}
+
+# Prints cgroup_plan's lines.
+cgroup_dirs() {
+  cgroup_plan "$1"
+  [ -z "$cg_plan" ] || printf '%s\n' "$cg_plan"
 }
 
 # Sets cg_pids to the pids in a cgroup directory, space separated (empty

@@ -8,15 +8,15 @@
 set -eu
 
 script=hook-child-before-pivot.sh
-cd "$(dirname "$0")/.."
+cd "${0%/*}/.."
 . ./lib/common.sh
 load_config
 
 require_own_mount_ns
-root=$(pwd)/mnt
+root=$PWD/mnt
 [ -s etc/bind_mounts ] || exit 0
 
-tab=$(printf '\t')
+tab='	'
 n=0
 while IFS= read -r line; do
   [ -n "$line" ] || continue

@@ -4,13 +4,16 @@
 #   - creates the container's cgroups (warden-<prefix>/<id>) and moves $PID
 #     into them; devices get warden's allowlist (everything when
 #     allow_nested_warden=true); each dir is recorded in run/cgroups as
-#     "<subsystem|unified> <path>" as soon as it exists
+#     "<subsystem|unified> <path>" as soon as it exists (one mkdir makes
+#     them all; each is recorded before it is set up and $PID moved in)
 #   - writes run/wshd.pid
-#   - moves the container end of the veth pair into $PID's network namespace
+#   - runs net.sh setup with PID (in the background while the cgroups are
+#     set up): the veth pair is made with its container end in $PID's
+#     network namespace (cheaper than moving it there)
 set -eu
 
 script=hook-parent-after-clone.sh
-cd "$(dirname "$0")/.."
+cd "${0%/*}/.."
 . ./lib/common.sh
 load_config
 
@@ -37,26 +40,50 @@ setup_devices() { # dir
   devices_allow "$1" "c 136:* rwm" # pts/*
 }
 
+# The network (net.sh setup with PID: the veth pair with its container end
+# made right in $PID's network namespace, host end, nft chain) runs in the
+# background meanwhile: the first move of $PID into a cgroup waits for an
+# RCU grace period (10-40 ms here), and net.sh takes about as long.
+PID=$pid ./net.sh setup &
+net_pid=$!
+
 : >run/cgroups
-cgroup_dirs "$id" >run/cgroups.plan
+cgroup_plan "$id"
+plan=$cg_plan
+
+# One mkdir for every hierarchy (on v2, the parent's controllers first).
+set --
 while read -r subsystem dir; do
-  parent=${dir%/*}
-  [ -d "$parent" ] || mkdir -p "$parent" || die "creating cgroup $parent failed"
+  [ -n "$dir" ] || continue
   if [ "$subsystem" = unified ]; then
-    grep -qw memory "$parent/cgroup.subtree_control" ||
-      echo "+cpu +memory +pids" >"$parent/cgroup.subtree_control" ||
-      die "enabling controllers in $parent failed"
+    parent=${dir%/*}
+    [ -d "$parent" ] || mkdir -p "$parent" || die "creating cgroup $parent failed"
+    ctl=
+    read -r ctl <"$parent/cgroup.subtree_control" || true
+    case " $ctl " in
+      *" memory "*) ;;
+      *) echo "+cpu +memory +pids" >"$parent/cgroup.subtree_control" ||
+        die "enabling controllers in $parent failed" ;;
+    esac
   fi
-  mkdir "$dir" 2>/dev/null || [ -d "$dir" ] || die "creating cgroup $dir failed"
+  set -- "$@" "$dir"
+done <<EOF
+$plan
+EOF
+[ $# -eq 0 ] || mkdir -p "$@" || die "creating cgroups $* failed"
+
+while read -r subsystem dir; do
+  [ -n "$dir" ] || continue
   echo "$subsystem $dir" >>run/cgroups || die "writing run/cgroups failed"
   case "$subsystem" in
     devices) setup_devices "$dir" ;;
   esac
   echo "$pid" >"$dir/cgroup.procs" || die "moving $pid into cgroup $dir failed"
-done <run/cgroups.plan
-rm -f run/cgroups.plan
+done <<EOF
+$plan
+EOF
 
-echo "$pid" >run/wshd.pid.tmp && mv run/wshd.pid.tmp run/wshd.pid || die "writing run/wshd.pid failed"
+# Written in place: nothing reads it before start.sh returns.
+echo "$pid" >run/wshd.pid || die "writing run/wshd.pid failed"
 
-ip link set "$network_container_iface" netns "$pid" ||
-  die "moving $network_container_iface into the network namespace of $pid failed (did net.sh setup run?)"
+wait "$net_pid" || die "net.sh setup failed"

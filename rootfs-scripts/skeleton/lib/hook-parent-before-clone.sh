@@ -6,7 +6,7 @@
 set -eu
 
 script=hook-parent-before-clone.sh
-cd "$(dirname "$0")/.."
+cd "${0%/*}/.."
 . ./lib/common.sh
 load_config
 

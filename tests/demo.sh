@@ -57,7 +57,7 @@ for _ in $(seq 1 200); do [ -S "$sock" ] && break; sleep 0.05; done
 w ping
 handle=$(w create)
 echo "container: $handle"
-w run --handle "$handle" --script 'echo "hello from $(hostname)"; id; ip -o -4 addr show | grep -v " lo "; ls /'
+w run --handle "$handle" --script 'echo "hello from $(hostname)"; id; /sbin/ip -o -4 addr show | grep -v " lo "; ls /'
 w info --handle "$handle" | head -20
 w destroy --handle "$handle"
 w list

@@ -4,7 +4,12 @@
 //! # snapshot.json (CP/snapshot.json)
 //!
 //! Written after every change (create, spawn, job end, stop, net_in) and on
-//! drain: to `CP/snapshot.json.tmp`, fsync, rename. A JSON object:
+//! drain: to `CP/snapshot.json.tmp`, then renamed over `CP/snapshot.json`,
+//! so a reader sees the old or the new file, never a torn one. Only the
+//! drain write fsyncs the temp file first (it must survive a host restart);
+//! the routine writes need only survive the server's death (the page cache
+//! keeps them), which keeps the hot path (spawn, job end) free of fsync.
+//! A JSON object:
 //!
 //! ```text
 //! { "version": 1, "id": "<11 chars>", "handle": "<handle>",

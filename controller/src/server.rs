@@ -464,10 +464,10 @@ impl Server {
         if c.state() == State::Destroyed {
             return Err("unknown handle".into());
         }
+        // No `stop.sh -w 0` first (warden ran one): destroy.sh SIGKILLs
+        // every process in the container's cgroups itself, wshd included,
+        // and waits until they are empty, so a stop would only cost time.
         if c.state() != State::Stopped {
-            if let Err(e) = sh::run("stop.sh", &c.path.join("stop.sh"), &["-w", "0"], env0()) {
-                log::warn!("{:?}: stop before destroy: {e}", c.handle);
-            }
             c.lock().state = State::Stopped;
         }
         let p = c.path.display().to_string();

@@ -1814,11 +1814,13 @@ fn map_pairs(text: &str, sep: &str) -> Vec<(String, String)> {
 }
 
 /// Removes a cgroup dir (children first), killing what is left in it.
-fn remove_cgroup(dir: &Path) {
+/// Retries for up to 2 s while the kernel lets the killed tasks go; returns
+/// whether the directory is gone. Also used by the end-to-end tests.
+pub fn remove_cgroup_tree(dir: &Path) -> bool {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             if e.path().is_dir() {
-                remove_cgroup(&e.path());
+                remove_cgroup_tree(&e.path());
             }
         }
     }
@@ -1835,11 +1837,18 @@ fn remove_cgroup(dir: &Path) {
             }
         }
         if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    log::warn!("cannot remove stale cgroup {}", dir.display());
+    false
+}
+
+/// [`remove_cgroup_tree`] for the start-up sweep: a failure is logged.
+fn remove_cgroup(dir: &Path) {
+    if !remove_cgroup_tree(dir) {
+        log::warn!("cannot remove stale cgroup {}", dir.display());
+    }
 }
 
 /// After destroy: end the job's iomux-spawn and linker if still there.

@@ -164,34 +164,11 @@ fn proc_parent(pid: i32) -> Option<i32> {
     proc_stat_fields(pid)?.get(1)?.parse().ok()
 }
 
-/// Removes a cgroup directory depth-first, killing what is left inside it.
+/// Removes a cgroup directory depth-first, killing what is left inside it
+/// (the controller's own sweep, so tests and server clean up the same way).
 pub fn remove_cgroup_tree(dir: &Path) {
-    if !dir.is_dir() {
-        return;
-    }
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                remove_cgroup_tree(&e.path());
-            }
-        }
-    }
-    for _ in 0..100 {
-        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-            for pid in procs
-                .split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if dir.is_dir() {
+        warden::server::remove_cgroup_tree(dir);
     }
 }
 

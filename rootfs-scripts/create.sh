@@ -89,28 +89,13 @@ done
 
 # bind_mounts: lines "ro|rw<TAB>src<TAB>dst". Checked here so a bad line
 # fails create, not start.
-tab='	'
 bind_lines=0
 bind_clean=
 if [ -n "$bind_mounts" ]; then
   while IFS= read -r line; do
     [ -n "$line" ] || continue
     bind_lines=$((bind_lines + 1))
-    mode=${line%%"$tab"*}
-    rest=${line#*"$tab"}
-    src=${rest%%"$tab"*}
-    dst=${rest#*"$tab"}
-    case "$mode" in
-      ro | rw) ;;
-      *) die "bind mount $bind_lines: bad mode (want ro or rw): $mode" ;;
-    esac
-    [ "$rest" != "$line" ] && [ "$dst" != "$rest" ] || die "bind mount $bind_lines: want mode<TAB>src<TAB>dst: $line"
-    case "$dst" in
-      *"$tab"*) die "bind mount $bind_lines: too many fields: $line" ;;
-    esac
-    is_clean_abs_path "$src" || die "bind mount $bind_lines: src must be a plain absolute path: $src"
-    is_clean_abs_path "$dst" || die "bind mount $bind_lines: dst must be a plain absolute path: $dst"
-    [ "$dst" != / ] || die "bind mount $bind_lines: dst must not be /"
+    split_bind_line "$bind_lines" "$line"
     case "$dst" in
       /mnt | /mnt/*) die "bind mount $bind_lines: dst $dst is under /mnt, where wshd puts the old root during pivot_root" ;;
     esac

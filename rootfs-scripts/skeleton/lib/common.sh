@@ -128,6 +128,29 @@ is_clean_abs_path() {
 
 # ---- container root (overlay) --------------------------------------------
 
+# split_bind_line N LINE: splits one etc/bind_mounts line "ro|rw<TAB>src<TAB>dst"
+# into $mode $src $dst, or dies naming bind mount N. Paths must be plain absolute
+# paths; dst must not be /. Used by create.sh (to fail early) and again by
+# hook-child-before-pivot.sh (the file may have been edited since).
+split_bind_line() {
+  _tab='	'
+  _rest=${2#*"$_tab"}
+  mode=${2%%"$_tab"*}
+  src=${_rest%%"$_tab"*}
+  dst=${_rest#*"$_tab"}
+  case "$mode" in
+    ro | rw) ;;
+    *) die "bind mount $1: bad mode (want ro or rw): $mode" ;;
+  esac
+  [ "$_rest" != "$2" ] && [ "$dst" != "$_rest" ] || die "bind mount $1: want mode<TAB>src<TAB>dst: $2"
+  case "$dst" in
+    *"$_tab"*) die "bind mount $1: too many fields: $2" ;;
+  esac
+  is_clean_abs_path "$src" || die "bind mount $1: src must be a plain absolute path: $src"
+  is_clean_abs_path "$dst" || die "bind mount $1: dst must be a plain absolute path: $dst"
+  [ "$dst" != / ] || die "bind mount $1: dst must not be /"
+}
+
 # Mounts the base rootfs read-only as the lower layer and tmp/rootfs/upper as
 # the writable layer onto mnt/. Run only inside a private mount namespace.
 mount_rootfs() {

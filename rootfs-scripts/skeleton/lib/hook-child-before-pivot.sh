@@ -16,20 +16,11 @@ require_own_mount_ns
 root=$PWD/mnt
 [ -s etc/bind_mounts ] || exit 0
 
-tab='	'
 n=0
 while IFS= read -r line; do
   [ -n "$line" ] || continue
   n=$((n + 1))
-  mode=${line%%"$tab"*}
-  rest=${line#*"$tab"}
-  src=${rest%%"$tab"*}
-  dst=${rest#*"$tab"}
-  case "$mode" in
-    ro | rw) ;;
-    *) die "bind mount $n: bad mode: $mode" ;;
-  esac
-  is_clean_abs_path "$dst" && [ "$dst" != / ] || die "bind mount $n: bad dst: $dst"
+  split_bind_line "$n" "$line"
   [ -e "$src" ] || die "Source path for bind mount does not exist: $src"
 
   # Walk dst one component at a time from the container root: refuse

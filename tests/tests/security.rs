@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use warden_tests::{bin, require_root, rootfs, run, scratch, Cleanup};
+use warden_tests::{bin, cc_static, require_root, rootfs, run, scratch, Cleanup};
 
 const PROBE_C: &str = r#"/* warden-rs security probe: calls each named syscall with harmless
  * arguments and prints NAME=ok or NAME=<errno name>, one per line. */
@@ -140,7 +140,8 @@ int main(int argc, char **argv) {
 }
 "#;
 
-const AFTER_PIVOT: &str = "#!/bin/sh\nset -e\nmount -t proc proc /proc\nchmod 1777 /tmp\n";
+/// Runs inside once wshd mounted /proc and /dev itself.
+const AFTER_PIVOT: &str = "#!/bin/sh\nset -e\nchmod 1777 /tmp\n";
 
 /// Denied for every session (wshd::harden::DENIED, as probed here).
 const DENIED: &[&str] = &[
@@ -197,15 +198,7 @@ fn write_exec(p: &Path, body: &str) {
 
 /// Compiles the probe into `dir/wprobe`.
 fn build_probe(dir: &Path) -> PathBuf {
-    let src = dir.join("wprobe.c");
-    let out = dir.join("wprobe");
-    std::fs::write(&src, PROBE_C).unwrap();
-    let (code, _, err) = run(Command::new("cc")
-        .args(["-static", "-O1", "-pthread", "-o"])
-        .arg(&out)
-        .arg(&src));
-    assert_eq!(code, 0, "cc -static: {}", String::from_utf8_lossy(&err));
-    out
+    cc_static(dir, "wprobe", PROBE_C, &["-O1", "-pthread"])
 }
 
 /// Boots wshd (extra flags `flags`) on a private rootfs copy holding the

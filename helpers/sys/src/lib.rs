@@ -12,6 +12,7 @@
 pub mod caps;
 pub mod event;
 pub mod fdpass;
+pub mod fs;
 pub mod mount;
 pub mod ns;
 pub mod proc_;

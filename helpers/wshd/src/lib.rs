@@ -5,6 +5,7 @@
 //! - [`harden`]: capabilities, no_new_privs and seccomp for sessions
 //! - [`hook`]: running the hook scripts (clean, documented environment)
 //! - [`server`]: the poll loop, sessions, reaping
+//! - [`setup`]: the container's mounts and hostname, made natively
 //! - [`passwd`]: user and group lookup in the container
 //! - [`proto`]: the wire protocol (documented there)
 #![forbid(unsafe_code)]
@@ -15,3 +16,4 @@ pub mod hook;
 pub mod passwd;
 pub mod proto;
 pub mod server;
+pub mod setup;

@@ -1,4 +1,4 @@
-//! `wshd --run DIR --lib DIR --root DIR [--title NAME] [--allow-nested]`
+//! `wshd --run DIR --lib DIR --root DIR [--title NAME] [--hostname NAME] [--allow-nested]`
 //!
 //! Defaults as in warden's C wshd: `--run run --lib lib --root root`.
 //! Exits 0 once `<run>/wshd.sock` accepts connections; otherwise prints one
@@ -9,11 +9,12 @@ use std::path::PathBuf;
 use wshd::boot::{start, Config};
 
 const USAGE: &str =
-    "Usage: wshd [--run DIR] [--lib DIR] [--root DIR] [--title NAME] [--allow-nested]\n\
+    "Usage: wshd [--run DIR] [--lib DIR] [--root DIR] [--title NAME] [--hostname NAME] [--allow-nested]\n\
   --run PATH    directory where the server socket (wshd.sock) is placed\n\
   --lib PATH    directory containing the hooks\n\
   --root PATH   directory that becomes / of the container\n\
   --title NAME  process title of the container's init\n\
+  --hostname NAME  hostname of the container\n\
   --allow-nested  root sessions may mount and create user namespaces (nested warden)";
 
 fn parse(args: &[String]) -> Result<Option<Config>, String> {
@@ -23,6 +24,7 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
         root: PathBuf::from("root"),
         title: None,
         allow_nested: false,
+        hostname: None,
     };
     let mut i = 0;
     while i < args.len() {
@@ -46,6 +48,10 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
             "--lib" => cfg.lib = v.into(),
             "--root" => cfg.root = v.into(),
             "--title" => cfg.title = Some(v.clone()),
+            "--hostname" => {
+                wshd::setup::check_hostname(v).map_err(|e| format!("--hostname {v:?}: {e}"))?;
+                cfg.hostname = Some(v.clone())
+            }
             _ => return Err(format!("invalid option -- {a}")),
         }
         i += 2;

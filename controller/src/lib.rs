@@ -9,3 +9,4 @@ pub mod pool;
 pub mod proto;
 pub mod server;
 pub mod sh;
+pub mod tarstream;

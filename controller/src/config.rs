@@ -16,6 +16,10 @@
 //!   that directory exists, else the `rootfs-scripts/` directory of the
 //!   source tree this binary was built from.
 //! - `bin_path`: the directory of the running `warden` executable.
+//! - `copy_max_bytes` (16 GiB) and `copy_max_entries` (1000000): what one
+//!   copy_out accepts from a container (the tar stream's bytes, its entries);
+//!   beyond either the copy fails and its partial output is removed. Each
+//!   must be at least 1.
 
 use serde_yaml_ng::{Mapping, Value};
 use std::collections::BTreeMap;
@@ -96,6 +100,8 @@ pub struct Config {
     pub resource_prefix: String,
     pub scripts_path: PathBuf,
     pub bin_path: PathBuf,
+    /// Bounds on one copy_out stream (see [`crate::tarstream::Limits`]).
+    pub copy_limits: crate::tarstream::Limits,
     pub log_level: String,
     pub log_file: Option<PathBuf>,
     pub pool_network: Ipv4Net,
@@ -157,6 +163,7 @@ impl Default for Config {
             resource_prefix: "w".into(),
             scripts_path: default_scripts_path(),
             bin_path: default_bin_path(),
+            copy_limits: crate::tarstream::Limits::default(),
             log_level: "info".into(),
             log_file: None,
             pool_network: Ipv4Net::parse("10.254.0.0/24").expect("valid default"),
@@ -338,6 +345,17 @@ impl Config {
                     }
                     "scripts_path" => c.scripts_path = string(&key, v)?.into(),
                     "bin_path" => c.bin_path = string(&key, v)?.into(),
+                    "copy_max_bytes" | "copy_max_entries" => {
+                        let n = int(&key, v)?;
+                        if n == 0 {
+                            return Err(bad(&key, "must be at least 1"));
+                        }
+                        if k == "copy_max_bytes" {
+                            c.copy_limits.max_bytes = n;
+                        } else {
+                            c.copy_limits.max_entries = n;
+                        }
+                    }
                     _ => c.warnings.push(format!("ignoring unknown key {key}")),
                 }
             }
@@ -484,6 +502,18 @@ mod tests {
         assert_eq!(c.uid_start, 10000);
         assert_eq!(c.job_output_limit, 10 << 20);
         assert_eq!(c.resource_prefix, "w");
+        assert_eq!(c.copy_limits.max_bytes, 16 << 30);
+        assert_eq!(c.copy_limits.max_entries, 1_000_000);
+    }
+
+    #[test]
+    fn copy_limits() {
+        let c = Config::parse("server:\n  copy_max_bytes: 4096\n  copy_max_entries: 3\n").unwrap();
+        assert_eq!(c.copy_limits.max_bytes, 4096);
+        assert_eq!(c.copy_limits.max_entries, 3);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let e = Config::parse("server:\n  copy_max_entries: 0\n").unwrap_err();
+        assert!(e.to_string().contains("server.copy_max_entries"), "{e}");
     }
 
     #[test]

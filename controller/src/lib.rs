@@ -4,6 +4,7 @@
 pub mod client;
 pub mod config;
 pub mod container;
+pub mod copy;
 pub mod job;
 pub mod pool;
 pub mod proto;

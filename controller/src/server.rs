@@ -15,13 +15,16 @@
 
 use crate::config::Config;
 use crate::container::{self, Container, Resources, State};
+use crate::copy;
 use crate::job::Job;
 use crate::pool::Pool;
 use crate::proto::{self, required, FrameError, Type};
 use crate::sh;
 use prost::Message as _;
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
 use std::io::{BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
@@ -835,12 +838,16 @@ impl Server {
 
     // ------------------------------------------------------------- copy in/out
 
-    fn wsh(&self, c: &Container, script: &str, args: &[&str]) -> Command {
+    /// `wsh` running `/bin/sh -c SCRIPT sh ARGS...` as vcap in the container,
+    /// killed with its session if wsh goes away (a copy the server abandons
+    /// does not keep running inside).
+    fn wsh(&self, c: &Container, script: &str, args: &[&OsStr]) -> Command {
         let mut cmd = Command::new(c.path.join("bin/wsh"));
         cmd.arg("--socket")
             .arg(c.path.join("run/wshd.sock"))
             .arg("--user")
             .arg("vcap")
+            .arg("--kill-on-disconnect")
             .arg("/bin/sh")
             .arg("-c")
             .arg(script)
@@ -851,67 +858,64 @@ impl Server {
         cmd
     }
 
+    /// copy_in: the host source is archived by [`copy::Source`] (nothing odd
+    /// is opened, nothing below the source is followed) and extracted by the
+    /// container's own `tar`, as vcap, inside the container.
+    ///
+    /// The container's op lock is held only for the state check: a copy the
+    /// container stalls must not hold up stop or destroy (S22), which end it.
     fn copy_in(&self, c: &Container, src: &str, dst: &str) -> Result<(), String> {
-        let _op = c.op();
-        c.check_state(&[State::Active])?;
-        let meta = std::fs::metadata(src).map_err(|e| format!("copy_in: {src}: {e}"))?;
-        let trailing = src.ends_with('/');
-        let srcp = Path::new(src);
-        // Host side: tar of the source (hard links materialised, symlinks
-        // kept); container side: extract as vcap, all path resolution
-        // happens inside the container.
-        let (tar_dir, member, into_dir) = if meta.is_dir() && trailing {
-            (srcp.to_path_buf(), ".".to_string(), true)
-        } else {
-            let name = srcp
-                .file_name()
-                .ok_or_else(|| format!("copy_in: bad source path {src}"))?
-                .to_string_lossy()
-                .into_owned();
-            (
-                srcp.parent().unwrap_or(Path::new("/")).to_path_buf(),
-                name,
-                meta.is_dir(),
-            )
-        };
-        let mut tar = Command::new("tar")
-            .arg("-C")
-            .arg(&tar_dir)
-            .args(["--hard-dereference", "-cf", "-", "--", &member])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("copy_in: tar: {e}"))?;
-        let tar_out = tar.stdout.take().expect("piped");
+        {
+            let _op = c.op();
+            c.check_state(&[State::Active])?;
+        }
+        let mut source =
+            copy::Source::open(Path::new(src)).map_err(|e| format!("copy_in: {src}: {e}"))?;
+        let member = OsStr::from_bytes(source.member()).to_os_string();
         // A directory, or a file into an existing directory: extract there.
         // A file onto a new name: extract next to it and rename.
-        let script = if into_dir {
+        let script = if source.is_dir() {
             "mkdir -p -- \"$1\" && cd -- \"$1\" && tar -xf -"
         } else {
             "if [ -d \"$1\" ]; then cd -- \"$1\" && tar -xf -; else d=$(dirname -- \"$1\"); mkdir -p -- \"$d\" && t=$(mktemp -d \"$d/.copy_in.XXXXXX\") && (cd -- \"$t\" && tar -xf -) && mv -f -- \"$t/$2\" \"$1\"; r=$?; rm -rf -- \"$t\"; exit $r; fi"
         };
-        let out = self
-            .wsh(c, script, &[dst, &member])
-            .stdin(Stdio::from(tar_out))
-            .output()
+        let mut wsh = self
+            .wsh(c, script, &[OsStr::new(dst), &member])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|e| format!("copy_in: wsh: {e}"))?;
-        let tar_res = tar.wait_with_output();
-        if !out.status.success() {
-            return Err(format!(
-                "copy_in failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        match tar_res {
-            Ok(o) if o.status.success() => Ok(()),
-            Ok(o) => Err(format!(
-                "copy_in failed: tar: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
-            Err(e) => Err(format!("copy_in failed: tar: {e}")),
+        let stdin = wsh.stdin.take().expect("piped");
+        let stderr = wsh.stderr.take().expect("piped");
+        let (written, err) = std::thread::scope(|s| {
+            let h = s.spawn(move || read_capped(stderr, COPY_STDERR_MAX));
+            let w = source.write_to(std::io::BufWriter::with_capacity(64 * 1024, stdin));
+            if w.as_ref()
+                .is_err_and(|e| e.kind() != std::io::ErrorKind::BrokenPipe)
+            {
+                let _ = wsh.kill();
+            }
+            let st = wait_or_kill(&mut wsh, COPY_EXIT_GRACE);
+            (w.map(|_| st), h.join().unwrap_or_default())
+        });
+        let err = String::from_utf8_lossy(&err);
+        match written {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(format!("copy_in failed: {src}: {e}"))
+            }
+            Ok(Ok(st)) if st.success() => Ok(()),
+            _ if !err.trim().is_empty() => Err(format!("copy_in failed: {}", err.trim())),
+            Ok(Ok(st)) => Err(format!("copy_in failed: the container's tar: {st}")),
+            Ok(Err(e)) => Err(format!("copy_in failed: wsh: {e}")),
+            Err(_) => Err("copy_in failed: the container did not take the whole stream".into()),
         }
     }
 
+    /// copy_out: the container's `tar` stream is checked and written by
+    /// [`copy::Extraction`] (no host `tar`; see crate::tarstream for what is
+    /// accepted); a failure of the stream or of the container removes what
+    /// the copy made. `owner` is then applied with `chown -R`, as warden did.
     fn copy_out(
         &self,
         c: &Container,
@@ -919,94 +923,77 @@ impl Server {
         dst: &str,
         owner: Option<&str>,
     ) -> Result<(), String> {
-        let _op = c.op();
-        c.check_state(&[State::Active, State::Stopped])?;
+        {
+            let _op = c.op();
+            c.check_state(&[State::Active, State::Stopped])?;
+        }
         // Container side prints "D" (directory) or "F" (other), then a tar.
         let script = "if [ -d \"$1\" ]; then printf D; else printf F; fi; \
             case \"$1\" in */) cd -- \"$1\" && exec tar -cf - . ;; \
             *) cd -- \"$(dirname -- \"$1\")\" && exec tar -cf - -- \"$(basename -- \"$1\")\" ;; esac";
         let mut wsh = self
-            .wsh(c, script, &[src])
+            .wsh(c, script, &[OsStr::new(src)])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("copy_out: wsh: {e}"))?;
         let mut so = wsh.stdout.take().expect("piped");
-        let mut kind = [0u8; 1];
-        if so.read_exact(&mut kind).is_err() {
-            let o = wsh.wait_with_output().map_err(|e| e.to_string())?;
-            return Err(format!(
-                "copy_out failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ));
-        }
-        let dstp = Path::new(dst);
-        let direct = kind[0] == b'D' || dst.ends_with('/') || dstp.is_dir();
-        let target = if direct {
-            std::fs::create_dir_all(dstp).map_err(|e| format!("copy_out: {dst}: {e}"))?;
-            dstp.to_path_buf()
-        } else {
-            let parent = dstp.parent().unwrap_or(Path::new("/"));
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("copy_out: {}: {e}", parent.display()))?;
-            let t = parent.join(format!(".warden-copy-out.{}", container::generate_id()));
-            std::fs::create_dir(&t).map_err(|e| format!("copy_out: {}: {e}", t.display()))?;
-            t
-        };
-        // Modes as in the archive (umask 0) but never setuid/setgid
-        // (--no-same-permissions drops them): a container-made setuid file
-        // must not become a root-owned setuid file on the host.
-        let tar = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(
-                "umask 0 && exec tar -C \"$1\" -xf - --no-same-owner \
-                 --no-same-permissions --no-overwrite-dir",
-            )
-            .arg("sh")
-            .arg(&target)
-            .env("PATH", sh::PATH)
-            .stdin(Stdio::from(so))
-            .stderr(Stdio::piped())
-            .output();
-        let w = wsh.wait_with_output();
-        let fin = |r: Result<(), String>| {
-            if !direct {
-                let _ = std::fs::remove_dir_all(&target);
+        let se = wsh.stderr.take().expect("piped");
+        let limits = self.cfg.copy_limits;
+        let (res, status, err) = std::thread::scope(|s| {
+            let h = s.spawn(move || read_capped(se, COPY_STDERR_MAX));
+            let res = (|| {
+                let mut kind = [0u8; 1];
+                so.read_exact(&mut kind)
+                    .map_err(|_| "no output from the container".to_string())?;
+                let dir = match kind[0] {
+                    b'D' => true,
+                    b'F' => false,
+                    _ => return Err("the container's output is not a copy stream".to_string()),
+                };
+                let mut ex = copy::Extraction::begin(Path::new(dst), dir, limits)
+                    .map_err(|e| format!("copy_out: {e}"))?;
+                ex.extract(&mut so)?;
+                Ok(ex)
+            })();
+            if res.is_err() {
+                // Stop a container still writing (its session dies with wsh).
+                let _ = wsh.kill();
             }
-            r
-        };
-        match &w {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => {
-                return fin(Err(format!(
-                    "copy_out failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )))
+            drop(so);
+            let st = wait_or_kill(&mut wsh, COPY_EXIT_GRACE);
+            (res, st, h.join().unwrap_or_default())
+        });
+        let err = String::from_utf8_lossy(&err);
+        let err = err.trim();
+        let ok = status.as_ref().is_ok_and(|s| s.success());
+        // Dropping an uncommitted extraction removes everything it made.
+        match res {
+            Err(e) if err.is_empty() => return Err(format!("copy_out failed: {e}")),
+            Err(e) => return Err(format!("copy_out failed: {e} ({err})")),
+            Ok(_) if !ok && !err.is_empty() => return Err(format!("copy_out failed: {err}")),
+            Ok(_) if !ok => return Err("copy_out failed: the container's tar failed".into()),
+            Ok(ex) => {
+                let sum = ex.commit().map_err(|e| format!("copy_out failed: {e}"))?;
+                log::debug!(
+                    "{:?}: copy_out {src:?} -> {dst:?}: {} entries, {} bytes",
+                    c.handle,
+                    sum.entries,
+                    sum.bytes
+                );
+                if sum.left_out > 0 {
+                    log::warn!(
+                        "{:?}: copy_out {src:?} -> {dst:?} left out {} entries: {}",
+                        c.handle,
+                        sum.left_out,
+                        sum.left_out_names.join(", ")
+                    );
+                }
             }
-            Err(e) => return fin(Err(format!("copy_out failed: {e}"))),
-        }
-        match tar {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => {
-                return fin(Err(format!(
-                    "copy_out failed: tar: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )))
-            }
-            Err(e) => return fin(Err(format!("copy_out failed: tar: {e}"))),
-        }
-        if !direct {
-            let name = Path::new(src.trim_end_matches('/'))
-                .file_name()
-                .map(|n| n.to_os_string())
-                .unwrap_or_default();
-            let r = std::fs::rename(target.join(&name), dstp)
-                .map_err(|e| format!("copy_out: {dst}: {e}"));
-            fin(r)?;
         }
         if let Some(o) = owner {
-            sh::run("chown", Path::new("chown"), &["-R", o, dst], env0())
+            sh::run("chown", Path::new("chown"), &["-R", "--", o, dst], env0())
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -1697,6 +1684,50 @@ struct Ipv4NetMask;
 impl Ipv4NetMask {
     fn of(prefix: u8) -> u32 {
         crate::config::Ipv4Net::mask_of(prefix)
+    }
+}
+
+/// Most of a copy's container stderr kept for its error message.
+const COPY_STDERR_MAX: usize = 64 * 1024;
+/// How long a copy waits for wsh to exit once the stream is done.
+const COPY_EXIT_GRACE: Duration = Duration::from_secs(30);
+
+/// Reads `r` to its end, keeping only the first `cap` bytes.
+fn read_capped(mut r: impl Read, cap: usize) -> Vec<u8> {
+    let mut keep = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(keep.len());
+                keep.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    keep
+}
+
+/// Waits for a child we started; after `grace`, kills it (by its pid, via
+/// `Child::kill`) and reaps it.
+fn wait_or_kill(
+    child: &mut std::process::Child,
+    grace: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    let end = Instant::now() + grace;
+    let mut nap = Duration::from_millis(1);
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(s);
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            return child.wait();
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(50));
     }
 }
 

@@ -759,13 +759,19 @@ pub(crate) fn mutate(rng: &mut Rng, s: &mut Vec<u8>) {
 }
 
 /// Runs a reader over `s` to its end; checks the invariants every accepted
-/// entry and every bound must keep.
-pub(crate) fn check_stream(s: &[u8], l: Limits) {
+/// entry and every bound must keep. Returns the entries read and whether
+/// the stream was accepted to its end.
+pub(crate) fn check_stream(s: &[u8], l: Limits) -> (u64, bool) {
+    let mut ok = false;
     let mut r = Reader::new(s, l);
     let mut buf = [0u8; 1000];
     loop {
         match r.next_entry() {
-            Ok(None) | Err(_) => break,
+            Ok(None) => {
+                ok = true;
+                break;
+            }
+            Err(_) => break,
             Ok(Some(e)) => {
                 assert!(e.path.len() <= DEPTH_MAX);
                 let total: usize = e.path.iter().map(|c| c.len() + 1).sum();
@@ -799,6 +805,7 @@ pub(crate) fn check_stream(s: &[u8], l: Limits) {
         assert!(r.entries() <= l.max_entries);
     }
     assert!(r.bytes_read() <= s.len() as u64);
+    (r.entries(), ok)
 }
 
 /// Iterations of the mutation harness: `WARDEN_FUZZ_ITERS`, else 3000.
@@ -815,14 +822,25 @@ fn mutated_streams_never_panic_or_pass_the_bounds() {
         max_bytes: 64 * 1024,
         max_entries: 20,
     };
+    let (mut entries, mut accepted) = (0, 0);
     for seed in 0..iterations() {
         let mut rng = Rng::new(seed);
         let mut s = random_archive(&mut rng);
         for _ in 0..1 + rng.below(6) {
             mutate(&mut rng, &mut s);
         }
-        check_stream(&s, l);
+        let (n, ok) = check_stream(&s, l);
+        entries += n;
+        accepted += u64::from(ok);
     }
+    // The mutations must reach past the first header, and some streams
+    // must survive them, or the harness tests nothing.
+    assert!(entries > iterations(), "{entries} entries read");
+    assert!(accepted > iterations() / 50, "{accepted} streams accepted");
+    eprintln!(
+        "{} streams: {entries} entries read, {accepted} accepted",
+        iterations()
+    );
 }
 
 #[test]

@@ -34,6 +34,7 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::SpliceFFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::MsgFlags;
@@ -291,7 +292,15 @@ impl Stream {
             if self.eof {
                 break;
             }
-            match wsys::event::splice(self.data.as_fd(), out, SPLICE_MAX) {
+            let moved = nix::fcntl::splice(
+                self.data.as_fd(),
+                None,
+                out,
+                None,
+                SPLICE_MAX,
+                SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK,
+            );
+            match moved.map_err(io::Error::from) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.cursor += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -48,7 +48,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
+use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -78,6 +78,11 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const SUN_PATH_MAX: usize = 107;
 /// Pipe size asked for on the job's stdout/stderr pipes and data pipes.
 const PIPE_SIZE: usize = 1 << 20;
+
+/// Grows a pipe to [`PIPE_SIZE`] (`F_SETPIPE_SZ`; the kernel may refuse).
+fn set_pipe_size(fd: std::os::fd::BorrowedFd<'_>) -> nix::Result<i32> {
+    nix::fcntl::fcntl(fd.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32))
+}
 
 /// Errors before the job runs (each is one line for the user).
 #[derive(Debug, thiserror::Error)]
@@ -394,7 +399,12 @@ pub struct Spawner {
 impl Spawner {
     /// Startup: everything up to and including `child_pid=N`. On error,
     /// nothing created is left behind.
-    pub fn start(cfg: Config) -> Result<Spawner, SpawnError> {
+    ///
+    /// # Safety
+    /// The calling process must have exactly one thread: this forks the job
+    /// ([`wsys::spawn::spawn_held`]) and edits the environment.
+    #[allow(unsafe_code)]
+    pub unsafe fn start(cfg: Config) -> Result<Spawner, SpawnError> {
         let cmd = resolve_command(&cfg.argv[0], std::env::var_os("PATH").as_deref())?;
         let sock_paths =
             [proto::STDOUT_SOCK, proto::STDERR_SOCK, proto::STATUS_SOCK].map(|n| cfg.dir.join(n));
@@ -444,7 +454,7 @@ impl Spawner {
         let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sysn("pipe"))?;
         for r in [&out_r, &err_r] {
             set_nonblock(r).map_err(sys("pipe nonblock"))?;
-            let _ = wsys::event::set_pipe_size(r.as_fd(), PIPE_SIZE);
+            let _ = set_pipe_size(r.as_fd());
         }
 
         // The child must not see our settings in its environment.
@@ -459,14 +469,15 @@ impl Spawner {
             .map(|a| CString::new(a.as_bytes()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| SpawnError::BadFlag("argument contains a NUL byte".into()))?;
-        let child = spawn_held(&HeldSpec {
+        let spec = HeldSpec {
             path: &path,
             argv: &argv,
             stdout: out_w.as_fd(),
             stderr: err_w.as_fd(),
             die_with_parent: true,
-        })
-        .map_err(|e| SpawnError::Sys {
+        };
+        // SAFETY: the process is single-threaded (this function's contract).
+        let child = unsafe { spawn_held(&spec) }.map_err(|e| SpawnError::Sys {
             what: "spawn".into(),
             err: io::Error::other(e.to_string()),
         })?;
@@ -734,7 +745,12 @@ impl Spawner {
         else {
             return false;
         };
-        let n = match wsys::event::tee(pipe.as_fd(), data.as_fd(), room) {
+        let n = match nix::fcntl::tee(
+            pipe.as_fd(),
+            data.as_fd(),
+            room,
+            SpliceFFlags::SPLICE_F_NONBLOCK,
+        ) {
             Ok(n) if n > 0 => n,
             // Nothing queued, pipe EOF, or the linker's pipe is full: the
             // plain read below decides.
@@ -1083,7 +1099,7 @@ impl Spawner {
 fn send_header(sock: &UnixStream, first: u64) -> io::Result<File> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-    let _ = wsys::event::set_pipe_size(w.as_fd(), PIPE_SIZE);
+    let _ = set_pipe_size(w.as_fd());
     let hdr = proto::header(first);
     let iov = [IoSlice::new(&hdr)];
     let fds = [r.as_raw_fd()];

@@ -21,7 +21,6 @@
 //! command then sees; stdout and stderr stay apart. `--rsh` accepts rsh's
 //! flags so rsync can use `wsh --rsh` as its remote shell (`-l` sets the
 //! user; the host is ignored).
-#![forbid(unsafe_code)]
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};

@@ -147,7 +147,10 @@ pub fn start(cfg: &Config) -> Result<(), BootError> {
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWNET;
-    match wsys::ns::clone_fork(flags).map_err(sys("clone"))? {
+    // SAFETY: wshd never starts a thread, so it is single-threaded here.
+    #[allow(unsafe_code)]
+    let forked = unsafe { wsys::ns::clone_fork(flags) };
+    match forked.map_err(sys("clone"))? {
         Forked::Child => {
             drop(go_w);
             drop(ready_r);
@@ -267,7 +270,12 @@ fn init(
     setsid().map_err(sys("setsid"))?;
     if let Some(t) = cfg.title.as_deref() {
         if let Some(a) = me.argv_area {
-            a.set_title(t);
+            // SAFETY: single-threaded (wshd starts no thread); the area was
+            // found before the clone, whose child has the same address space.
+            #[allow(unsafe_code)]
+            unsafe {
+                a.set_title(t)
+            };
         }
         let _ = wsys::proc_::set_name(t);
     }
@@ -295,6 +303,10 @@ fn init(
     write(&ready_w, b"r").map_err(sys("report ready"))?;
     drop(ready_w);
     // Boot-only code pages need not stay resident for the container's life.
-    me.text.shed();
+    // SAFETY: wshd never unmaps or maps over its program text.
+    #[allow(unsafe_code)]
+    unsafe {
+        me.text.shed()
+    };
     crate::server::serve(listener, sfd, limits, &me.policy, &me.text)
 }

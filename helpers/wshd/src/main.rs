@@ -3,7 +3,6 @@
 //! Defaults as in warden's C wshd: `--run run --lib lib --root root`.
 //! Exits 0 once `<run>/wshd.sock` accepts connections; otherwise prints one
 //! line naming the failed step and exits 1.
-#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use wshd::boot::{start, Config};

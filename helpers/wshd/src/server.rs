@@ -309,7 +309,10 @@ fn start(conn: &OwnedFd, req: &Request, limits: Limits, policy: &Policy) -> Opti
             (ours, theirs)
         }
     };
-    let pid = match wsys::ns::fork() {
+    // SAFETY: wshd never starts a thread, so it is single-threaded here.
+    #[allow(unsafe_code)]
+    let forked = unsafe { wsys::ns::fork() };
+    let pid = match forked {
         Ok(Forked::Child) => {
             // Until exec the child still holds the (close-on-exec)
             // connection: a failure goes straight to the client as ERROR.
@@ -485,7 +488,11 @@ pub fn serve(
             }
             match poll(&mut fds, timeout) {
                 Ok(0) if active && pending.is_empty() => {
-                    text.shed();
+                    // SAFETY: wshd never unmaps or maps over its program text.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        text.shed()
+                    };
                     active = false;
                     continue;
                 }

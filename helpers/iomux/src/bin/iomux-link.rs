@@ -1,5 +1,4 @@
 //! iomux-link: see `iomux::link` for the command line and exit codes.
-#![forbid(unsafe_code)]
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();

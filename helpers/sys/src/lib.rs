@@ -16,7 +16,9 @@
 //! - `ns`, `mount`, `fdpass`, `pty`, `proc_`,
 //!   `seccomp`                               : container init and shell (wshd/wsh)
 //! - `event`, `spawn`                        : poll/FIONREAD helpers, held child (iomux/oom)
+//! - `args`                                  : the helpers' command lines
 
+pub mod args;
 pub mod event;
 pub mod fdpass;
 pub mod mount;

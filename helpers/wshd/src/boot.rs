@@ -57,6 +57,8 @@ pub struct Config {
     pub title: Option<String>,
     /// Root sessions may mount and create user namespaces (nested warden).
     pub allow_nested: bool,
+    /// `--hostname NAME`: the container's host name.
+    pub hostname: Option<String>,
 }
 
 #[derive(Debug, Error)]

@@ -466,9 +466,51 @@ fn users_groups_env_and_limits() {
     let e = String::from_utf8_lossy(&e);
     assert_eq!(code, 255);
     assert!(e.contains("RLIMIT_NOFILE"), "{e}");
-    let (code, _, e) = run(c.wsh(&["true"]).env("RLIMIT_NOFILE", "lots"));
-    assert_eq!(code, 255);
-    assert!(String::from_utf8_lossy(&e).contains("RLIMIT_NOFILE"));
+    for bad in ["lots", "512 256", "1 2 3"] {
+        let (code, _, e) = run(c.wsh(&["true"]).env("RLIMIT_NOFILE", bad));
+        assert_eq!(code, 255, "{bad}");
+        assert!(
+            String::from_utf8_lossy(&e).contains("RLIMIT_NOFILE"),
+            "{bad}"
+        );
+    }
+    // 'SOFT HARD' as the C wsh took it (sscanf "%ld %ld"); one value sets
+    // both. The hard limit holds for an unprivileged user: vcap cannot
+    // raise its soft limit past it.
+    for (value, want) in [
+        ("256 512", "256 512"),
+        ("300", "300 300"),
+        ("64\t1024", "64 1024"),
+    ] {
+        let (code, o, e) = run(c
+            .wsh(&[
+                "--user",
+                "vcap",
+                "sh",
+                "-c",
+                "echo $(ulimit -Sn) $(ulimit -Hn)",
+            ])
+            .env("RLIMIT_NOFILE", value));
+        assert_eq!(code, 0, "{value:?}: {}", String::from_utf8_lossy(&e));
+        assert_eq!(
+            String::from_utf8_lossy(&o),
+            format!("{want}\n"),
+            "{value:?}"
+        );
+    }
+    let (code, o, _) = run(c
+        .wsh(&[
+            "--user",
+            "vcap",
+            "sh",
+            "-c",
+            "ulimit -Sn 512 && echo raised; ulimit -Sn 513 2>/dev/null || echo refused",
+        ])
+        .env("RLIMIT_NOFILE", "256 512"));
+    assert_eq!(
+        (code, String::from_utf8_lossy(&o).as_ref()),
+        (0, "raised\nrefused\n")
+    );
 }
 
 #[test]

@@ -10,10 +10,11 @@
 //! If wsh goes away before the command ends, the command keeps running,
 //! unless `--kill-on-disconnect` asked wshd to kill its process group then.
 //!
-//! `RLIMIT_<NAME>=VALUE` environment variables (NAME one of AS CORE CPU
-//! DATA FSIZE LOCKS MEMLOCK MSGQUEUE NICE NOFILE NPROC RSS RTPRIO SIGPENDING
-//! STACK; VALUE a number or `unlimited`) become the session's rlimits, soft
-//! and hard. `LANG` is passed on; with a tty, `TERM` too.
+//! `RLIMIT_<NAME>=VALUE` or `RLIMIT_<NAME>='SOFT HARD'` environment
+//! variables (NAME one of AS CORE CPU DATA FSIZE LOCKS MEMLOCK MSGQUEUE NICE
+//! NOFILE NPROC RSS RTPRIO SIGPENDING STACK; each value a number or
+//! `unlimited`) become the session's rlimits: one value sets soft and hard,
+//! two set soft and hard as the C wsh did. `LANG` is passed on; with a tty, `TERM` too.
 //!
 //! stdin a tty: the session gets a pty inside the container; the local
 //! terminal is put in raw mode (restored on exit), its size is sent with the
@@ -91,15 +92,18 @@ fn parse(p: &mut Parser) -> Result<Parsed<Args>, Error> {
     Ok(Parsed::Run(a))
 }
 
-fn rlimits_from_env() -> Result<Vec<(u8, u64)>, String> {
+fn rlimits_from_env() -> Result<Vec<(u8, u64, u64)>, String> {
     let mut out = Vec::new();
     for (id, name) in proto::RLIMITS.iter().enumerate() {
         let var = format!("RLIMIT_{name}");
         if let Some(v) = std::env::var_os(&var) {
             let s = v.to_string_lossy();
-            let n = proto::parse_rlimit_value(&s)
-                .ok_or_else(|| format!("{var}: invalid value '{s}' (a number or unlimited)"))?;
-            out.push((id as u8, n));
+            let (soft, hard) = proto::parse_rlimit_value(&s).ok_or_else(|| {
+                format!(
+                    "{var}: invalid value '{s}' (VALUE or 'SOFT HARD', each a number or unlimited)"
+                )
+            })?;
+            out.push((id as u8, soft, hard));
         }
     }
     Ok(out)

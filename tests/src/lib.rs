@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use wsys::proc_::Stat;
 
 /// Workspace root (the directory holding the top-level Cargo.toml).
 pub fn workspace() -> PathBuf {
@@ -146,22 +147,19 @@ impl Drop for Cleanup {
     }
 }
 
-/// Fields of /proc/PID/stat after the command name (which may hold spaces).
-fn proc_stat_fields(pid: i32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_owned).collect())
-}
-
 /// Start time (clock ticks since boot) of a live or zombie process.
 fn proc_start_time(pid: i32) -> Option<u64> {
-    // After the name: state(0) ppid(1) ... starttime is field 22 of stat, index 19 here.
-    proc_stat_fields(pid)?.get(19)?.parse().ok()
+    Stat::of(pid)?.start_time()
 }
 
 /// Parent pid of a process.
 fn proc_parent(pid: i32) -> Option<i32> {
-    proc_stat_fields(pid)?.get(1)?.parse().ok()
+    Stat::of(pid)?.ppid()
+}
+
+/// True while `pid` exists and has not exited (a zombie has).
+pub fn alive(pid: i32) -> bool {
+    Stat::of(pid).is_some_and(|s| !s.exited())
 }
 
 /// Removes a cgroup directory depth-first, killing what is left inside it

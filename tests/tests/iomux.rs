@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use warden_tests::{bin, require_root, run, scratch, wait_for, Cleanup};
+use warden_tests::{alive, bin, require_root, run, scratch, wait_for, Cleanup};
 
 /// A started iomux-spawn with its stdout reader.
 struct Spawned {
@@ -86,16 +86,6 @@ fn pattern(n: usize, seed: u64) -> Vec<u8> {
 
 fn write_file(p: &Path, data: &[u8]) {
     std::fs::write(p, data).expect("write data file");
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie still has /proc/PID; look at its state.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            let state = s.rsplit(") ").next().unwrap_or("").chars().next();
-            state != Some('Z')
-        })
-        .unwrap_or(false)
 }
 
 #[test]
@@ -408,9 +398,8 @@ fn spawner_survives_its_parent_and_own_session() {
         .exists()));
     assert!(alive(pid));
     // Its own session: session id == its pid.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
-    assert_eq!(fields[3], pid.to_string(), "session id");
+    let stat = wsys::proc_::Stat::of(pid).unwrap();
+    assert_eq!(stat.session(), Some(pid), "session id");
     let (code, out, _) = link(&job, None);
     assert_eq!((code, &out[..]), (2, &b"alive\n"[..]));
 }

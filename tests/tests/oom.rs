@@ -53,11 +53,7 @@ fn fd_targets(pid: u32) -> Vec<String> {
 /// Waits up to `secs` for `child`; returns (code, stderr) or panics.
 fn finish(child: Child, secs: u64) -> (i32, String) {
     let pid = child.id() as i32;
-    let done = wait_for(Duration::from_secs(secs), || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.rsplit(") ").next().unwrap_or("").starts_with('Z'))
-            .unwrap_or(true)
-    });
+    let done = wait_for(Duration::from_secs(secs), || !warden_tests::alive(pid));
     assert!(done, "oom still running after {secs}s");
     let out = child.wait_with_output().unwrap();
     (

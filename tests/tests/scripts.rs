@@ -12,7 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use warden_tests::{bin_dir, require_root, rootfs, run, scratch, wait_for, workspace, Cleanup};
+use warden_tests::{
+    alive, bin_dir, require_root, rootfs, run, scratch, wait_for, workspace, Cleanup,
+};
 
 const HELPERS: [&str; 5] = ["wshd", "wsh", "iomux-spawn", "iomux-link", "oom"];
 
@@ -293,19 +295,6 @@ impl Container {
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
             .collect()
-    }
-}
-
-/// True while `pid` exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(st) => {
-            st.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                != Some("Z")
-        }
-        Err(_) => false,
     }
 }
 

@@ -650,10 +650,7 @@ mod tests {
     }
 
     fn cfg(v: &[&str]) -> LinkConfig {
-        match parse(v).unwrap() {
-            Parsed::Run(c) => c,
-            Parsed::Help => panic!("help"),
-        }
+        parse(v).unwrap().run().expect("not help")
     }
 
     #[test]

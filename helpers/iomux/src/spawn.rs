@@ -1152,10 +1152,7 @@ mod tests {
     }
 
     fn cfg(v: &[&str], env: impl Fn(&str) -> Option<OsString>) -> Config {
-        match parse(v, env).unwrap() {
-            Parsed::Run(c) => c,
-            Parsed::Help => panic!("help"),
-        }
+        parse(v, env).unwrap().run().expect("not help")
     }
 
     #[test]

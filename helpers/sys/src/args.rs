@@ -30,6 +30,16 @@ pub enum Parsed<T> {
     Help,
 }
 
+impl<T> Parsed<T> {
+    /// What to run; None for a help request.
+    pub fn run(self) -> Option<T> {
+        match self {
+            Parsed::Run(t) => Some(t),
+            Parsed::Help => None,
+        }
+    }
+}
+
 /// One helper's name and documentation.
 #[derive(Debug, Clone, Copy)]
 pub struct Cli {
@@ -137,10 +147,7 @@ mod tests {
     }
 
     fn ok(v: &[&str]) -> Got {
-        match parse(&mut from_args(v)).unwrap() {
-            Parsed::Run(r) => r,
-            Parsed::Help => panic!("help"),
-        }
+        ok_os(v.iter().map(OsString::from).collect())
     }
 
     #[test]
@@ -182,9 +189,6 @@ mod tests {
     }
 
     fn ok_os(v: Vec<OsString>) -> Got {
-        match parse(&mut from_args(v)).unwrap() {
-            Parsed::Run(r) => r,
-            Parsed::Help => panic!("help"),
-        }
+        parse(&mut from_args(v)).unwrap().run().expect("not help")
     }
 }

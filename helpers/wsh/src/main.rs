@@ -522,10 +522,7 @@ mod tests {
     }
 
     fn run(v: &[&str]) -> Args {
-        match parse_v(v).unwrap() {
-            Parsed::Run(a) => a,
-            Parsed::Help => panic!("help"),
-        }
+        parse_v(v).unwrap().run().expect("not help")
     }
 
     fn os(v: &[&str]) -> Vec<OsString> {

@@ -75,10 +75,7 @@ mod tests {
     }
 
     fn cfg(v: &[&str]) -> Config {
-        match run(v).unwrap() {
-            Parsed::Run(c) => c,
-            Parsed::Help => panic!("help"),
-        }
+        run(v).unwrap().run().expect("not help")
     }
 
     #[test]

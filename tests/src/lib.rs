@@ -9,6 +9,8 @@
 //! registered with a [`Cleanup`] guard, which undoes it on drop, also when
 //! the test panics.
 
+pub mod wshd;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

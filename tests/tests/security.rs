@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use warden_tests::{bin, require_root, rootfs, run, scratch, Cleanup};
+use warden_tests::wshd::{ContainerDir, RECORD_PID};
+use warden_tests::{bin, require_root, run, scratch, Cleanup};
 
 const PROBE_C: &str = r#"/* warden-rs security probe: calls each named syscall with harmless
  * arguments and prints NAME=ok or NAME=<errno name>, one per line. */
@@ -190,11 +191,6 @@ struct Container {
     _cleanup: Cleanup,
 }
 
-fn write_exec(p: &Path, body: &str) {
-    std::fs::write(p, body).unwrap();
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 /// Compiles the probe into `dir/wprobe`.
 fn build_probe(dir: &Path) -> PathBuf {
     let src = dir.join("wprobe.c");
@@ -211,55 +207,25 @@ fn build_probe(dir: &Path) -> PathBuf {
 /// Boots wshd (extra flags `flags`) on a private rootfs copy holding the
 /// probe at /bin/wprobe; `prep` may change the copy first.
 fn boot(tag: &str, flags: &[&str], prep: impl FnOnce(&Path, &Path)) -> Container {
-    require_root();
-    let (path, mut cleanup) = scratch(tag);
-    for d in ["run", "lib"] {
-        std::fs::create_dir(path.join(d)).unwrap();
-    }
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(rootfs())
-        .arg(path.join("root"))
-        .status()
-        .unwrap();
-    assert!(st.success(), "copy rootfs");
+    let mut d = ContainerDir::new(tag);
+    let path = d.path.clone();
     let probe = build_probe(&path);
     std::fs::copy(&probe, path.join("root/bin/wprobe")).unwrap();
     prep(&path.join("root"), &probe);
-    let lib = path.join("lib");
-    write_exec(
-        &lib.join("hook-parent-before-clone.sh"),
-        "#!/bin/sh\nexit 0\n",
-    );
-    write_exec(
-        &lib.join("hook-parent-after-clone.sh"),
-        "#!/bin/sh\ncd \"$(dirname \"$0\")/..\"\necho \"$PID\" > run/wshd.pid\n",
-    );
-    write_exec(
-        &lib.join("hook-child-before-pivot.sh"),
-        "#!/bin/sh\nexit 0\n",
-    );
-    write_exec(&lib.join("hook-child-after-pivot.sh"), AFTER_PIVOT);
+    d.hook("hook-parent-before-clone.sh", "#!/bin/sh\nexit 0\n");
+    d.hook("hook-parent-after-clone.sh", RECORD_PID);
+    d.hook("hook-child-before-pivot.sh", "#!/bin/sh\nexit 0\n");
+    d.hook("hook-child-after-pivot.sh", AFTER_PIVOT);
     let err = path.join("wshd.err");
-    let st = Command::new(bin("wshd"))
-        .arg("--run")
-        .arg(path.join("run"))
-        .arg("--lib")
-        .arg(&lib)
-        .arg("--root")
-        .arg(path.join("root"))
+    let st = d
+        .wshd()
         .args(flags)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err).unwrap())
         .status()
         .unwrap();
-    let pid = std::fs::read_to_string(path.join("run/wshd.pid"))
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok());
-    if let Some(pid) = pid {
-        cleanup.kill_pid(pid);
-    }
+    let pid = d.wshd_pid();
     assert!(
         st.success(),
         "wshd failed: {}",
@@ -268,7 +234,7 @@ fn boot(tag: &str, flags: &[&str], prep: impl FnOnce(&Path, &Path)) -> Container
     Container {
         path,
         pid: pid.expect("hook recorded wshd's pid"),
-        _cleanup: cleanup,
+        _cleanup: d.cleanup,
     }
 }
 

@@ -9,7 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use warden_tests::{bin, require_root, rootfs, run, scratch, unique, wait_for, Cleanup};
+use warden_tests::wshd::{write_exec, wshd_args, ContainerDir, RECORD_PID};
+use warden_tests::{bin, require_root, run, unique, wait_for, Cleanup};
 
 const AFTER_PIVOT: &str = r#"#!/bin/sh
 set -e
@@ -28,9 +29,7 @@ hostname "$(cat /etc/test-hostname)"
 "#;
 
 fn write_hook(lib: &Path, name: &str, body: &str) {
-    let p = lib.join(name);
-    std::fs::write(&p, body).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_exec(&lib.join(name), body);
 }
 
 /// A scratch container directory (run/, lib/ with hooks, root/ copy).
@@ -41,37 +40,20 @@ struct Dir {
 }
 
 fn prepare(tag: &str) -> Dir {
-    require_root();
-    let (path, cleanup) = scratch(tag);
-    for d in ["run", "lib"] {
-        std::fs::create_dir(path.join(d)).unwrap();
-    }
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(rootfs())
-        .arg(path.join("root"))
-        .status()
-        .unwrap();
-    assert!(st.success(), "copy rootfs");
+    let d = ContainerDir::new(tag);
     let hostname = unique("wshd");
-    std::fs::write(path.join("root/etc/test-hostname"), &hostname).unwrap();
-    let lib = path.join("lib");
-    write_hook(
-        &lib,
+    std::fs::write(d.path.join("root/etc/test-hostname"), &hostname).unwrap();
+    d.hook(
         "hook-parent-before-clone.sh",
         "#!/bin/sh\ncd \"$(dirname \"$0\")/..\"\necho \"$PATH\" > run/before-clone\n",
     );
-    write_hook(
-        &lib,
-        "hook-parent-after-clone.sh",
-        "#!/bin/sh\ncd \"$(dirname \"$0\")/..\"\necho \"$PID\" > run/wshd.pid\n",
-    );
-    write_hook(
-        &lib,
+    d.hook("hook-parent-after-clone.sh", RECORD_PID);
+    d.hook(
         "hook-child-before-pivot.sh",
         "#!/bin/sh\ncd \"$(dirname \"$0\")/..\"\ntouch run/before-pivot\n",
     );
-    write_hook(&lib, "hook-child-after-pivot.sh", AFTER_PIVOT);
+    d.hook("hook-child-after-pivot.sh", AFTER_PIVOT);
+    let ContainerDir { path, cleanup } = d;
     Dir {
         path,
         hostname,
@@ -89,12 +71,7 @@ impl Dir {
     fn start(&mut self) -> (i32, String) {
         let err = self.path.join("wshd.err");
         let st = Command::new(bin("wshd"))
-            .arg("--run")
-            .arg(self.path.join("run"))
-            .arg("--lib")
-            .arg(self.path.join("lib"))
-            .arg("--root")
-            .arg(self.path.join("root"))
+            .args(wshd_args(&self.path))
             .args(["--title", "wshd: test"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -377,12 +354,7 @@ fn sessions_see_only_stdio_fds() {
         .arg("exec 7<\"$0\"; exec \"$@\"")
         .arg(p.join("root/etc/passwd"))
         .arg(bin("wshd"))
-        .arg("--run")
-        .arg(p.join("run"))
-        .arg("--lib")
-        .arg(p.join("lib"))
-        .arg("--root")
-        .arg(p.join("root"))
+        .args(wshd_args(&p))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err).unwrap())
         .status()
@@ -813,12 +785,7 @@ fn closed_stdio_is_tolerated() {
         .arg("exec \"$@\" <&- >&-")
         .arg("sh")
         .arg(bin("wshd"))
-        .arg("--run")
-        .arg(p.join("run"))
-        .arg("--lib")
-        .arg(p.join("lib"))
-        .arg("--root")
-        .arg(p.join("root"))
+        .args(wshd_args(&p))
         .stderr(Stdio::null())
         .status()
         .unwrap();

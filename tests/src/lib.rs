@@ -9,6 +9,7 @@
 //! registered with a [`Cleanup`] guard, which undoes it on drop, also when
 //! the test panics.
 
+pub mod iomux;
 pub mod wshd;
 
 use std::path::{Path, PathBuf};

@@ -130,6 +130,18 @@ impl Server {
         s
     }
 
+    /// `nft list chain` of container `c`'s own chain.
+    fn chain(&self, c: &Container) -> Vec<u8> {
+        let (_, out, _) = run(Command::new("nft").args([
+            "list",
+            "chain",
+            "ip",
+            &format!("warden-{}", self.prefix),
+            &format!("c-{}", c.id),
+        ]));
+        out
+    }
+
     /// Settings for container number `idx` of this server.
     fn container(&self, idx: u32, id: &str) -> Container {
         Container {
@@ -416,55 +428,46 @@ fn create_failures_name_the_problem_and_leave_nothing() {
     assert!(have_wshd(), "build the helpers first");
     let s = Server::new("createfail", false);
 
-    let mut c = s.container(0, "c0bad");
-    c.set("rootfs_path", "/nonexistent/rootfs");
-    let (code, err) = c.create();
-    assert_ne!(code, 0);
-    assert!(
-        err.contains("rootfs /nonexistent/rootfs not found"),
-        "{err}"
-    );
-    assert!(!c.path.exists());
-
-    let mut c = s.container(0, "c0bad");
-    c.set("bind_mounts", "ro\t/nonexistent/src\t/x");
-    let (code, err) = c.create();
-    assert_ne!(code, 0);
-    assert!(
-        err.contains("Source path for bind mount does not exist: /nonexistent/src"),
-        "{err}"
-    );
-    assert!(!c.path.exists());
-
-    let mut c = s.container(0, "c0bad");
-    c.set("bind_mounts", "rw\t/tmp\t/mnt/data");
-    let (code, err) = c.create();
-    assert!(
-        code != 0 && err.contains("dst /mnt/data is under /mnt"),
-        "{err}"
-    );
-    assert!(!c.path.exists());
-
-    let mut c = s.container(0, "c0bad");
-    c.set("bind_mounts", "rw\t/tmp\t/data/../etc");
-    let (code, err) = c.create();
-    assert!(
-        code != 0 && err.contains("dst must be a plain absolute path"),
-        "{err}"
-    );
-
-    let mut c = s.container(0, "c0bad");
-    c.set("user_uid", "abc");
-    let (code, err) = c.create();
-    assert!(code != 0 && err.contains("bad user_uid: abc"), "{err}");
-
-    let mut c = s.container(0, "c0bad");
-    c.set("bin_dir", "/nonexistent/bin");
-    let (code, err) = c.create();
-    assert!(
-        code != 0 && err.contains("bin_dir /nonexistent/bin not found"),
-        "{err}"
-    );
+    // (setting, value, what the error says); nothing is left behind.
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "rootfs_path",
+            "/nonexistent/rootfs",
+            "rootfs /nonexistent/rootfs not found",
+        ),
+        (
+            "bind_mounts",
+            "ro\t/nonexistent/src\t/x",
+            "Source path for bind mount does not exist: /nonexistent/src",
+        ),
+        (
+            "bind_mounts",
+            "rw\t/tmp\t/mnt/data",
+            "dst /mnt/data is under /mnt",
+        ),
+        (
+            "bind_mounts",
+            "rw\t/tmp\t/data/../etc",
+            "dst must be a plain absolute path",
+        ),
+        ("user_uid", "abc", "bad user_uid: abc"),
+        (
+            "bin_dir",
+            "/nonexistent/bin",
+            "bin_dir /nonexistent/bin not found",
+        ),
+    ];
+    for (key, value, want) in cases {
+        let mut c = s.container(0, "c0bad");
+        c.set(key, value);
+        let (code, err) = c.create();
+        assert!(code != 0 && err.contains(want), "{key}={value:?}: {err}");
+        assert!(
+            !c.path.exists(),
+            "{key}={value:?} left {}",
+            c.path.display()
+        );
+    }
 
     // A failure inside setup.sh (vcap's home is a symlink out of the root)
     // removes the half-made directory.
@@ -618,13 +621,7 @@ fn net_setup_dnat_filter_and_teardown_with_own_netns() {
         ],
     );
     assert_eq!(code, 0, "net.sh out: {err}");
-    let (_, out, _) = run(Command::new("nft").args([
-        "list",
-        "chain",
-        "ip",
-        &format!("warden-{}", s.prefix),
-        &format!("c-{}", c.id),
-    ]));
+    let out = s.chain(&c);
     assert!(
         text(&out).contains("ip daddr 10.252.0.0/16 tcp dport 80-81 accept"),
         "{}",
@@ -1003,13 +1000,7 @@ fn net_in_reaches_a_listener_in_the_container() {
         &[("HOST_PORT", &hp.to_string()), ("CONTAINER_PORT", "8080")],
     );
     assert_eq!(code, 0, "repeated net.sh in: {err}");
-    let (_, out, _) = run(Command::new("nft").args([
-        "list",
-        "chain",
-        "ip",
-        &format!("warden-{}", s.prefix),
-        &format!("c-{}", c.id),
-    ]));
+    let out = s.chain(&c);
     assert!(
         text(&out).contains("ip daddr 192.0.2.0/24 udp dport 53 accept"),
         "{}",

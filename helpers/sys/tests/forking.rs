@@ -211,9 +211,9 @@ fn file_text_shed_drops_resident_text() {
         // SAFETY: this program never maps over or unmaps its text.
         unsafe { t.shed() };
         let after = rss_of(ranges);
-        // The code still runs (faulted back from the file), with less of it
-        // resident than before.
-        !ranges.is_empty() && after < before && format!("{}", 6 * 7) == "42"
+        // Less of it resident than before; the code that ran since (and
+        // runs on to exit 0) was faulted back in from the file.
+        !ranges.is_empty() && after < before
     });
 }
 

@@ -4,6 +4,8 @@
 //! invoker (host)                         container init (pid 1 of new pid ns)
 //! ------------------------------------   -------------------------------------
 //! (main: every inherited fd >= 3 closed)
+//! re-exec from a read-only bind mount of
+//!   itself unless already on one (crate::exe)
 //! bind + listen <run>/wshd.sock (0600)
 //! unshare(NEWNS), / made rslave
 //! [hook-parent-before-clone.sh]
@@ -85,6 +87,8 @@ pub enum BootError {
     #[error(transparent)]
     Setup(#[from] crate::setup::SetupError),
     #[error(transparent)]
+    Exe(#[from] crate::exe::ExeError),
+    #[error(transparent)]
     Harden(#[from] crate::harden::HardenError),
     #[error("container init failed ({0})")]
     Init(String),
@@ -134,6 +138,8 @@ fn listen_socket(run: &Path) -> Result<OwnedFd, BootError> {
 /// Boots the container; returns in the invoker once the socket serves.
 /// The container's init never returns from here.
 pub fn start(cfg: &Config) -> Result<(), BootError> {
+    // May re-execute wshd from a read-only bind mount of itself.
+    crate::exe::ensure_readonly()?;
     let run = dir(&cfg.run, "--run")?;
     let lib = dir(&cfg.lib, "--lib")?;
     let root = dir(&cfg.root, "--root")?;

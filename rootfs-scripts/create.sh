@@ -5,7 +5,7 @@
 # given in the environment (see README.md), writes etc/config and
 # etc/bind_mounts, copies the helper binaries into bin/, then runs the
 # container's setup.sh in a private mount namespace to prepare its root
-# filesystem (overlay upper layer: /dev nodes, hostname, hosts, resolv.conf,
+# filesystem (overlay upper layer: hostname, hosts, resolv.conf,
 # vcap's uid). Nothing is mounted on the host when it returns.
 #
 # CONTAINER_PATH must not exist. On any failure everything made is removed

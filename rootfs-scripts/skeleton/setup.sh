@@ -5,11 +5,13 @@
 # Mounts the base rootfs (lower, read-only) with tmp/rootfs/upper (writable)
 # onto mnt/ and writes into it; every write lands in the upper layer, and the
 # mount disappears with this private mount namespace when the script exits.
-#   /dev         emptied, then null zero full random urandom tty, fd/std*
-#                symlinks, ptmx -> pts/ptmx, pts/ and shm/
 #   /etc/hostname, /etc/hosts, /etc/resolv.conf
 #   vcap         uid and gid moved to user_uid (etc/passwd, etc/group), home chowned
-# Never follows a symlink in the rootfs out of mnt/.
+# Never follows a symlink in the rootfs out of mnt/: /etc must be a real
+# directory; hostname, hosts and resolv.conf are replaced (a symlink there is
+# removed, never written through); a symlinked passwd or group, or a vcap
+# home that resolves outside mnt/, fails the setup. /dev and /proc are left
+# alone: wshd mounts them itself (see helpers/wshd/src/setup.rs).
 #
 # Speed: text is edited with shell builtins (read/case/printf), not sed or
 # awk; each program that is left does several files at once where it can.
@@ -40,61 +42,8 @@ inside_root() {
   esac
 }
 
-for d in etc dev; do
-  [ ! -L "$root/$d" ] || die "/$d in the rootfs is a symlink"
-done
+[ ! -L "$root/etc" ] || die "/etc in the rootfs is a symlink"
 [ -d "$root/etc" ] || mkdir -p "$root/etc"
-
-# ---- /dev ------------------------------------------------------------------
-# rm -rf whites out the base rootfs' /dev, so the new one is opaque.
-[ ! -e "$root/dev" ] || rm -rf "$root/dev"
-# (shm's own mode does not matter: the container mounts a mode=1777 tmpfs
-# on it, as it mounts devpts on pts.)
-mkdir -m 0755 "$root/dev" "$root/dev/pts" "$root/dev/shm"
-# Nodes: null 1:3, zero 1:5, full 1:7, random 1:8, urandom 1:9, tty 5:0,
-# 0666, root:root (tty root:tty). The links (fd, std*, ptmx) come
-# ready-made with the skeleton in lib/dev/.
-# Fast path: one cp -R recreates the host's nodes (same kernel devices, so
-# the same major:minor; cp -R makes a node, never copies data) and the
-# links; the mode and owner are then set explicitly. When the host's /dev
-# is unusual (one of them not a character device) each node is mknod'ed.
-dev_nodes="null zero full random urandom tty"
-host_nodes_ok=yes
-for n in $dev_nodes; do
-  [ -c "/dev/$n" ] || host_nodes_ok=no
-done
-dev_links="lib/dev/fd lib/dev/stdin lib/dev/stdout lib/dev/stderr lib/dev/ptmx"
-for l in $dev_links; do
-  [ -L "$l" ] || dev_links= # not in this skeleton: made one by one below
-done
-if [ "$host_nodes_ok" = yes ]; then
-  # shellcheck disable=SC2086
-  cp -R /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty $dev_links "$root/dev/" ||
-    die "copying the /dev nodes and links failed"
-else
-  mknod_dev() { # name major minor
-    mknod "$root/dev/$1" c "$2" "$3" || die "mknod /dev/$1 failed"
-  }
-  mknod_dev null 1 3
-  mknod_dev zero 1 5
-  mknod_dev full 1 7
-  mknod_dev random 1 8
-  mknod_dev urandom 1 9
-  mknod_dev tty 5 0
-  # shellcheck disable=SC2086
-  [ -z "$dev_links" ] || cp -P $dev_links "$root/dev/" || die "copying the /dev links failed"
-fi
-if [ -z "$dev_links" ]; then
-  ln -s /proc/self/fd "$root/dev/fd"
-  ln -s fd/0 "$root/dev/stdin"
-  ln -s fd/1 "$root/dev/stdout"
-  ln -s fd/2 "$root/dev/stderr"
-  ln -s pts/ptmx "$root/dev/ptmx"
-fi
-# Both ways make the nodes root:root (we are root, the fresh /dev is not
-# setgid; cp -R does not keep owners).
-(cd "$root/dev" && chmod 0666 $dev_nodes && chown 0:5 tty) ||
-  die "setting the mode and owner of the /dev nodes failed"
 
 # ---- /etc ------------------------------------------------------------------
 # Replace (never write through) whatever is there: a symlink in the rootfs

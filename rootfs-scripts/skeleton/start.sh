@@ -1,6 +1,6 @@
 #!/bin/sh
 # start.sh: starts the container. Runs
-# `bin/wshd --run run --lib lib --root mnt --title "wshd: <id>"`, which runs
+# `bin/wshd --run run --lib lib --root mnt --title "wshd: <id>" --hostname <id>`, which runs
 # the lib/hook-*.sh scripts (hook-parent-after-clone.sh runs `net.sh setup`
 # with PID) and exits 0 only once run/wshd.sock accepts
 # connections. wshd's output goes to run/wshd.out.log and run/wshd.err.log.
@@ -32,7 +32,7 @@ fi
 nested=
 [ "${allow_nested_warden:-false}" = true ] && nested=--allow-nested
 
-if ! ./bin/wshd --run run --lib lib --root mnt --title "wshd: $id" $nested \
+if ! ./bin/wshd --run run --lib lib --root mnt --title "wshd: $id" --hostname "$id" $nested \
   </dev/null >run/wshd.out.log 2>run/wshd.err.log; then
   reason=$(grep -v '^[[:space:]]*$' run/wshd.err.log | tail -n 3 | paste -sd ';' - | sed 's/;/; /g')
   die "wshd failed to start: ${reason:-no message (see run/wshd.err.log)}"

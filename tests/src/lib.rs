@@ -2,18 +2,25 @@
 //!
 //! The tests start real containers and so must run as root. They find the
 //! helper binaries next to the test executable (the same cargo profile), or
-//! in `$WARDEN_BIN_DIR`, and the busybox root filesystem built by
-//! `make rootfs` in `build/rootfs`, or in `$WARDEN_ROOTFS`.
+//! in `$WARDEN_BIN_DIR`; the root filesystem in `$WARDEN_ROOTFS` (any
+//! rootfs), else the busybox one built by `make rootfs` in `build/rootfs`;
+//! the Debian one built by `make rootfs-debian` in `build/rootfs-debian`, or
+//! in `$WARDEN_ROOTFS_DEBIAN`.
 //!
 //! Everything a test creates carries a name made by [`unique`] and is
 //! registered with a [`Cleanup`] guard, which undoes it on drop, also when
 //! the test panics.
+//!
+//! [`server`] holds the fixture that starts a `warden server` and the
+//! protocol helpers shared by the controller and rootfs tests.
+
+pub mod server;
 
 pub mod iomux;
 pub mod wshd;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use wsys::proc_::Stat;
 
@@ -49,17 +56,79 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-/// The busybox root filesystem; panics with a hint when it is missing.
+/// The root filesystem the tests run on: `$WARDEN_ROOTFS` when set (any
+/// rootfs: a directory holding `etc/`), else the busybox one `make rootfs`
+/// builds in `build/rootfs`. Panics with a hint when it is missing.
 pub fn rootfs() -> PathBuf {
-    let p = std::env::var_os("WARDEN_ROOTFS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("build/rootfs"));
+    if let Some(p) = std::env::var_os("WARDEN_ROOTFS") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.join("etc").is_dir(),
+            "WARDEN_ROOTFS={} is not a root filesystem (no etc/ in it)",
+            p.display()
+        );
+        return p;
+    }
+    let p = workspace().join("build/rootfs");
     assert!(
         p.join("bin/busybox").is_file(),
         "{} is not a busybox rootfs: run `make rootfs`",
         p.display()
     );
     p
+}
+
+/// The Debian bookworm minbase rootfs (`$WARDEN_ROOTFS_DEBIAN`, else
+/// `build/rootfs-debian`); panics with a hint when it is missing.
+pub fn rootfs_debian() -> PathBuf {
+    let p = std::env::var_os("WARDEN_ROOTFS_DEBIAN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("build/rootfs-debian"));
+    assert!(
+        p.join("etc/debian_version").is_file(),
+        "{} is not a Debian rootfs: run `make rootfs-debian`",
+        p.display()
+    );
+    p
+}
+
+/// Compiles the C program `src` with `cc -static EXTRA_FLAGS` into
+/// `dir/name` (the source goes to `dir/name.c`); returns the binary's path.
+/// gcc and libc6-dev are CI dependencies (.ci/run).
+pub fn cc_static(dir: &Path, name: &str, src: &str, extra_flags: &[&str]) -> PathBuf {
+    let c = dir.join(format!("{name}.c"));
+    let out = dir.join(name);
+    std::fs::write(&c, src).expect("write C source");
+    let (code, _, err) = run(Command::new("cc")
+        .arg("-static")
+        .args(extra_flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(&c));
+    assert_eq!(code, 0, "cc -static: {}", String::from_utf8_lossy(&err));
+    out
+}
+
+/// What `/hello` in a [`shellless_rootfs`] prints on stdout.
+pub const HELLO_TEXT: &str = "hello from a rootfs without a shell\n";
+
+const HELLO_C: &str = r#"#include <unistd.h>
+static const char msg[] = "hello from a rootfs without a shell\n";
+int main(void) { return write(1, msg, sizeof msg - 1) == sizeof msg - 1 ? 0 : 1; }
+"#;
+
+/// Builds a root filesystem with no shell at all in `dir/root`: only a
+/// static binary `/hello` (prints [`HELLO_TEXT`], exits 0) and an empty
+/// `/etc`. The compiler's files stay in `dir`, outside the root.
+pub fn shellless_rootfs(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let hello = cc_static(dir, "hello", HELLO_C, &["-O1"]);
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir root/etc");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::copy(&hello, root.join("hello")).expect("copy /hello");
+    std::fs::set_permissions(root.join("hello"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    root
 }
 
 /// Fails the test unless it runs as root.
@@ -148,6 +217,61 @@ impl Drop for Cleanup {
             f();
         }
     }
+}
+
+/// Runs `wshd --run RUN --lib LIB --root ROOT --title TITLE EXTRA...` to
+/// completion (it returns once the container serves, or fails) and returns
+/// (exit status, stderr, host pid of the container's init).
+///
+/// The init is found by its process title, which wshd sets before it
+/// reports ready: pass a title made by [`unique`], so the process found is
+/// the one this call started. It is registered with `cleanup` (killed, and
+/// its whole pid namespace with it, on drop). This works without any hook
+/// (the fixtures in wshd.rs and security.rs instead have a hook write
+/// `run/wshd.pid`).
+pub fn start_wshd(
+    run_dir: &Path,
+    lib: &Path,
+    root: &Path,
+    title: &str,
+    extra: &[&str],
+    cleanup: &mut Cleanup,
+) -> (i32, String, Option<i32>) {
+    let (code, _, err) = run(Command::new(bin("wshd"))
+        .arg("--run")
+        .arg(run_dir)
+        .arg("--lib")
+        .arg(lib)
+        .arg("--root")
+        .arg(root)
+        .arg("--title")
+        .arg(title)
+        .args(extra)
+        .stdin(Stdio::null()));
+    let pid = pid_by_title(title);
+    if let Some(pid) = pid {
+        cleanup.kill_pid(pid);
+    }
+    (code, String::from_utf8_lossy(&err).into_owned(), pid)
+}
+
+/// The process whose title (argv area up to its first NUL) is exactly `title`.
+pub fn pid_by_title(title: &str) -> Option<i32> {
+    let mut found = None;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let first = cmd.split(|b| *b == 0).next().unwrap_or_default();
+        if first == title.as_bytes() {
+            assert!(found.is_none(), "two processes titled {title:?}");
+            found = Some(pid);
+        }
+    }
+    found
 }
 
 /// Start time (clock ticks since boot) of a live or zombie process.

@@ -21,6 +21,7 @@
 pub mod args;
 pub mod event;
 pub mod fdpass;
+pub mod fs;
 pub mod mount;
 pub mod ns;
 pub mod proc_;

@@ -21,6 +21,18 @@ pub fn make_rslave() -> nix::Result<()> {
     )
 }
 
+/// Makes every mount in this mount namespace private (`MS_REC|MS_PRIVATE`):
+/// nothing propagates in or out any more.
+pub fn make_rprivate() -> nix::Result<()> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+}
+
 /// Recursive bind mount of `path` onto itself (makes it a mount point).
 pub fn bind_self(path: &Path) -> nix::Result<()> {
     mount(

@@ -4,17 +4,25 @@
 //! invoker (host)                         container init (pid 1 of new pid ns)
 //! ------------------------------------   -------------------------------------
 //! (main: every inherited fd >= 3 closed)
+//! re-exec from a read-only bind mount of
+//!   itself unless already on one (crate::exe)
 //! bind + listen <run>/wshd.sock (0600)
 //! unshare(NEWNS), / made rslave
-//! hook-parent-before-clone.sh
+//! [hook-parent-before-clone.sh]
 //! clone(NEWNS|NEWUTS|NEWIPC|NEWPID|NEWNET) ->  waits on "go" pipe (PDEATHSIG=KILL)
-//! hook-parent-after-clone.sh (PID=...)
-//! writes "go"                            hook-child-before-pivot.sh
+//! [hook-parent-after-clone.sh] (PID=...)
+//! writes "go"                            hostname (--hostname), / made rprivate
 //!                                        bind --root onto itself if not a mount
-//!                                        pivot_root(root, root/mnt), chdir /
-//!                                        /mnt<lib>/hook-child-after-pivot.sh
-//!                                        umount2(/mnt, MNT_DETACH): every old
-//!                                          mount, stacked ones included, goes
+//!                                        native setup under --root (crate::setup:
+//!                                          root nodev, /dev, /dev/pts, /dev/shm,
+//!                                          /proc with masks; no symlink followed)
+//!                                        [hook-child-before-pivot.sh] (host side)
+//!                                        [hook-child-after-pivot.sh] read into a
+//!                                          sealed memfd
+//!                                        pivot_root(root, root), umount2(old
+//!                                          root, MNT_DETACH): every old mount,
+//!                                          stacked ones included, goes
+//!                                        [memfd hook run as /dev/fd/N inside]
 //!                                        setsid, title, non-dumpable,
 //!                                        stdin/stdout -> /dev/null of the host
 //!                                        (opened before pivot), SIGCHLD ->
@@ -24,6 +32,9 @@
 //!                                        program text from RSS, serves
 //! reads "ready" -> exit 0
 //! ```
+//! Hooks in brackets are optional: a missing one is skipped without
+//! starting a process. No program of the root filesystem runs before the
+//! old root is detached.
 //! Any failure: the invoker prints one line naming the step and exits
 //! non-zero; if the init was already cloned it is killed (taking every
 //! process of its pid namespace with it) and reaped, so nothing stays up.
@@ -39,9 +50,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{
     bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
 };
-use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{chdir, dup2, mkdir, read, setsid, write, Pid};
+use nix::unistd::{chdir, dup2, read, setsid, write, Pid};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -57,7 +67,8 @@ pub struct Config {
     pub title: Option<String>,
     /// Root sessions may mount and create user namespaces (nested warden).
     pub allow_nested: bool,
-    /// `--hostname NAME`: the container's host name.
+    /// Hostname of the container (its UTS namespace keeps the host's when
+    /// unset).
     pub hostname: Option<String>,
 }
 
@@ -71,8 +82,12 @@ pub enum BootError {
     Sys(&'static str, Errno),
     #[error(transparent)]
     Hook(#[from] HookError),
-    #[error("old root still has mounts after unmounting: {0}")]
-    OldRoot(String),
+    #[error("old root still mounted after unmounting it ({0} mounts on /)")]
+    OldRoot(usize),
+    #[error(transparent)]
+    Setup(#[from] crate::setup::SetupError),
+    #[error(transparent)]
+    Exe(#[from] crate::exe::ExeError),
     #[error(transparent)]
     Harden(#[from] crate::harden::HardenError),
     #[error("container init failed ({0})")]
@@ -123,6 +138,8 @@ fn listen_socket(run: &Path) -> Result<OwnedFd, BootError> {
 /// Boots the container; returns in the invoker once the socket serves.
 /// The container's init never returns from here.
 pub fn start(cfg: &Config) -> Result<(), BootError> {
+    // May re-execute wshd from a read-only bind mount of itself.
+    crate::exe::ensure_readonly()?;
     let run = dir(&cfg.run, "--run")?;
     let lib = dir(&cfg.lib, "--lib")?;
     let root = dir(&cfg.root, "--root")?;
@@ -231,7 +248,24 @@ fn init(
     }
     drop(go_r);
 
+    if let Some(h) = cfg.hostname.as_deref() {
+        crate::setup::set_hostname(h)?;
+    }
+    // Nothing mounted from here on propagates anywhere, and no later host
+    // mount reaches the container.
+    wsys::mount::make_rprivate().map_err(sys("make / rprivate"))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let root_s = root.to_string_lossy();
+    if !wsys::mount::mount_points(&mountinfo)
+        .iter()
+        .any(|m| *m == root_s)
+    {
+        wsys::mount::bind_self(root).map_err(sys("bind mount --root onto itself"))?;
+    }
+    crate::setup::apply(root, cfg.allow_nested)?;
+
     hook::run(&lib.join("hook-child-before-pivot.sh"), &[])?;
+    let after = hook::load(&lib.join("hook-child-after-pivot.sh"))?;
 
     // Host /dev/null for our own stdin/stdout (sessions never see it).
     let null: OwnedFd = std::fs::OpenOptions::new()
@@ -241,32 +275,23 @@ fn init(
         .map_err(|e| BootError::Dir("/dev/null".into(), e.to_string()))?
         .into();
 
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let root_s = root.to_string_lossy();
-    if !wsys::mount::mount_points(&mountinfo)
-        .iter()
-        .any(|m| *m == root_s)
-    {
-        wsys::mount::bind_self(root).map_err(sys("bind mount --root onto itself"))?;
-    }
+    // pivot_root(".", "."): the old root ends up stacked on the new one and
+    // is detached at once, so the root filesystem needs no /mnt of its own.
     chdir(root).map_err(sys("chdir --root"))?;
-    match mkdir("mnt", Mode::from_bits_truncate(0o700)) {
-        Ok(()) | Err(Errno::EEXIST) => {}
-        Err(e) => return Err(BootError::Sys("mkdir <root>/mnt", e)),
-    }
-    wsys::mount::pivot_root(Path::new("."), Path::new("mnt")).map_err(sys("pivot_root"))?;
+    wsys::mount::pivot_root(Path::new("."), Path::new(".")).map_err(sys("pivot_root"))?;
+    wsys::mount::detach(Path::new(".")).map_err(sys("unmount old root"))?;
     chdir("/").map_err(sys("chdir /"))?;
-
-    let mut after = PathBuf::from("/mnt");
-    after.push(lib.strip_prefix("/").unwrap_or(lib));
-    hook::run(&after.join("hook-child-after-pivot.sh"), &[])?;
-
-    wsys::mount::detach(Path::new("/mnt")).map_err(sys("unmount old root /mnt"))?;
-    if let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") {
-        let left = wsys::mount::mounts_under(&mi, "/mnt");
-        if !left.is_empty() {
-            return Err(BootError::OldRoot(left.join(" ")));
-        }
+    let mi = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| BootError::Dir("/proc/self/mountinfo".into(), e.to_string()))?;
+    let roots = wsys::mount::mount_points(&mi)
+        .iter()
+        .filter(|m| *m == "/")
+        .count();
+    if roots != 1 {
+        return Err(BootError::OldRoot(roots));
+    }
+    if let Some(h) = after {
+        hook::run_loaded(h)?;
     }
 
     setsid().map_err(sys("setsid"))?;

@@ -2,15 +2,19 @@
 //! codec shared with `wsh`.
 //!
 //! - [`boot`]: from the invoking process to pid 1 serving `<run>/wshd.sock`
+//! - [`exe`]: wshd runs only from a read-only mount (CVE-2019-5736)
 //! - [`harden`]: capabilities, no_new_privs and seccomp for sessions
 //! - [`hook`]: running the hook scripts (clean, documented environment)
 //! - [`server`]: the poll loop, sessions, reaping
+//! - [`setup`]: the container's mounts and hostname, made natively
 //! - [`passwd`]: user and group lookup in the container
 //! - [`proto`]: the wire protocol (documented there)
 
 pub mod boot;
+pub mod exe;
 pub mod harden;
 pub mod hook;
 pub mod passwd;
 pub mod proto;
 pub mod server;
+pub mod setup;

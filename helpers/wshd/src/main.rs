@@ -47,7 +47,12 @@ fn parse(p: &mut Parser) -> Result<Parsed<Config>, Error> {
             Arg::Long("lib") => cfg.lib = nonempty(p, "--lib")?.into(),
             Arg::Long("root") => cfg.root = nonempty(p, "--root")?.into(),
             Arg::Long("title") => cfg.title = Some(nonempty_text(p, "--title")?),
-            Arg::Long("hostname") => cfg.hostname = Some(nonempty_text(p, "--hostname")?),
+            Arg::Long("hostname") => {
+                let h = nonempty_text(p, "--hostname")?;
+                wshd::setup::check_hostname(&h)
+                    .map_err(|e| Error::from(format!("option '--hostname' {h:?}: {e}")))?;
+                cfg.hostname = Some(h)
+            }
             a => return Err(a.unexpected()),
         }
     }

@@ -5,6 +5,11 @@
 //! group line:  `name:password:gid:member,member,...`
 //! Blank lines and lines starting with `#` are skipped; a malformed line is
 //! skipped too (it cannot match). Files larger than [`MAX_FILE`] are refused.
+//! The files are opened without following a symlink and without blocking,
+//! and must be regular files: container root could plant a FIFO or a link to
+//! /dev/zero there, and wshd must never hang or read without bound.
+//! A root filesystem with no `/etc/passwd` at all (a single static binary)
+//! still has `root`: uid 0, gid 0, home `/`, shell `/bin/sh`.
 
 use std::path::Path;
 use thiserror::Error;
@@ -22,6 +27,8 @@ pub enum PasswdError {
     Read(String, std::io::Error),
     #[error("{0} is larger than {MAX_FILE} bytes")]
     TooBig(String),
+    #[error("{0} is not a regular file")]
+    NotRegular(String),
 }
 
 /// What a session needs to know about its user.
@@ -37,12 +44,41 @@ pub struct User {
 }
 
 fn read(path: &Path) -> Result<String, PasswdError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let d = path.display().to_string();
-    let md = std::fs::metadata(path).map_err(|e| PasswdError::Read(d.clone(), e))?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| PasswdError::Read(d.clone(), e))?;
+    let md = f.metadata().map_err(|e| PasswdError::Read(d.clone(), e))?;
+    if !md.is_file() {
+        return Err(PasswdError::NotRegular(d));
+    }
     if md.len() > MAX_FILE {
         return Err(PasswdError::TooBig(d));
     }
-    std::fs::read_to_string(path).map_err(|e| PasswdError::Read(d, e))
+    let mut buf = Vec::new();
+    f.take(MAX_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| PasswdError::Read(d.clone(), e))?;
+    if buf.len() as u64 > MAX_FILE {
+        return Err(PasswdError::TooBig(d));
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// root when the root filesystem has no /etc/passwd.
+fn builtin_root() -> User {
+    User {
+        name: "root".into(),
+        uid: 0,
+        gid: 0,
+        home: "/".into(),
+        shell: "/bin/sh".into(),
+        groups: vec![0],
+    }
 }
 
 /// Finds `name` in passwd text.
@@ -89,7 +125,14 @@ pub fn member_groups(text: &str, name: &str) -> Vec<u32> {
 
 /// Looks up `name` under `root` (`/` inside the container).
 pub fn lookup(root: &Path, name: &str) -> Result<User, PasswdError> {
-    let pw = read(&root.join("etc/passwd"))?;
+    let pw = match read(&root.join("etc/passwd")) {
+        Err(PasswdError::Read(_, e))
+            if e.kind() == std::io::ErrorKind::NotFound && name == "root" =>
+        {
+            return Ok(builtin_root())
+        }
+        r => r?,
+    };
     let mut u = find_passwd(&pw, name).ok_or_else(|| PasswdError::Unknown(name.to_string()))?;
     // A missing /etc/group only means no supplementary groups.
     if let Ok(gr) = read(&root.join("etc/group")) {
@@ -134,6 +177,34 @@ mod tests {
         assert_eq!(u.groups, vec![10000, 10001, 7]);
         let e = lookup(&d, "bob").unwrap_err();
         assert_eq!(e.to_string(), "unknown user 'bob'");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn hostile_files_are_refused_without_blocking() {
+        let d = std::env::temp_dir().join(format!("wshd-passwd-h-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("etc")).unwrap();
+        // No passwd: root still exists, nobody else does.
+        assert_eq!(lookup(&d, "root").unwrap(), builtin_root());
+        assert!(lookup(&d, "vcap").is_err());
+        // A FIFO (open would block without O_NONBLOCK, read forever).
+        nix::unistd::mkfifo(
+            &d.join("etc/passwd"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let e = lookup(&d, "root").unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        std::fs::remove_file(d.join("etc/passwd")).unwrap();
+        // A symlink to /dev/zero (unbounded) or to any other file.
+        std::os::unix::fs::symlink("/dev/zero", d.join("etc/passwd")).unwrap();
+        let e = lookup(&d, "root").unwrap_err().to_string();
+        assert!(e.contains("read"), "{e}");
+        std::fs::remove_file(d.join("etc/passwd")).unwrap();
+        // Too big.
+        std::fs::write(d.join("etc/passwd"), vec![b'#'; MAX_FILE as usize + 1]).unwrap();
+        assert!(matches!(lookup(&d, "root"), Err(PasswdError::TooBig(_))));
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

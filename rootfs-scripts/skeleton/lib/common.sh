@@ -2,8 +2,7 @@
 #
 # Sourced (never run) by the host scripts (setup.sh, create.sh, destroy.sh,
 # clear.sh), by the container's start.sh, stop.sh, net.sh and setup.sh, and by
-# the wshd hooks. The hook that runs inside the container after pivot_root
-# sources it with busybox sh, so everything here is POSIX sh and defines
+# the host-side wshd hooks. Everything here is POSIX sh and defines
 # functions only: sourcing it has no side effects.
 #
 # Conventions: every script sets `script` to its own name before sourcing;

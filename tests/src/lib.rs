@@ -221,7 +221,8 @@ impl Drop for Cleanup {
 
 /// Runs `wshd --run RUN --lib LIB --root ROOT --title TITLE EXTRA...` to
 /// completion (it returns once the container serves, or fails) and returns
-/// (exit status, stderr, host pid of the container's init).
+/// (exit status, stderr, host pid of the container's init). wshd's stderr is
+/// kept in `RUN/wshd-start.err`.
 ///
 /// The init is found by its process title, which wshd sets before it
 /// reports ready: pass a title made by [`unique`], so the process found is
@@ -237,7 +238,11 @@ pub fn start_wshd(
     extra: &[&str],
     cleanup: &mut Cleanup,
 ) -> (i32, String, Option<i32>) {
-    let (code, _, err) = run(Command::new(bin("wshd"))
+    // stderr goes to a file, not a pipe: the container's init inherits it
+    // and would keep a pipe open for as long as it lives.
+    let err_path = run_dir.join("wshd-start.err");
+    let err_file = std::fs::File::create(&err_path).expect("create wshd's stderr file");
+    let (code, _, _) = run(Command::new(bin("wshd"))
         .arg("--run")
         .arg(run_dir)
         .arg("--lib")
@@ -247,12 +252,15 @@ pub fn start_wshd(
         .arg("--title")
         .arg(title)
         .args(extra)
-        .stdin(Stdio::null()));
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err_file));
     let pid = pid_by_title(title);
     if let Some(pid) = pid {
         cleanup.kill_pid(pid);
     }
-    (code, String::from_utf8_lossy(&err).into_owned(), pid)
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    (code, err, pid)
 }
 
 /// The process whose title (argv area up to its first NUL) is exactly `title`.

@@ -12,8 +12,10 @@
 //! the test panics.
 //!
 //! [`server`] holds the fixture that starts a `warden server` and the
-//! protocol helpers shared by the controller and rootfs tests.
+//! protocol helpers shared by the controller and rootfs tests; [`net`] the
+//! network probe and namespaces of the network tests.
 
+pub mod net;
 pub mod server;
 
 pub mod iomux;

@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+use warden_tests::net::Netns;
 use warden_tests::{
     alive, bin_dir, require_root, rootfs, run, scratch, wait_for, workspace, Cleanup,
 };
@@ -466,13 +467,6 @@ fn create_failures_name_the_problem_and_leave_nothing() {
 
 // ---- net.sh without wshd -------------------------------------------------------------
 
-struct Netns(String);
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
 fn in_ns(ns: &str, script: &str) -> (i32, String, String) {
     let (code, out, err) = run(Command::new("ip").args(["netns", "exec", ns, "sh", "-c", script]));
     (code, text(&out), text(&err))
@@ -488,15 +482,7 @@ fn fetch(addr: &str, port: u16) -> String {
 }
 
 fn host_addr() -> String {
-    let (_, out, _) = run(Command::new("ip").args(["-4", "-o", "route", "get", "1.1.1.1"]));
-    let t = text(&out);
-    let mut it = t.split_whitespace();
-    while let Some(w) = it.next() {
-        if w == "src" {
-            return it.next().unwrap().to_string();
-        }
-    }
-    panic!("no source address in {t}")
+    warden_tests::net::host_addr().expect("the host has a default route with a source address")
 }
 
 fn free_port(seed: u32) -> u16 {
@@ -514,8 +500,7 @@ fn net_setup_dnat_filter_and_teardown_with_own_netns() {
 
     let (code, _, err) = c.script("net.sh", &["setup"], &[]);
     assert_eq!(code, 0, "net.sh setup: {err}");
-    let ns = Netns(format!("{}-ns", s.prefix));
-    assert_eq!(run(Command::new("ip").args(["netns", "add", &ns.0])).0, 0);
+    let ns = Netns::new(&format!("{}-ns", s.prefix));
     assert_eq!(
         run(Command::new("ip").args(["link", "set", &c.container_iface(), "netns", &ns.0])).0,
         0

@@ -300,16 +300,7 @@ impl Container {
         let Some(pid) = self.wshd_pid() else {
             return false;
         };
-        match std::fs::read(format!("/proc/{pid}/stat")) {
-            Ok(s) => {
-                // state is the field after the ")": Z = zombie
-                let s = String::from_utf8_lossy(&s);
-                s.rsplit_once(')')
-                    .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-                    .unwrap_or(false)
-            }
-            Err(_) => false,
-        }
+        wsys::proc_::Stat::of(pid).is_some_and(|s| !s.exited())
     }
 
     /// The info response (state, addresses, jobs, stats).

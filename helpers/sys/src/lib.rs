@@ -8,7 +8,9 @@
 //! - `ns`, `mount`, `fdpass`, `pty`, `proc_`,
 //!   `caps`, `seccomp`                      : container init and shell (wshd/wsh)
 //! - `event`, `spawn`                        : poll/FIONREAD helpers, held child (iomux/oom)
+//! - `bpf`                                   : device control on cgroup v2 (wshd's `devices`)
 
+pub mod bpf;
 pub mod caps;
 pub mod event;
 pub mod fdpass;

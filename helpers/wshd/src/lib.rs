@@ -3,6 +3,7 @@
 //!
 //! - [`boot`]: from the invoking process to pid 1 serving `<run>/wshd.sock`
 //! - [`harden`]: capabilities, no_new_privs and seccomp for sessions
+//! - [`devices`]: the device allowlist as a BPF program on cgroup v2
 //! - [`hook`]: running the hook scripts (clean, documented environment)
 //! - [`server`]: the poll loop, sessions, reaping
 //! - [`setup`]: the container's mounts and hostname, made natively
@@ -11,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod boot;
+pub mod devices;
 pub mod harden;
 pub mod hook;
 pub mod passwd;

@@ -2,6 +2,7 @@
 #
 #   make demo      build everything, build the busybox rootfs, start a container, run a command in it
 #   make test      build, build the rootfs, run unit and end-to-end tests (as root)
+#   make test-v2   the cgroup v2 tests (device program) in a cgroup-v2 VM (tests/run-v2.sh)
 #   make bench     compare against peers (unshare+chroot, bwrap, crun, nsenter, plain pipes); prints ratios
 #   make lint      cargo fmt --check and clippy -D warnings
 #   make install PREFIX=/usr/local   install the static binaries and the scripts
@@ -18,7 +19,7 @@ CARGO    ?= cargo
 export WARDEN_BIN_DIR := $(BIN_DIR)
 export WARDEN_ROOTFS  := $(ROOTFS)
 
-.PHONY: all build test unit e2e bench lint install rootfs demo clean check-static
+.PHONY: all build test test-v2 unit e2e bench lint install rootfs demo clean check-static
 
 all: build
 
@@ -41,6 +42,10 @@ $(ROOTFS)/bin/busybox: rootfs-scripts/build-rootfs.sh
 
 test: build rootfs
 	$(CARGO) test --release --workspace
+
+# Test binaries built here, run in a throwaway cgroup v2 VM (shared/vm/run).
+test-v2: build rootfs
+	sh tests/run-v2.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

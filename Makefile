@@ -3,6 +3,7 @@
 #   make demo      build everything, build the busybox rootfs, start a container, run a command in it
 #   make test      build, build both rootfs, run unit and end-to-end tests (as root), then the
 #                  controller end-to-end tests again on the Debian rootfs
+#   make test-v2   the cgroup v2 tests (device program) in a cgroup-v2 VM (tests/run-v2.sh)
 #   make bench     compare against peers (unshare+chroot, bwrap, crun, nsenter, plain pipes); prints ratios
 #   make lint      cargo fmt --check and clippy -D warnings
 #   make install PREFIX=/usr/local   install the static binaries and the scripts
@@ -25,7 +26,7 @@ export WARDEN_BIN_DIR := $(BIN_DIR)
 export WARDEN_ROOTFS  := $(ROOTFS)
 export WARDEN_ROOTFS_DEBIAN := $(ROOTFS_DEBIAN)
 
-.PHONY: all build test unit e2e bench lint install rootfs rootfs-debian demo clean check-static
+.PHONY: all build test test-v2 unit e2e bench lint install rootfs rootfs-debian demo clean check-static
 
 all: build
 
@@ -65,6 +66,10 @@ $(ROOTFS_DEBIAN)/etc/debian_version:
 test: build rootfs rootfs-debian
 	$(CARGO) test --release --workspace
 	WARDEN_ROOTFS=$(ROOTFS_DEBIAN) $(CARGO) test --release -p warden-tests --test controller
+
+# Test binaries built here, run in a throwaway cgroup v2 VM (shared/vm/run).
+test-v2: build rootfs
+	sh tests/run-v2.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -133,6 +133,32 @@ pub fn shellless_rootfs(dir: &Path) -> PathBuf {
     root
 }
 
+/// Set (to anything) by `make test-v2`: a test that needs cgroup v2 fails
+/// instead of skipping when the host has none, so a VM run never passes
+/// without testing.
+pub const REQUIRE_CGROUP_V2: &str = "WARDEN_REQUIRE_CGROUP_V2";
+
+/// True when `/sys/fs/cgroup` is a cgroup2 mount (a v2-only host, as the
+/// scripts' `cgroup_mode` decides). Otherwise prints a line saying that
+/// `test` was skipped, straight to stderr (past the harness's capture, so
+/// `cargo test` shows it next to the test's "ok"), and returns false; with
+/// [`REQUIRE_CGROUP_V2`] set it panics instead.
+pub fn cgroup_v2_or_skip(test: &str) -> bool {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
+        return true;
+    }
+    assert!(
+        std::env::var_os(REQUIRE_CGROUP_V2).is_none(),
+        "{test}: {REQUIRE_CGROUP_V2} is set but /sys/fs/cgroup is not cgroup v2"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: needs a cgroup v2 host (/sys/fs/cgroup is not cgroup2); `make test-v2` runs it in a VM"
+    );
+    false
+}
+
 /// Fails the test unless it runs as root.
 pub fn require_root() {
     assert!(

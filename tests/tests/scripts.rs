@@ -43,6 +43,11 @@ fn next_n() -> u32 {
 
 fn cgroup_parents(prefix: &str) -> Vec<PathBuf> {
     let mut v = Vec::new();
+    // cgroup v2: the parent sits right in the cgroup2 root.
+    let v2 = PathBuf::from(format!("/sys/fs/cgroup/warden-{prefix}"));
+    if v2.join("cgroup.controllers").is_file() {
+        v.push(v2);
+    }
     if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
         for e in rd.flatten() {
             let name = e.file_name();
@@ -300,6 +305,14 @@ impl Container {
             .trim()
             .parse()
             .unwrap()
+    }
+
+    fn procs_v2(&self, cg: &Path) -> Vec<i32> {
+        std::fs::read_to_string(cg.join("cgroup.procs"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
     }
 
     fn procs(&self) -> Vec<i32> {
@@ -1070,6 +1083,14 @@ fn stop_kills_processes_but_not_wshd() {
 
 #[test]
 fn device_allowlist_holds_inside() {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED device_allowlist_holds_inside: cgroup v1 only (v2: v2_device_program_holds_inside)"
+        );
+        return;
+    }
     let s = Server::new("dev", false);
     let c = s.container(0, "c0dev");
     let (code, err) = c.create();
@@ -1126,6 +1147,160 @@ fn device_allowlist_holds_inside() {
     assert_eq!(code, 0, "start.sh: {err}");
     let list = std::fs::read_to_string(c2.cgroup("devices").join("devices.list")).unwrap();
     assert_eq!(list.trim(), "a *:* rwm");
+    let (code, err) = c2.destroy();
+    assert_eq!(code, 0, "destroy.sh: {err}");
+    s.assert_no_container_left(&c2);
+}
+
+/// Runs `cmd` in the container through wsh with a pty of ours as its
+/// terminal (the session gets a pty inside); returns (status, output).
+fn wsh_tty(c: &Container, cmd: &[&str]) -> (i32, String) {
+    use std::io::Read;
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave: std::os::fd::OwnedFd = pty.slave;
+    let mut child = Command::new(c.path.join("bin/wsh"))
+        .arg("--socket")
+        .arg(c.path.join("run/wshd.sock"))
+        .args(cmd)
+        .stdin(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stdout(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let mut guard = Cleanup::new();
+    guard.kill_pid(child.id() as i32);
+    // The output fits the pty's buffer: read it all once wsh is done (the
+    // last slave fd then goes, and the master reads EIO after the data).
+    let st = child.wait().unwrap();
+    let mut m = std::fs::File::from(pty.master);
+    let mut out = Vec::new();
+    let _ = m.read_to_end(&mut out);
+    (st.code().unwrap_or(-1), text(&out))
+}
+
+/// The container's cgroup v2 directory, from run/cgroups.
+fn v2_cgroup(c: &Container) -> PathBuf {
+    let rec = std::fs::read_to_string(c.path.join("run/cgroups")).unwrap();
+    let want = format!("/sys/fs/cgroup/warden-{}/{}", c.prefix, c.id);
+    assert_eq!(rec, format!("unified {want}\n"));
+    PathBuf::from(want)
+}
+
+/// cgroup v2 (`make test-v2` runs it in a VM; skipped with a note on a v1
+/// host): wshd attaches the allowlist as a BPF device program to the
+/// container's cgroup; with allow_nested_warden there is none.
+#[test]
+fn v2_device_program_holds_inside() {
+    if !warden_tests::cgroup_v2_or_skip("v2_device_program_holds_inside") {
+        return;
+    }
+    let s = Server::new("v2dev", false);
+    // hook-parent-after-clone.sh's v2 path enables what setup.sh's parent
+    // lacks (here pids, switched off), and the controllers reach the
+    // container's cgroup.
+    let parent = PathBuf::from(format!("/sys/fs/cgroup/warden-{}", s.prefix));
+    std::fs::write(parent.join("cgroup.subtree_control"), "-pids").unwrap();
+    let c = started(&s, 0, "c0v2dev", "");
+    let cg = v2_cgroup(&c);
+    assert!(c.procs_v2(&cg).contains(&c.wshd_pid()));
+    let ctl = std::fs::read_to_string(cg.join("cgroup.controllers")).unwrap();
+    for want in ["cpu", "memory", "pids"] {
+        assert!(
+            ctl.split_whitespace().any(|c| c == want),
+            "{want} not in {ctl}"
+        );
+    }
+    assert!(
+        wshd::devices::has_program(&cg, false).unwrap(),
+        "no device program on {}",
+        cg.display()
+    );
+    // The parent made by setup.sh has none (nothing outside the container
+    // is restricted).
+    assert!(!wshd::devices::has_program(cg.parent().unwrap(), true).unwrap());
+
+    // mknod of the disk: refused on the nodev root and on the /dev tmpfs
+    // (which does allow device nodes), and nothing to open afterwards.
+    let (code, out, err) = c.wsh(
+        "root",
+        &[
+            "sh",
+            "-c",
+            "for f in /tmp/sda /dev/sda /dev/shm/sda; do \
+               mknod $f b 8 0 && echo mknod-ok $f; \
+               (exec 3<$f) && echo open-ok $f; \
+             done; true",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    // Nodes the host put in the container's /dev (a disk, /dev/kmsg): the
+    // program refuses to open them.
+    let dev = PathBuf::from(format!("/proc/{}/root/dev", c.wshd_pid()));
+    let mknod = |name: &str, kind, major, minor| {
+        let p = std::ffi::CString::new(dev.join(name).to_str().unwrap()).unwrap();
+        nix::sys::stat::mknod(
+            p.as_c_str(),
+            kind,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(major, minor),
+        )
+        .unwrap();
+    };
+    mknod("hostsda", nix::sys::stat::SFlag::S_IFBLK, 8, 0);
+    mknod("kmsg", nix::sys::stat::SFlag::S_IFCHR, 1, 11);
+    for node in ["/dev/hostsda", "/dev/kmsg"] {
+        let (code, _, err) = c.wsh("root", &["sh", "-c", &format!("exec 3>{node}")]);
+        assert_ne!(code, 0, "opening {node} succeeded");
+        assert!(err.contains("not permitted"), "{node}: {err}");
+    }
+
+    // The allowed devices work, for root and for vcap.
+    for user in ["root", "vcap"] {
+        let (code, out, err) = c.wsh(
+            user,
+            &[
+                "sh",
+                "-c",
+                "head -c 4 /dev/zero | wc -c; echo x >/dev/null; head -c 4 /dev/urandom | wc -c; \
+                 head -c 4 /dev/random | wc -c; (echo x >/dev/full) 2>&1 | grep -c 'No space'; \
+                 (exec 3<>/dev/ptmx) && echo ptmx",
+            ],
+        );
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "4\n4\n4\n1\nptmx\n"),
+            "{user}: {err}"
+        );
+    }
+    // A pty session: its terminal is /dev/pts/N, /dev/tty opens.
+    let (code, out) = wsh_tty(&c, &["sh", "-c", "tty; echo via-tty >/dev/tty; exit 7"]);
+    assert_eq!(code, 7, "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("via-tty"), "{out}");
+
+    let (code, err) = c.destroy();
+    assert_eq!(code, 0, "destroy.sh: {err}");
+    s.assert_no_container_left(&c);
+
+    // allow_nested_warden=true: no program, every device.
+    let mut c2 = s.container(1, "c1v2nested");
+    c2.set("allow_nested_warden", "true");
+    let (code, err) = c2.create();
+    assert_eq!(code, 0, "create.sh: {err}");
+    let (code, _, err) = c2.script("start.sh", &[], &[]);
+    assert_eq!(code, 0, "start.sh: {err}");
+    let cg2 = v2_cgroup(&c2);
+    assert!(!wshd::devices::has_program(&cg2, true).unwrap());
+    let (code, out, err) = c2.wsh(
+        "root",
+        &[
+            "sh",
+            "-c",
+            "mknod /dev/sda b 8 0 && echo mknod-ok; (exec 3>/dev/null) && echo null-ok",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "mknod-ok\nnull-ok\n"), "{err}");
     let (code, err) = c2.destroy();
     assert_eq!(code, 0, "destroy.sh: {err}");
     s.assert_no_container_left(&c2);

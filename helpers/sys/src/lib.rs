@@ -17,8 +17,10 @@
 //!   `seccomp`                               : container init and shell (wshd/wsh)
 //! - `event`, `spawn`                        : poll/FIONREAD helpers, held child (iomux/oom)
 //! - `args`                                  : the helpers' command lines
+//! - `bpf`                                   : device control on cgroup v2 (wshd's `devices`)
 
 pub mod args;
+pub mod bpf;
 pub mod event;
 pub mod fdpass;
 pub mod fs;

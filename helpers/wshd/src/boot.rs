@@ -11,6 +11,8 @@
 //! [hook-parent-before-clone.sh]
 //! clone(NEWNS|NEWUTS|NEWIPC|NEWPID|NEWNET) ->  waits on "go" pipe (PDEATHSIG=KILL)
 //! [hook-parent-after-clone.sh] (PID=...)
+//! device program attached to the init's
+//!   own v2 cgroup (crate::devices)
 //! writes "go"                            hostname (--hostname), / made rprivate
 //!                                        bind --root onto itself if not a mount
 //!                                        native setup under --root (crate::setup:
@@ -90,6 +92,8 @@ pub enum BootError {
     Exe(#[from] crate::exe::ExeError),
     #[error(transparent)]
     Harden(#[from] crate::harden::HardenError),
+    #[error(transparent)]
+    Devices(#[from] crate::devices::DevicesError),
     #[error("container init failed ({0})")]
     Init(String),
 }
@@ -197,6 +201,7 @@ pub fn start(cfg: &Config) -> Result<(), BootError> {
                 &[format!("PID={pid}")],
             )
             .map_err(|e| fail(e.into()))?;
+            crate::devices::restrict(pid, cfg.allow_nested).map_err(|e| fail(e.into()))?;
             write(&go_w, b"g").map_err(|e| fail(BootError::Sys("signal container init", e)))?;
             drop(go_w);
             let mut b = [0u8; 1];

@@ -4,6 +4,7 @@
 //! - [`boot`]: from the invoking process to pid 1 serving `<run>/wshd.sock`
 //! - [`exe`]: wshd runs only from a read-only mount (CVE-2019-5736)
 //! - [`harden`]: capabilities, no_new_privs and seccomp for sessions
+//! - [`devices`]: the device allowlist as a BPF program on cgroup v2
 //! - [`hook`]: running the hook scripts (clean, documented environment)
 //! - [`server`]: the poll loop, sessions, reaping
 //! - [`setup`]: the container's mounts and hostname, made natively
@@ -11,6 +12,7 @@
 //! - [`proto`]: the wire protocol (documented there)
 
 pub mod boot;
+pub mod devices;
 pub mod exe;
 pub mod harden;
 pub mod hook;

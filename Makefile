@@ -1,15 +1,22 @@
 # warden-rs top-level Makefile.
 #
 #   make demo      build everything, build the busybox rootfs, start a container, run a command in it
-#   make test      build, build the rootfs, run unit and end-to-end tests (as root)
+#   make test      build, build both rootfs, run unit and end-to-end tests (as root), then the
+#                  controller end-to-end tests again on the Debian rootfs
+#   make test-v2   the cgroup v2 tests (device program) in a cgroup-v2 VM (tests/run-v2.sh)
 #   make bench     compare against peers (unshare+chroot, bwrap, crun, nsenter, plain pipes); prints ratios
 #   make lint      cargo fmt --check and clippy -D warnings
 #   make install PREFIX=/usr/local   install the static binaries and the scripts
 #   make rootfs    (re)build the default busybox root filesystem in build/rootfs
+#   make rootfs-debian   Debian bookworm minbase root filesystem in build/rootfs-debian (debootstrap;
+#                  built once, then cached: remove the directory to rebuild it)
 
 TRIPLE   := x86_64-unknown-linux-gnu
 BIN_DIR  := $(CURDIR)/target/$(TRIPLE)/release
 ROOTFS   := $(CURDIR)/build/rootfs
+ROOTFS_DEBIAN := $(CURDIR)/build/rootfs-debian
+DEBIAN_SUITE  ?= bookworm
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
 PREFIX   ?= /usr/local
 HELPERS  := wshd wsh iomux-spawn iomux-link oom
 BINARIES := $(HELPERS) warden
@@ -17,8 +24,9 @@ CARGO    ?= cargo
 
 export WARDEN_BIN_DIR := $(BIN_DIR)
 export WARDEN_ROOTFS  := $(ROOTFS)
+export WARDEN_ROOTFS_DEBIAN := $(ROOTFS_DEBIAN)
 
-.PHONY: all build test unit e2e bench lint install rootfs demo clean check-static
+.PHONY: all build test test-v2 unit e2e bench lint install rootfs rootfs-debian demo clean check-static
 
 all: build
 
@@ -39,8 +47,29 @@ rootfs: $(ROOTFS)/bin/busybox
 $(ROOTFS)/bin/busybox: rootfs-scripts/build-rootfs.sh
 	sh rootfs-scripts/build-rootfs.sh $(ROOTFS)
 
-test: build rootfs
+# debootstrap into a temporary directory, renamed into place only when it
+# succeeded, so an interrupted build is never taken for a cached one. A stale
+# temporary directory is removed without crossing into anything debootstrap
+# left mounted in it (--one-file-system). The downloaded .debs are dropped.
+rootfs-debian: $(ROOTFS_DEBIAN)/etc/debian_version
+
+$(ROOTFS_DEBIAN)/etc/debian_version:
+	@[ ! -e $(ROOTFS_DEBIAN) ] || { echo "$(ROOTFS_DEBIAN) exists but holds no etc/debian_version: remove it to rebuild"; exit 1; }
+	@command -v debootstrap >/dev/null || { echo "debootstrap not found: apt-get install debootstrap debian-archive-keyring"; exit 1; }
+	rm -rf --one-file-system $(ROOTFS_DEBIAN).tmp
+	debootstrap --variant=minbase $(DEBIAN_SUITE) $(ROOTFS_DEBIAN).tmp $(DEBIAN_MIRROR)
+	rm -f $(ROOTFS_DEBIAN).tmp/var/cache/apt/archives/*.deb
+	mv $(ROOTFS_DEBIAN).tmp $(ROOTFS_DEBIAN)
+
+# Every test on the busybox rootfs (rootfs.rs uses the Debian one itself),
+# then the controller's end-to-end tests again on the Debian rootfs.
+test: build rootfs rootfs-debian
 	$(CARGO) test --release --workspace
+	WARDEN_ROOTFS=$(ROOTFS_DEBIAN) $(CARGO) test --release -p warden-tests --test controller
+
+# Test binaries built here, run in a throwaway cgroup v2 VM (shared/vm/run).
+test-v2: build rootfs
+	sh tests/run-v2.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

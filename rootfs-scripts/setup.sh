@@ -10,20 +10,33 @@
 #   - nft table `ip warden-P`:
 #       map net_in      tcp host port -> container ip . container port (net.sh in)
 #       map containers  host veth name -> jump c-<id> (net.sh setup)
+#       set sources     host veth name . container ip (net.sh setup): the one
+#                       source address each container veth may send from
+#       prerouting_raw (filter, priority raw: before conntrack and NAT):
+#                       from a container veth (iifname P-*), a packet whose
+#                       iifname . saddr is not in @sources (a forged source)
+#                       or whose daddr is in 127.0.0.0/8 is dropped
 #       prerouting/output (nat): DNAT host ports to containers for packets to
 #                       any local address (output covers clients on the host,
 #                       including 127.0.0.1)
 #       postrouting (nat): masquerade pool traffic leaving the pool, and
 #                       loopback-sourced DNAT traffic going to a container
-#       forward (filter): traffic from a container (iifname P-*) is allowed
-#                       when it belongs to an established flow, matches the
+#       forward (filter): traffic from a container (iifname P-*) is checked
+#                       for its source again (@sources) and dropped when it
+#                       goes to 127.0.0.0/8; it is then allowed when it
+#                       belongs to an established flow, matches the
 #                       container's own chain c-<id> (net.sh out), or goes
 #                       to allow_networks; everything else is rejected, so
 #                       containers cannot reach each other unless allowed
-#       input (filter): with allow_host_access=false, new connections from
-#                       the pool to the host are rejected
-#     The base chains are rebuilt on each run; the maps and the per-container
-#     chains are kept, so containers survive a server restart.
+#       input (filter): traffic from a container veth is checked for its
+#                       source (@sources); to 127.0.0.0/8 only the replies of
+#                       host-side 127.0.0.1:HOST_PORT net_in connections
+#                       (masqueraded, so de-NATed back to 127.0.0.1) pass;
+#                       with allow_host_access=false, new connections from
+#                       containers to the host are rejected
+#     Containers are matched by interface, never by source address alone.
+#     The base chains are rebuilt on each run; the maps, the set and the
+#     per-container chains are kept, so containers survive a server restart.
 #   - net.ipv4.ip_forward=1
 #   - parent cgroups warden-P in every hierarchy the containers use
 set -eu
@@ -60,26 +73,44 @@ table=$(nft_table)
   echo "add table ip $table"
   echo "add map ip $table net_in { type inet_service : ipv4_addr . inet_service; }"
   echo "add map ip $table containers { type ifname : verdict; }"
+  echo "add set ip $table sources { type ifname . ipv4_addr; }"
+  echo "add chain ip $table prerouting_raw { type filter hook prerouting priority raw; policy accept; }"
   echo "add chain ip $table prerouting { type nat hook prerouting priority dstnat; policy accept; }"
   echo "add chain ip $table output { type nat hook output priority -100; policy accept; }"
   echo "add chain ip $table postrouting { type nat hook postrouting priority srcnat; policy accept; }"
   echo "add chain ip $table forward { type filter hook forward priority filter; policy accept; }"
   echo "add chain ip $table input { type filter hook input priority filter; policy accept; }"
-  for c in prerouting output postrouting forward input; do
+  for c in prerouting_raw prerouting output postrouting forward input; do
     echo "flush chain ip $table $c"
   done
+  # Anti-spoofing, before conntrack sees the packet (no state is made for a
+  # forged one) and before NAT: each container veth sends from its
+  # container's address only, and never to 127.0.0.0/8 (route_localnet is
+  # on for the host veths, see net.sh; this rule is what makes it safe).
+  echo "add rule ip $table prerouting_raw iifname != \"$prefix-*\" accept"
+  echo "add rule ip $table prerouting_raw iifname . ip saddr != @sources drop"
+  echo "add rule ip $table prerouting_raw ip daddr 127.0.0.0/8 drop"
   echo "add rule ip $table prerouting fib daddr type local dnat ip to tcp dport map @net_in"
   echo "add rule ip $table output fib daddr type local dnat ip to tcp dport map @net_in"
   echo "add rule ip $table postrouting ip saddr $pool_network ip daddr != $pool_network masquerade"
   echo "add rule ip $table postrouting ip saddr 127.0.0.0/8 oifname \"$prefix-*\" masquerade"
   echo "add rule ip $table forward iifname != \"$prefix-*\" accept"
+  echo "add rule ip $table forward iifname . ip saddr != @sources drop"
+  echo "add rule ip $table forward ip daddr 127.0.0.0/8 drop"
   echo "add rule ip $table forward ct state established,related accept"
   echo "add rule ip $table forward iifname vmap @containers"
   [ -z "$allowed" ] || echo "add rule ip $table forward ip daddr { $allowed } accept"
   echo "add rule ip $table forward reject with icmp type admin-prohibited"
+  echo "add rule ip $table input iifname != \"$prefix-*\" accept"
+  echo "add rule ip $table input iifname . ip saddr != @sources drop"
+  # Replies of a host client's 127.0.0.1:HOST_PORT connection arrive from
+  # the container addressed to 127.0.0.1 (the masquerade undone); nothing
+  # else from a container may.
+  echo "add rule ip $table input ip daddr 127.0.0.0/8 ct direction reply ct status snat accept"
+  echo "add rule ip $table input ip daddr 127.0.0.0/8 drop"
   if [ "$allow_host_access" != true ]; then
-    echo "add rule ip $table input ip saddr $pool_network ct state established,related accept"
-    echo "add rule ip $table input ip saddr $pool_network reject with icmp type admin-prohibited"
+    echo "add rule ip $table input ct state established,related accept"
+    echo "add rule ip $table input reject with icmp type admin-prohibited"
   fi
 } | nft -f - || die "creating nft table ip $table failed"
 

@@ -274,21 +274,33 @@ impl Container {
             .ok()
     }
 
+    /// Whether `rel` (e.g. `bin/bash`) exists in the container's root,
+    /// resolved as the container would (symlinks stay inside its root:
+    /// openat2 RESOLVE_IN_ROOT on `/proc/<wshd>/root`). None when that
+    /// cannot be told (no wshd, or an old kernel).
+    pub fn exists_in_root(&self, rel: &str) -> Option<bool> {
+        use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+        let pid = self.wshd_pid()?;
+        let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        match openat2(std::os::fd::AsRawFd::as_raw_fd(&root), rel, how) {
+            Ok(fd) => {
+                let _ = nix::unistd::close(fd);
+                Some(true)
+            }
+            Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => Some(false),
+            Err(_) => None,
+        }
+    }
+
     /// True when wshd's process is alive (its pid file names a live wshd).
     pub fn wshd_alive(&self) -> bool {
         let Some(pid) = self.wshd_pid() else {
             return false;
         };
-        match std::fs::read(format!("/proc/{pid}/stat")) {
-            Ok(s) => {
-                // state is the field after the ")": Z = zombie
-                let s = String::from_utf8_lossy(&s);
-                s.rsplit_once(')')
-                    .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-                    .unwrap_or(false)
-            }
-            Err(_) => false,
-        }
+        wsys::proc_::Stat::of(pid).is_some_and(|s| !s.exited())
     }
 
     /// The info response (state, addresses, jobs, stats).

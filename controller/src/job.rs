@@ -129,14 +129,7 @@ impl SyslogTee {
 
 /// Whether process `pid` exists and has not exited yet (a zombie has).
 fn running(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // "pid (comm) S ...": the state follows the last ')'.
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].trim_start().chars().next());
-    !matches!(state, None | Some('Z') | Some('X'))
+    wsys::proc_::Stat::of(pid).is_some_and(|s| !s.exited())
 }
 
 /// "Mmm dd hh:mm:ss" (UTC) for syslog headers.

@@ -539,6 +539,15 @@ impl Server {
         let t0 = Instant::now();
         let script = required(&req.script, "SpawnRequest", "script")?;
         let env = self.rlimit_env(req.rlimits.as_ref())?;
+        // Scripts run under /bin/bash: say so when the root filesystem has
+        // none, rather than returning a job that failed with 127.
+        if c.exists_in_root("bin/bash") == Some(false) {
+            return Err(
+                "the container's root filesystem has no /bin/bash: run and spawn need a shell (wsh can run other programs directly)"
+                    .to_string(),
+            );
+        }
+
         let id = self.next_job_id()?;
         let dir = c.path.join("jobs").join(id.to_string());
         std::fs::create_dir_all(&dir)

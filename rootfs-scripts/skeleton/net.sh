@@ -2,10 +2,13 @@
 # net.sh setup|teardown|in|out: the host side of one container's network.
 #
 #   setup     veth pair network_host_iface/network_container_iface, host
-#             address network_host_ip/len,
-#             mtu, up; route_localnet so DNAT from 127.0.0.1 works; this
-#             container's nft chain c-<id> and its element in the
-#             `containers` verdict map (forward filter). Idempotent: re-run
+#             address network_host_ip/len, mtu, up; on the host end
+#             rp_filter=1 (strict), IPv6 off, route_localnet=1 (needed for
+#             host clients of 127.0.0.1:HOST_PORT, see below); this
+#             container's nft chain c-<id>, its element in the `containers`
+#             verdict map (forward filter) and its element
+#             "host veth" . container ip in the `sources` set (the only
+#             source address accepted from this veth). Idempotent: re-run
 #             on a running container it keeps the pair and the chain's
 #             net_out rules (the server does this after a restart).
 #             env PID (hook-parent-after-clone.sh, run by wshd during
@@ -14,7 +17,8 @@
 #             there: lo up, address network_container_ip/len, mtu, up,
 #             default route via network_host_ip.
 #   teardown  removes this container's net_in elements (found by its ip),
-#             its verdict-map element and chain, and the veth pair.
+#             its verdict-map and sources elements and chain, and the veth
+#             pair.
 #             Idempotent: missing pieces are skipped.
 #   in        env HOST_PORT, CONTAINER_PORT: DNAT tcp HOST_PORT on every
 #             host address to network_container_ip:CONTAINER_PORT.
@@ -26,8 +30,8 @@
 #
 # All rules live in the server's table `ip warden-<prefix>` made by the
 # top-level setup.sh (see there for the layout). Per-container cost is one
-# chain, one verdict-map element and one map element per net_in port, so it
-# stays flat with the number of containers.
+# chain, one verdict-map element, one sources element and one map element
+# per net_in port, so it stays flat with the number of containers.
 set -eu
 [ -z "${DEBUG:-}" ] || set -x
 
@@ -84,13 +88,34 @@ route add default via $network_host_ip dev $network_container_iface
 EOF
       die "configuring $network_container_iface in the network namespace of $pid failed"
   fi
-  echo 1 >"/proc/sys/net/ipv4/conf/$network_host_iface/route_localnet" ||
-    die "enabling route_localnet on $network_host_iface failed"
+  # The host end (shell builtins, no process):
+  # - rp_filter=1: strict reverse-path check (the kernel uses the larger of
+  #   conf/all and this value, so a host with all=2 gets loose; the
+  #   `sources` set in nft is the check that holds either way);
+  # - IPv6 off: the table is IPv4 only, and a host end with a link-local
+  #   address would let the container reach host services on [::] around
+  #   every rule here;
+  # - route_localnet=1: a host client's connection to 127.0.0.1:HOST_PORT
+  #   is DNATed in the output hook and leaves through this veth still with
+  #   source 127.0.0.1 (masqueraded only in postrouting, after routing),
+  #   and its replies come back de-NATed to 127.0.0.1; without it the
+  #   kernel refuses the first (EINVAL) and drops the second as martian.
+  #   What it would also let in, a container sending to 127.0.0.0/8 through
+  #   this veth, the server's table drops (prerouting_raw, input, forward).
+  conf=/proc/sys/net/ipv4/conf/$network_host_iface
+  echo 1 >"$conf/rp_filter" || die "setting rp_filter on $network_host_iface failed"
+  if [ -d "/proc/sys/net/ipv6/conf/$network_host_iface" ]; then
+    echo 1 >"/proc/sys/net/ipv6/conf/$network_host_iface/disable_ipv6" ||
+      die "disabling IPv6 on $network_host_iface failed"
+  fi
+  echo 1 >"$conf/route_localnet" || die "enabling route_localnet on $network_host_iface failed"
 
-  # One transaction: the chain (kept if it exists) and its map element.
+  # One transaction: the chain (kept if it exists), its map element and the
+  # veth's one allowed source address.
   {
     echo "add chain ip $table $chain"
     echo "add element ip $table containers { \"$network_host_iface\" : jump $chain }"
+    echo "add element ip $table sources { \"$network_host_iface\" . $network_container_ip }"
   } | nft -f - || die "adding nft chain $chain to table $table failed (did the server's setup.sh run?)"
 }
 
@@ -130,8 +155,9 @@ teardown() {
   veth_del &
   veth_pid=$!
   # One listing, one awk, one transaction. net_in elements are
-  # "port : ip . port", separated by commas, possibly over several lines
-  # (the map's lines run from "map net_in" to the first "}").
+  # "port : ip . port", sources elements "iface" . ip, separated by commas,
+  # possibly over several lines (a set's lines run from "map net_in" or
+  # "set sources" to the first "}").
   cmds=$(nft -n list table ip "$table" 2>/dev/null | awk -v table="$table" -v ip="$network_container_ip" \
     -v iface="$network_host_iface" -v chain="$chain" '
     /map net_in/ { in_map = 1 }
@@ -145,11 +171,23 @@ teardown() {
       if (last) in_map = 0
       next
     }
+    /set sources/ { in_set = 1 }
+    in_set {
+      last = index($0, "}") > 0
+      gsub(/[{},]/, "\n")
+      n = split($0, elems, "\n")
+      for (i = 1; i <= n; i++)
+        if (split(elems[i], f, " ") == 3 && f[1] == "\"" iface "\"" && f[2] == ".")
+          sources = sources (sources == "" ? "" : ", ") f[1] " . " f[3]
+      if (last) in_set = 0
+      next
+    }
     $0 ~ ("\"" iface "\" : jump " chain "([^A-Za-z0-9_]|$)") { element = 1 }
     $0 ~ ("^[ \t]*chain " chain " [{]") { has_chain = 1 }
     END {
       if (ports != "") print "delete element ip " table " net_in { " ports " }"
       if (element) print "delete element ip " table " containers { \"" iface "\" }"
+      if (sources != "") print "delete element ip " table " sources { " sources " }"
       if (has_chain) print "delete chain ip " table " " chain
     }')
   if [ -n "$cmds" ]; then

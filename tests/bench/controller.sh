@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Benchmark section "controller" (called by tests/bench/run.sh; not a test,
 # asserts no speed). Env: WARDEN_BIN_DIR (warden and the helpers),
-# WARDEN_ROOTFS (busybox rootfs).
+# WARDEN_ROOTFS (busybox rootfs); optional WARDEN_ROOTFS_DEBIAN (Debian
+# rootfs, default build/rootfs-debian of this checkout: `make rootfs-debian`).
 #
 #  (a) create, run(`true`), destroy through the protocol with the `warden`
 #      ops client, 20 rounds, medians; next to `crun run /bin/true` (or
 #      `runc run` where crun cannot run here) on the same rootfs.
 #      Target: create+run+destroy <= 5x crun run.
+#      The same rounds on the Debian rootfs through a second server,
+#      interleaved with the busybox ones (which goes first alternates), and
+#      the debian/busybox ratios. Target: create on Debian <= 1.0x busybox.
+#      Skipped with a note when the Debian rootfs is missing.
 #  (b) run(`true`) in an existing container (`warden run`, client exec
 #      included) against `wsh true` into the same container.
 #      Target: <= 3x wsh.
 #  (c) controller RSS with 100 containers. Target: < 20 MB.
-# Everything lives under one temp dir and the server's own resource prefix;
-# the EXIT trap stops the server and runs `warden clear` for its config.
+# Everything lives under one temp dir and the servers' own resource prefixes;
+# the EXIT trap stops the servers and runs `warden clear` for their configs.
 set -euo pipefail
 : "${WARDEN_BIN_DIR:?set WARDEN_BIN_DIR}" "${WARDEN_ROOTFS:?set WARDEN_ROOTFS}"
 [ "$(id -u)" = 0 ] || { echo "controller bench: must run as root" >&2; exit 1; }
@@ -25,61 +30,85 @@ SCRIPTS=$(cd "$here/../../rootfs-scripts" && pwd)
 W=$(mktemp -d /tmp/warden-bench-ctl-XXXXXX)
 ID=warden-bench-ctl-$$
 PREFIX=b$(printf '%05d' $(($$ % 100000)))
+NET=$(( ($$ % 125) * 2 ))
+DEB=${WARDEN_ROOTFS_DEBIAN:-$(cd "$here/../.." && pwd)/build/rootfs-debian}
+if [ -f "$DEB/etc/debian_version" ]; then DEB=$(cd "$DEB" && pwd -P); else DEB=; fi
 OCI=
-SRV=
+SRVS=() CONFS=()
 cleanup() {
-  [ -n "$SRV" ] && kill -9 "$SRV" 2>/dev/null && wait "$SRV" 2>/dev/null || true
-  "$BIN/warden" clear --config "$W/warden.yml" >/dev/null 2>&1 || true
+  local p c
+  for p in "${SRVS[@]}"; do kill -9 "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  for c in "${CONFS[@]}"; do "$BIN/warden" clear --config "$c" >/dev/null 2>&1 || true; done
   if [ -n "$OCI" ]; then
     $OCI delete -f "$ID" >/dev/null 2>&1 || true
   fi
   rm -rf "$W"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
-mkdir -p "$W/depot"
-cat > "$W/warden.yml" <<YML
+serve() { # NAME ROOTFS PREFIX POOL_NETWORK PORT_START UID_START: start a server on $W/NAME.sock
+  mkdir -p "$W/$1-depot"
+  cat > "$W/$1.yml" <<YML
 server:
-  unix_domain_path: $W/warden.sock
-  container_depot_path: $W/depot
-  container_rootfs_path: $WARDEN_ROOTFS
+  unix_domain_path: $W/$1.sock
+  container_depot_path: $W/$1-depot
+  container_rootfs_path: $2
   container_grace_time: ~
-  resource_prefix: $PREFIX
+  resource_prefix: $3
   scripts_path: $SCRIPTS
   bin_path: $BIN
 logging:
   level: warn
-  file: $W/warden.log
+  file: $W/$1.log
 network:
-  pool_network: 10.253.$(( ($$ % 125) * 2 )).0/23
+  pool_network: $4
   release_delay: 0
 port:
-  pool_start_port: 50000
+  pool_start_port: $5
   pool_size: 1000
 user:
-  pool_start_uid: 30000
+  pool_start_uid: $6
   pool_size: 200
 YML
-"$BIN/warden" server --config "$W/warden.yml" >/dev/null 2>&1 &
-SRV=$!
+  CONFS+=("$W/$1.yml")
+  "$BIN/warden" server --config "$W/$1.yml" >/dev/null 2>&1 &
+  SRVS+=($!)
+  for _ in $(seq 1 200); do "$BIN/warden" ping --socket "$W/$1.sock" >/dev/null 2>&1 && break; sleep 0.05; done
+  "$BIN/warden" ping --socket "$W/$1.sock" >/dev/null || { cat "$W/$1.log" >&2; exit 1; }
+}
+serve warden "$WARDEN_ROOTFS" "$PREFIX" "10.253.$NET.0/23" 50000 30000
+SRV=${SRVS[0]}
+if [ -n "$DEB" ]; then
+  serve deb "$DEB" "d${PREFIX#b}" "10.251.$NET.0/23" 51000 30200
+fi
 W_=w
 w() { local c=$1; shift; "$BIN/warden" "$c" --socket "$W/warden.sock" "$@"; }
-for _ in $(seq 1 200); do $W_ ping >/dev/null 2>&1 && break; sleep 0.05; done
-$W_ ping >/dev/null || { cat "$W/warden.log" >&2; exit 1; }
+d() { local c=$1; shift; "$BIN/warden" "$c" --socket "$W/deb.sock" "$@"; }
 
 now() { date +%s%N; }
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# ---- (a) create / run(true) / destroy
-for _ in 1 2; do h=$($W_ create); $W_ run --handle "$h" --script true; $W_ destroy --handle "$h"; done
-: > "$W/create"; : > "$W/run"; : > "$W/destroy"; : > "$W/total"
-for _ in $(seq 1 "$ROUNDS"); do
-  t0=$(now); h=$($W_ create); t1=$(now)
-  $W_ run --handle "$h" --script true; t2=$(now)
-  $W_ destroy --handle "$h"; t3=$(now)
-  ms "$t0" "$t1" >> "$W/create"; ms "$t1" "$t2" >> "$W/run"
-  ms "$t2" "$t3" >> "$W/destroy"; ms "$t0" "$t3" >> "$W/total"
+# ---- (a) create / run(true) / destroy, on busybox (client w) and, when
+# present, on Debian (client d), interleaved
+round() { # CLIENT TAG: one create/run/destroy, times appended to $W/TAG.*
+  local t0 t1 t2 t3 h
+  t0=$(now); h=$($1 create); t1=$(now)
+  $1 run --handle "$h" --script true; t2=$(now)
+  $1 destroy --handle "$h"; t3=$(now)
+  ms "$t0" "$t1" >> "$W/$2.create"; ms "$t1" "$t2" >> "$W/$2.run"
+  ms "$t2" "$t3" >> "$W/$2.destroy"; ms "$t0" "$t3" >> "$W/$2.total"
+}
+for _ in 1 2; do round w warm; [ -z "$DEB" ] || round d warm; done
+for i in $(seq 1 "$ROUNDS"); do
+  if [ -z "$DEB" ]; then
+    round w bb
+  elif [ $((i % 2)) = 1 ]; then
+    round w bb; round d deb
+  else
+    round d deb; round w bb
+  fi
 done
 
 # OCI runtime on the same rootfs: crun, or runc when crun cannot run here.
@@ -125,14 +154,30 @@ RSS=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SRV/status")
 THREADS=$(ls "/proc/$SRV/task" | wc -l)
 for h in "${hs[@]}"; do $W_ destroy --handle "$h"; done
 
-c=$(median < "$W/create"); r=$(median < "$W/run"); d=$(median < "$W/destroy"); t=$(median < "$W/total")
+c=$(median < "$W/bb.create"); r=$(median < "$W/bb.run"); dd=$(median < "$W/bb.destroy"); t=$(median < "$W/bb.total")
 echo "(a) through the protocol (warden ops client), median of $ROUNDS, ms:"
-printf '    %-22s %8s\n' create "$c" "run(true)" "$r" destroy "$d" "create+run+destroy" "$t"
+if [ -n "$DEB" ]; then
+  dc=$(median < "$W/deb.create"); dr=$(median < "$W/deb.run"); ddd=$(median < "$W/deb.destroy"); dt=$(median < "$W/deb.total")
+  printf '    %-22s %8s %8s %8s\n' "" busybox debian deb/bb
+  for k in "create $c $dc" "run(true) $r $dr" "destroy $dd $ddd" "create+run+destroy $t $dt"; do
+    set -- $k
+    awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "    %-22s %8.3f %8.3f %7.2fx\n", n, a, b, b / a }'
+  done
+else
+  printf '    %-22s %8s\n' create "$c" "run(true)" "$r" destroy "$dd" "create+run+destroy" "$t"
+fi
 if [ -n "$OCI_MS" ]; then
   printf '    %-22s %8s\n' "$RT run /bin/true" "$OCI_MS"
   awk -v t="$t" -v o="$OCI_MS" -v rt="$RT" 'BEGIN { printf "    create+run+destroy = %.2fx %s run (target <= 5x)\n", t / o, rt }'
 else
   echo "    (no OCI runtime could run here: no ratio)"
+fi
+if [ -n "$DEB" ]; then
+  awk -v a="$c" -v b="$dc" 'BEGIN { printf "    create on debian = %.2fx busybox (target <= 1.0x)\n", b / a }'
+  awk -v a="$t" -v b="$dt" 'BEGIN { printf "    create+run+destroy on debian = %.2fx busybox\n", b / a }'
+  echo "    (debian rootfs: $DEB)"
+else
+  echo "    (no Debian rootfs at ${WARDEN_ROOTFS_DEBIAN:-build/rootfs-debian}: debian/busybox comparison skipped; make rootfs-debian)"
 fi
 wsh=$(awk -F, '$1 == "wsh" { printf "%.3f", $4 * 1000 }' "$W/b.csv")
 wr=$(awk -F, '$1 == "warden-run" { printf "%.3f", $4 * 1000 }' "$W/b.csv")

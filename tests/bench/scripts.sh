@@ -71,9 +71,10 @@ echo "net.sh setup+in+teardown (ms, mean of 10): with 0 others: $(net_cycle)"
   while [ $k -lt "$nft_n" ]; do
     echo "add chain ip warden-$prefix c-other$k"
     echo "add element ip warden-$prefix containers { \"$prefix-o$k\" : jump c-other$k }"
+    echo "add element ip warden-$prefix sources { \"$prefix-o$k\" . 10.251.200.$((k % 250 + 1)) }"
     echo "add element ip warden-$prefix net_in { $((41000 + k)) : 10.251.200.$((k % 250 + 1)) . 80 }"
     k=$((k + 1))
   done
 } | nft -f -
 echo "net.sh setup+in+teardown (ms, mean of 10): with $nft_n others: $(net_cycle)"
-echo "rules in table: $(nft list table ip warden-$prefix | grep -c -E 'accept|reject|dnat|masquerade') (base chains, independent of N)"
+echo "rules in table: $(nft -a list table ip warden-$prefix | grep -E '# handle [0-9]+$' | grep -c -v -E '^[[:space:]]*(table|chain|set|map) ') (base chains, independent of N)"

@@ -1,79 +1,240 @@
 #!/usr/bin/env bash
 # Benchmark section "wsh" (called by tests/bench/run.sh; not a test, asserts
-# no speed). Env: WARDEN_BIN_DIR (wshd, wsh), WARDEN_ROOTFS (busybox rootfs).
+# no speed). Env: WARDEN_BIN_DIR (wshd, wsh), WARDEN_ROOTFS (busybox rootfs);
+# optional WARDEN_SRC: a checkout of cloudfoundry/warden (work tree, bare git
+# dir, or its warden/src/wsh directory) to build warden's C wshd/wsh from.
 #
-#  (a) boot: wshd boot to the first `wsh true` returning (minimal hooks),
-#      against the floor `unshare -m -u -i -n -p -f chroot ROOTFS /bin/true`,
-#      `bwrap` and `crun run` on the same rootfs (`runc run` when crun
-#      cannot run here, e.g. crun refuses hybrid cgroup v1+v2 hosts).
+#  (a) boot: wshd boot to the first `wsh true` returning, in one hyperfine run:
+#      - "wshd": no hooks at all (empty --lib), against the floor
+#        `unshare -m -u -i -n -p -f chroot ROOTFS /bin/true`, `bwrap` and
+#        `crun run` on the same rootfs (`runc run` when crun cannot run here,
+#        e.g. crun refuses hybrid cgroup v1+v2 hosts);
+#      - "wshd+4hooks": warden's four hooks present as trivial scripts
+#        (`#!/bin/sh` + `exit 0`; the after-clone one records $PID, as
+#        warden's does), against "C-wshd+4hooks": warden's C wshd (built from
+#        WARDEN_SRC with -O2 into the temp dir) booting the same rootfs with
+#        the same hooks, then warden's C `wsh true`. Skipped with a note when
+#        WARDEN_SRC is unset.
 #  (b) exec: `wsh true` into a running wshd, against `nsenter` into the same
 #      namespaces and `crun exec` (or `runc exec`) into a running container.
 #  (c) RSS of wshd (VmRSS) right after it served (b), and idle 1.5 s later.
-# Prints medians (ms) and ratios. Targets: (a) <= 2x floor, (b) <= 0.7x
-# nsenter, (c) <= 1024 kB. Everything made here lives under one temp dir
-# (private rootfs copy, OCI runtime state) and is removed on exit; the only
-# thing outside it is the OCI runtime's own cgroup /warden-bench-<pid>, which
-# the runtime removes on delete.
+# Prints medians (ms) and ratios. Targets: (a) wshd (no hooks) <= 1.5x floor,
+# wshd+4hooks <= 0.8x C-wshd+4hooks; (b) <= 0.7x nsenter; (c) <= 1024 kB.
+#
+# Finding a container's init: no hook records wshd's pid, so every boot gets
+# a --title under this run's prefix (wbench-<pid>-); the init shows
+# it as its argv[0], and $W/procs.sh finds the host pid by scanning
+# /proc/*/cmdline (untimed, in hyperfine's --prepare), kills it by pid and
+# waits until it is gone.
+#
+# The script re-executes itself (1) under a tiny perl child subreaper, so the
+# orphaned container inits are reaped here (this host's pid 1 does not reap
+# orphans: a killed init would stay a zombie), and (2) in a private mount
+# namespace (`unshare -m`), where warden's C wshd gets what it needs without
+# any host mount being touched: its --root bind-mounted onto itself (C wshd
+# pivots into it and needs a mount point; warden's before-clone hook mounted
+# it) with /mnt and /sbin/wshd in it, and the old root free of stacked mounts
+# (where a path is mounted more than once, e.g. /dev/pts here, C wshd
+# unmounts it once and then fails with EBUSY on its parent: in this private
+# namespace the upper copy of each stacked mount is unmounted first). Rust
+# wshd gets a plain directory as --root and bind-mounts it itself, inside the
+# timed boot.
+# Everything made here lives under one temp dir (private rootfs copies, the C
+# build, OCI runtime state) and is removed on exit; the only thing outside it
+# is the OCI runtime's own cgroup /warden-bench-<pid>, which the runtime
+# removes on delete.
 set -euo pipefail
 : "${WARDEN_BIN_DIR:?set WARDEN_BIN_DIR}" "${WARDEN_ROOTFS:?set WARDEN_ROOTFS}"
 [ "$(id -u)" = 0 ] || { echo "wsh bench: must run as root" >&2; exit 1; }
-command -v hyperfine >/dev/null || { echo "wsh bench: hyperfine missing" >&2; exit 1; }
+for c in hyperfine unshare perl; do
+  command -v $c >/dev/null || { echo "wsh bench: $c missing" >&2; exit 1; }
+done
+
+if [ "${WARDEN_BENCH_WSH_INNER:-}" != 1 ]; then
+  export WARDEN_BENCH_WSH_INNER=1
+  # prctl(PR_SET_CHILD_SUBREAPER = 36, 1); 157 is prctl on x86_64. Signals
+  # get no-op handlers (reset by exec), so the script's own trap cleans up.
+  # Once the script exits, orphans still dying are reaped for up to 10 s.
+  exec perl -e '
+    syscall(157, 36, 1) == 0 or die "wsh bench: prctl(PR_SET_CHILD_SUBREAPER): $!\n";
+    $SIG{$_} = sub {} for qw(INT TERM HUP QUIT);
+    my $c = fork() // die "wsh bench: fork: $!\n";
+    if (!$c) { exec { $ARGV[0] } @ARGV or die "wsh bench: exec $ARGV[0]: $!\n" }
+    my $st;
+    my $code = sub { ($_[0] & 127) ? 128 + ($_[0] & 127) : $_[0] >> 8 };
+    while ((my $p = wait()) != -1) {
+      next unless $p == $c;
+      $st = $?;
+      $SIG{ALRM} = sub { exit $code->($st) };
+      alarm 10;
+    }
+    exit $code->($st);
+  ' unshare -m --propagation private bash "$0" "$@"
+fi
+[ "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/$PPID/ns/mnt)" ] ||
+  { echo "wsh bench: not in a private mount namespace" >&2; exit 1; }
+
 RUNS_BOOT=${RUNS_BOOT:-40}
 RUNS_EXEC=${RUNS_EXEC:-300}
-BIN=$WARDEN_BIN_DIR
 W=$(mktemp -d /tmp/warden-bench-wsh-XXXXXX)
-ID=warden-bench-$$
+# Title prefix of every container init started here: short, as warden's C
+# wshd asserts its title fits in the argv of `/sbin/wshd --continue` (21).
+T=wbench-$$
+ID=warden-bench-$$    # OCI container ids
 OCI=
+CW= # warden's C wshd, when built
 cleanup() {
-  for f in "$W"/c/run/wshd.pid "$W"/boot/run/wshd.pid; do
-    [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true
-  done
+  [ -x "$W/procs.sh" ] && "$W/procs.sh" kill "$T-" || true
   if [ -n "$OCI" ]; then
     $OCI kill "$ID" KILL 2>/dev/null || true
     $OCI delete -f "$ID" 2>/dev/null || true
     $OCI delete -f "$ID-a" 2>/dev/null || true
   fi
-  rm -rf "$W"
+  # only mounted in this script's private mount namespace
+  ! mountpoint -q "$W/croot" 2>/dev/null || umount "$W/croot" || true
+  rm -rf --one-file-system "$W"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
-# One private rootfs copy (wshd creates /mnt in it for pivot_root).
-cp -a "$WARDEN_ROOTFS" "$W/rootfs"
-mkdir -p "$W/rootfs/mnt"
+# A stable copy of the binaries (another build may replace them meanwhile).
+mkdir -p "$W/bin"
+cp "$WARDEN_BIN_DIR/wshd" "$WARDEN_BIN_DIR/wsh" "$W/bin/"
+BIN=$W/bin
 
-mkhooks() { # DIR: minimal hooks (only the after-clone hook does work: it records the pid)
+cat >"$W/procs.sh" <<'PROCS'
+#!/usr/bin/env bash
+# procs.sh find TITLE   print the pid of every process whose argv[0] is TITLE
+# procs.sh kill PREFIX  SIGKILL every process whose argv[0] starts with PREFIX,
+#                       then wait until each is gone (or a zombie: torn down)
+# A container init started with --title TITLE shows TITLE as argv[0]; no
+# other process started here does (theirs is a program name or path).
+set -u
+mode=$1 pat=$2
+pids=()
+for d in /proc/[0-9]*; do
+  a0=
+  IFS= read -r -d '' a0 2>/dev/null <"$d/cmdline" || true
+  case $mode in
+    find) [ "$a0" != "$pat" ] || pids+=("${d#/proc/}") ;;
+    kill) case $a0 in "$pat"?*) pids+=("${d#/proc/}") ;; esac ;;
+  esac
+done
+[ ${#pids[@]} -gt 0 ] || exit 0
+if [ "$mode" = find ]; then
+  printf '%s\n' "${pids[@]}"
+  exit 0
+fi
+kill -9 "${pids[@]}" 2>/dev/null || true
+for p in "${pids[@]}"; do
+  i=0
+  while [ -e "/proc/$p" ] && [ $i -lt 1000 ]; do
+    st=
+    read -r st 2>/dev/null <"/proc/$p/stat" || true
+    st=${st##*) }
+    [ "${st%% *}" != Z ] || break
+    sleep 0.01
+    i=$((i + 1))
+  done
+done
+exit 0
+PROCS
+chmod +x "$W/procs.sh"
+
+mkhooks() { # DIR: trivial hooks (the after-clone one records $PID, as warden's)
   mkdir -p "$1/lib" "$1/run"
   for h in hook-parent-before-clone.sh hook-child-before-pivot.sh hook-child-after-pivot.sh; do
-    printf '#!/bin/sh\nexit 0\n' > "$1/lib/$h"
+    printf '#!/bin/sh\nexit 0\n' >"$1/lib/$h"
   done
-  printf '#!/bin/sh\necho "$PID" > "${0%%/*}/../run/wshd.pid"\n' > "$1/lib/hook-parent-after-clone.sh"
+  printf '#!/bin/sh\necho "$PID" > "${0%%/*}/../run/wshd.pid"\nexit 0\n' >"$1/lib/hook-parent-after-clone.sh"
   chmod +x "$1"/lib/*.sh
 }
-mkhooks "$W/boot"
-mkhooks "$W/c"
+mkdir -p "$W/n/lib" "$W/n/run" "$W/x/lib" "$W/x/run" # no hooks: (a) and (b)
+mkhooks "$W/h"                                        # Rust wshd, four hooks
+# One private rootfs copy for everything but C wshd: a plain directory (no
+# /mnt needed: wshd uses pivot_root(".", ".")).
+cp -a "$WARDEN_ROOTFS" "$W/rootfs"
 
-median() { # CSV FILE -> "name median_ms" lines
-  awk -F, 'NR > 1 { printf "%s %.3f\n", $1, $4 * 1000 }' "$1"
+# ---- warden's C wshd/wsh (optional)
+CNOTE=
+build_c() {
+  local s=$W/wsrc d
+  mkdir -p "$s"
+  for d in "$WARDEN_SRC" "$WARDEN_SRC/src/wsh" "$WARDEN_SRC/warden/src/wsh"; do
+    if [ -f "$d/wshd.c" ]; then
+      cp -a "$d/." "$s/"
+      break
+    fi
+  done
+  if [ ! -f "$s/wshd.c" ]; then
+    git -C "$WARDEN_SRC" archive HEAD warden/src/wsh 2>"$W/wsrc.log" |
+      tar -x --strip-components=3 -C "$s" 2>>"$W/wsrc.log" || true
+  fi
+  if [ ! -f "$s/wshd.c" ]; then
+    CNOTE="no warden/src/wsh/wshd.c in WARDEN_SRC=$WARDEN_SRC: $(head -c 300 "$W/wsrc.log")"
+    return 1
+  fi
+  # warden's Makefile builds static binaries; -O2 instead of its -O0 -g.
+  rm -f "$s"/*.o "$s/wshd" "$s/wsh"
+  if ! make -C "$s" OPTIMIZATION=-O2 DEBUG= wshd wsh >"$W/wsrc.log" 2>&1; then
+    CNOTE="building warden's C wshd failed: $(tail -n 5 "$W/wsrc.log")"
+    return 1
+  fi
+  mkdir -p "$W/cbin"
+  cp "$s/wshd" "$s/wsh" "$W/cbin/"
+  # Its layout: --root a mount point holding /sbin/wshd (exec'd after the
+  # pivot) and /mnt (the old root); the after-pivot hook is run through the
+  # old root (/mnt/<lib>), so --lib stays on the host.
+  cp -a "$WARDEN_ROOTFS" "$W/croot"
+  mkdir -p "$W/croot/sbin" "$W/croot/mnt"
+  cp "$s/wshd" "$W/croot/sbin/wshd"
+  mkhooks "$W/ch"
+  mount --bind "$W/croot" "$W/croot"
+  CW=$W/cbin
 }
+# Unstack stacked mounts in this private namespace (see the top comment),
+# whether C wshd runs or not, so every variant sees the same mount table.
+n=0
+while m=$(awk '{ c[$5]++ } END { for (p in c) if (c[p] > 1) { print p; exit } }' /proc/self/mountinfo) &&
+  [ -n "$m" ] && [ $n -lt 50 ]; do
+  umount "$m" || break
+  n=$((n + 1))
+done
+if [ -n "${WARDEN_SRC:-}" ]; then
+  build_c || CW=
+else
+  CNOTE="WARDEN_SRC unset"
+fi
 
 # ---- (a) boot to first command
-# Before each timed boot: kill the previous container and wait until its
-# init is gone, so its teardown never overlaps a measurement.
-cat > "$W/kill-boot.sh" <<KILL
-#!/bin/sh
-f=$W/boot/run/wshd.pid
-[ -f \$f ] || exit 0
-p=\$(cat \$f); rm -f \$f
-kill -9 \$p 2>/dev/null
-i=0
-while [ -d /proc/\$p ] && [ \$i -lt 500 ]; do sleep 0.01; i=\$((i + 1)); done
-exit 0
-KILL
-chmod +x "$W/kill-boot.sh"
-kill_boot="$W/kill-boot.sh"
-boot_cmd="$BIN/wshd --run $W/boot/run --lib $W/boot/lib --root $W/rootfs && $BIN/wsh --socket $W/boot/run/wshd.sock true"
-cmds=(-n floor "unshare -m -u -i -n -p -f chroot $W/rootfs /bin/true"
-      -n wshd "$boot_cmd")
+# Before each timed run: kill every container init of this script by pid and
+# wait until it is gone, so no teardown overlaps a measurement.
+kill_boot="$W/procs.sh kill $T-"
+boot() { # NAME DIR ROOT BINDIR: command booting wshd, then `wsh true`
+  echo "$4/wshd --run $W/$2/run --lib $W/$2/lib --root $3 --title $T-$1 && $4/wsh --socket $W/$2/run/wshd.sock true"
+}
+# One untimed boot of each variant first, with its errors shown.
+probe() { # NAME CMD (output to a file: the init keeps its stderr open)
+  if ! bash -c "$2" >"$W/probe.log" 2>&1 </dev/null; then
+    echo "wsh bench: $1 boot failed: $(head -c 2000 "$W/probe.log")" >&2
+    $kill_boot
+    return 1
+  fi
+  $kill_boot
+}
+cmds=(-n floor "unshare -m -u -i -n -p -f chroot $W/rootfs /bin/true")
+probe wshd "$(boot n n "$W/rootfs" "$BIN")"
+cmds+=(-n wshd "$(boot n n "$W/rootfs" "$BIN")")
+probe wshd+4hooks "$(boot h h "$W/rootfs" "$BIN")"
+cmds+=(-n wshd+4hooks "$(boot h h "$W/rootfs" "$BIN")")
+if [ -n "$CW" ]; then
+  if probe C-wshd+4hooks "$(boot c ch "$W/croot" "$CW")"; then
+    cmds+=(-n C-wshd+4hooks "$(boot c ch "$W/croot" "$CW")")
+  else
+    CNOTE="warden's C wshd did not boot here (error above)"
+    CW=
+  fi
+fi
 if command -v bwrap >/dev/null; then
   cmds+=(-n bwrap "bwrap --unshare-all --bind $W/rootfs / /bin/true")
 fi
@@ -87,6 +248,7 @@ ocispec() { # ARGS...: write $W/bundle/config.json running ARGS
 mkdir -p "$W/bundle"
 for rt in crun runc; do
   command -v $rt >/dev/null || continue
+  command -v ruby >/dev/null || { echo "(ruby missing: OCI runtime skipped)"; break; }
   rm -f "$W/bundle/config.json"
   (cd "$W/bundle" && $rt spec) >/dev/null 2>&1 || continue
   ocispec /bin/true
@@ -104,13 +266,16 @@ if [ -n "$OCI" ]; then
 fi
 hyperfine --style basic --warmup 3 --runs "$RUNS_BOOT" --prepare "$kill_boot" \
   --export-csv "$W/a.csv" "${cmds[@]}" >"$W/a.log" 2>&1 || { cat "$W/a.log" >&2; exit 1; }
-"$kill_boot"
+$kill_boot
 
-# ---- (b) command into a running container
-"$BIN/wshd" --run "$W/c/run" --lib "$W/c/lib" --root "$W/rootfs" --title "wshd: bench" >/dev/null 2>&1
-PID=$(cat "$W/c/run/wshd.pid")
-cmds=(-n wsh "$BIN/wsh --socket $W/c/run/wshd.sock /bin/true"
-      -n nsenter "nsenter -t $PID -m -u -i -n -p -r -w /bin/true")
+# ---- (b) command into a running container (no hooks)
+"$BIN/wshd" --run "$W/x/run" --lib "$W/x/lib" --root "$W/rootfs" --title "$T-x" >/dev/null 2>&1
+PID=$("$W/procs.sh" find "$T-x")
+case $PID in
+  '' | *[!0-9]*) echo "wsh bench: cannot find the init titled $T-x (found: ${PID:-nothing})" >&2; exit 1 ;;
+esac
+cmds=(-n wsh "$BIN/wsh --socket $W/x/run/wshd.sock /bin/true"
+  -n nsenter "nsenter -t $PID -m -u -i -n -p -r -w /bin/true")
 if [ -n "$OCI" ]; then
   ocispec /bin/sleep 1000
   $OCI run -d --bundle "$W/bundle" "$ID" >/dev/null </dev/null
@@ -125,18 +290,31 @@ RSS_BUSY=$(awk '/^VmRSS:/ { print $2 }' "/proc/$PID/status")
 sleep 1.5
 RSS=$(awk '/^VmRSS:/ { print $2 }' "/proc/$PID/status")
 
-echo "(a) boot to first command, median ms:"
-median "$W/a.csv" | awk '{ printf "    %-10s %8.3f\n", $1, $2 }'
-floor=$(median "$W/a.csv" | awk '$1 == "floor" { print $2 }')
-median "$W/a.csv" | awk -v f="$floor" '$1 != "floor" { printf "    %-10s %6.2fx floor\n", $1, $2 / f }'
-echo "    target: wshd <= 2x floor"
+median() { # CSV FILE -> "name median_ms" lines
+  awk -F, 'NR > 1 { printf "%s %.3f\n", $1, $4 * 1000 }' "$1"
+}
+med() { # CSV NAME -> median ms
+  median "$1" | awk -v n="$2" '$1 == n { print $2 }'
+}
+echo "(a) boot to first command, median of $RUNS_BOOT, ms:"
+median "$W/a.csv" | awk '{ printf "    %-14s %8.3f\n", $1, $2 }'
+floor=$(med "$W/a.csv" floor)
+median "$W/a.csv" | awk -v f="$floor" '$1 != "floor" { printf "    %-14s %6.2fx floor\n", $1, $2 / f }'
+awk -v a="$(med "$W/a.csv" wshd)" -v f="$floor" \
+  'BEGIN { printf "    wshd (no hooks) = %.2fx floor (target <= 1.5x)\n", a / f }'
+if [ -n "$CW" ]; then
+  awk -v a="$(med "$W/a.csv" wshd+4hooks)" -v c="$(med "$W/a.csv" C-wshd+4hooks)" \
+    'BEGIN { printf "    wshd+4hooks = %.2fx C-wshd+4hooks (target <= 0.8x)\n", a / c }'
+else
+  echo "    (comparison with warden's C wshd skipped: $CNOTE)"
+fi
 echo "(b) run /bin/true in a running container, median ms:"
-median "$W/b.csv" | awk '{ printf "    %-10s %8.3f\n", $1, $2 }'
-ns=$(median "$W/b.csv" | awk '$1 == "nsenter" { print $2 }')
-median "$W/b.csv" | awk -v f="$ns" '$1 != "nsenter" { printf "    %-10s %6.2fx nsenter\n", $1, $2 / f }'
+median "$W/b.csv" | awk '{ printf "    %-14s %8.3f\n", $1, $2 }'
+ns=$(med "$W/b.csv" nsenter)
+median "$W/b.csv" | awk -v f="$ns" '$1 != "nsenter" { printf "    %-14s %6.2fx nsenter\n", $1, $2 / f }'
 echo "    target: wsh <= 0.7x nsenter"
 echo "(c) wshd RSS: idle ${RSS} kB, right after serving (b) ${RSS_BUSY} kB (target: idle <= 1024 kB)"
 for b in wshd wsh; do
-  printf '    %s: %s\n' "$b" "$(file -L "$BIN/$b" | sed 's/.*: //' | cut -d, -f1-4)"
-  [ ! -u "$BIN/$b" ] || echo "    $b HAS A SETUID BIT"
+  printf '    %s: %s\n' "$b" "$(file -L "$WARDEN_BIN_DIR/$b" | sed 's/.*: //' | cut -d, -f1-4)"
+  [ ! -u "$WARDEN_BIN_DIR/$b" ] || echo "    $b HAS A SETUID BIT"
 done

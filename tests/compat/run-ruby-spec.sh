@@ -15,7 +15,8 @@
 #   WARDEN_SRC      warden checkout (default /work/ref/warden)
 #   WARDEN_BIN      directory with warden, wshd, wsh, iomux-spawn, iomux-link,
 #                   oom (default target/x86_64-unknown-linux-gnu/release)
-#   WARDEN_ROOTFS   container rootfs (default build/rootfs, `make rootfs`)
+#   WARDEN_ROOTFS   container rootfs (default build/rootfs, `make rootfs`; any rootfs
+#                   with /bin/bash, e.g. build/rootfs-debian from `make rootfs-debian`)
 #   WARDEN_SCRIPTS  lifecycle scripts (default rootfs-scripts)
 #   WARDEN_COMPAT_PREFIX  resource prefix of the server under test (default rb)
 #   WARDEN_COMPAT_NET     first pool address; each server start takes the
@@ -54,7 +55,7 @@ done
 for b in warden wshd wsh iomux-spawn iomux-link oom; do
   [ -x "$WARDEN_BIN/$b" ] || die "$WARDEN_BIN/$b not found: build with make build, or set WARDEN_BIN"
 done
-[ -x "$WARDEN_ROOTFS/bin/busybox" ] || die "$WARDEN_ROOTFS is not a rootfs: run make rootfs, or set WARDEN_ROOTFS"
+[ -d "$WARDEN_ROOTFS/etc" ] && [ -e "$WARDEN_ROOTFS/bin/bash" ] || die "$WARDEN_ROOTFS is not a rootfs with /etc and /bin/bash (warden runs scripts with bash): run make rootfs or make rootfs-debian, or set WARDEN_ROOTFS"
 [ -x "$WARDEN_SCRIPTS/create.sh" ] || die "$WARDEN_SCRIPTS has no create.sh: set WARDEN_SCRIPTS"
 command -v ruby >/dev/null || die "ruby not found: apt-get install ruby"
 command -v rspec >/dev/null || die "rspec not found: apt-get install ruby-rspec"

@@ -12,13 +12,19 @@
 //! the test panics.
 //!
 //! [`server`] holds the fixture that starts a `warden server` and the
-//! protocol helpers shared by the controller and rootfs tests.
+//! protocol helpers shared by the controller and rootfs tests; [`net`] the
+//! network probe and namespaces of the network tests.
 
+pub mod net;
 pub mod server;
+
+pub mod iomux;
+pub mod wshd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use wsys::proc_::Stat;
 
 /// Workspace root (the directory holding the top-level Cargo.toml).
 pub fn workspace() -> PathBuf {
@@ -127,6 +133,32 @@ pub fn shellless_rootfs(dir: &Path) -> PathBuf {
     root
 }
 
+/// Set (to anything) by `make test-v2`: a test that needs cgroup v2 fails
+/// instead of skipping when the host has none, so a VM run never passes
+/// without testing.
+pub const REQUIRE_CGROUP_V2: &str = "WARDEN_REQUIRE_CGROUP_V2";
+
+/// True when `/sys/fs/cgroup` is a cgroup2 mount (a v2-only host, as the
+/// scripts' `cgroup_mode` decides). Otherwise prints a line saying that
+/// `test` was skipped, straight to stderr (past the harness's capture, so
+/// `cargo test` shows it next to the test's "ok"), and returns false; with
+/// [`REQUIRE_CGROUP_V2`] set it panics instead.
+pub fn cgroup_v2_or_skip(test: &str) -> bool {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
+        return true;
+    }
+    assert!(
+        std::env::var_os(REQUIRE_CGROUP_V2).is_none(),
+        "{test}: {REQUIRE_CGROUP_V2} is set but /sys/fs/cgroup is not cgroup v2"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: needs a cgroup v2 host (/sys/fs/cgroup is not cgroup2); `make test-v2` runs it in a VM"
+    );
+    false
+}
+
 /// Fails the test unless it runs as root.
 pub fn require_root() {
     assert!(
@@ -217,7 +249,8 @@ impl Drop for Cleanup {
 
 /// Runs `wshd --run RUN --lib LIB --root ROOT --title TITLE EXTRA...` to
 /// completion (it returns once the container serves, or fails) and returns
-/// (exit status, stderr, host pid of the container's init).
+/// (exit status, stderr, host pid of the container's init). wshd's stderr is
+/// kept in `RUN/wshd-start.err`.
 ///
 /// The init is found by its process title, which wshd sets before it
 /// reports ready: pass a title made by [`unique`], so the process found is
@@ -233,7 +266,11 @@ pub fn start_wshd(
     extra: &[&str],
     cleanup: &mut Cleanup,
 ) -> (i32, String, Option<i32>) {
-    let (code, _, err) = run(Command::new(bin("wshd"))
+    // stderr goes to a file, not a pipe: the container's init inherits it
+    // and would keep a pipe open for as long as it lives.
+    let err_path = run_dir.join("wshd-start.err");
+    let err_file = std::fs::File::create(&err_path).expect("create wshd's stderr file");
+    let (code, _, _) = run(Command::new(bin("wshd"))
         .arg("--run")
         .arg(run_dir)
         .arg("--lib")
@@ -243,12 +280,15 @@ pub fn start_wshd(
         .arg("--title")
         .arg(title)
         .args(extra)
-        .stdin(Stdio::null()));
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err_file));
     let pid = pid_by_title(title);
     if let Some(pid) = pid {
         cleanup.kill_pid(pid);
     }
-    (code, String::from_utf8_lossy(&err).into_owned(), pid)
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    (code, err, pid)
 }
 
 /// The process whose title (argv area up to its first NUL) is exactly `title`.
@@ -270,22 +310,19 @@ pub fn pid_by_title(title: &str) -> Option<i32> {
     found
 }
 
-/// Fields of /proc/PID/stat after the command name (which may hold spaces).
-fn proc_stat_fields(pid: i32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_owned).collect())
-}
-
 /// Start time (clock ticks since boot) of a live or zombie process.
 fn proc_start_time(pid: i32) -> Option<u64> {
-    // After the name: state(0) ppid(1) ... starttime is field 22 of stat, index 19 here.
-    proc_stat_fields(pid)?.get(19)?.parse().ok()
+    Stat::of(pid)?.start_time()
 }
 
 /// Parent pid of a process.
 fn proc_parent(pid: i32) -> Option<i32> {
-    proc_stat_fields(pid)?.get(1)?.parse().ok()
+    Stat::of(pid)?.ppid()
+}
+
+/// True while `pid` exists and has not exited (a zombie has).
+pub fn alive(pid: i32) -> bool {
+    Stat::of(pid).is_some_and(|s| !s.exited())
 }
 
 /// Removes a cgroup directory depth-first, killing what is left inside it

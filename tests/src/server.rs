@@ -50,6 +50,10 @@ pub struct Opts {
     pub scripts: Option<PathBuf>,
     /// `server.container_rootfs_path` (default: [`rootfs()`]).
     pub rootfs: Option<PathBuf>,
+    /// `network.allow_host_access` (default false).
+    pub allow_host_access: bool,
+    /// `network.allow_networks` (default none).
+    pub allow_networks: Vec<String>,
 }
 
 impl Default for Opts {
@@ -61,6 +65,8 @@ impl Default for Opts {
             port_size: 100,
             scripts: None,
             rootfs: None,
+            allow_host_access: false,
+            allow_networks: vec![],
         }
     }
 }
@@ -97,7 +103,7 @@ impl Srv {
         std::fs::write(
             &cfg,
             format!(
-                "server:\n  unix_domain_path: {sock}\n  unix_domain_permissions: 0700\n  container_depot_path: {depot}\n  container_rootfs_path: {rootfs}\n  container_grace_time: {grace}\n  job_output_limit: {limit}\n  resource_prefix: {prefix}\n  scripts_path: {scripts}\n  bin_path: {bins}\n  pidfile: {pidfile}\n  container_klass: Warden::Container::Linux\nlogging:\n  level: debug\n  file: {log}\nnetwork:\n  pool_network: {pool}\n  release_delay: 0\nport:\n  pool_start_port: {port_start}\n  pool_size: {port_size}\nuser:\n  pool_start_uid: 20000\n  pool_size: 200\n",
+                "server:\n  unix_domain_path: {sock}\n  unix_domain_permissions: 0700\n  container_depot_path: {depot}\n  container_rootfs_path: {rootfs}\n  container_grace_time: {grace}\n  job_output_limit: {limit}\n  resource_prefix: {prefix}\n  scripts_path: {scripts}\n  bin_path: {bins}\n  pidfile: {pidfile}\n  container_klass: Warden::Container::Linux\nlogging:\n  level: debug\n  file: {log}\nnetwork:\n  pool_network: {pool}\n  release_delay: 0\n  allow_host_access: {host_access}\n  allow_networks: [{allow}]\nport:\n  pool_start_port: {port_start}\n  pool_size: {port_size}\nuser:\n  pool_start_uid: 20000\n  pool_size: 200\n",
                 sock = sock.display(),
                 depot = depot.display(),
                 rootfs = o.rootfs.clone().unwrap_or_else(rootfs).display(),
@@ -111,6 +117,8 @@ impl Srv {
                 pidfile = dir.join("warden.pid").display(),
                 log = dir.join("warden.log").display(),
                 port_size = o.port_size,
+                host_access = o.allow_host_access,
+                allow = o.allow_networks.join(", "),
             ),
         )
         .unwrap();
@@ -260,6 +268,20 @@ pub fn try_run(c: &mut Client, h: &str, script: &str) -> Result<proto::RunRespon
             ..Default::default()
         },
     )
+}
+
+/// RunRequest as root (`privileged`); panics on an error response.
+pub fn run_privileged(c: &mut Client, h: &str, script: &str) -> proto::RunResponse {
+    c.call(
+        Type::Run,
+        &proto::RunRequest {
+            handle: Some(h.into()),
+            script: Some(script.into()),
+            privileged: Some(true),
+            ..Default::default()
+        },
+    )
+    .expect("run privileged")
 }
 
 /// SpawnRequest as vcap; the job id (panics on failure).

@@ -1160,13 +1160,9 @@ fn restart_sweeps_stale_prefixed_resources() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&nft.stdout).contains(&b_id));
-    assert!(wait_for(Duration::from_secs(5), || !Path::new(&format!(
-        "/proc/{b_wshd}"
-    ))
-    .exists()
-        || std::fs::read_to_string(format!("/proc/{b_wshd}/stat"))
-            .map(|t| t.contains(") Z"))
-            .unwrap_or(true)));
+    assert!(wait_for(Duration::from_secs(5), || !warden_tests::alive(
+        b_wshd
+    )));
     let r = run(&mut c, &a, "echo a-alive");
     assert_eq!(r.stdout.txt(), Some("a-alive\n"), "{r:?}\n{}", s.log());
     // The pools were rebuilt from the snapshots: a new container gets a

@@ -5,98 +5,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use warden_tests::{bin, require_root, run, scratch, wait_for, Cleanup};
-
-/// A started iomux-spawn with its stdout reader.
-struct Spawned {
-    child: Child,
-    out: BufReader<ChildStdout>,
-    child_pid: i32,
-}
-
-impl Spawned {
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// Reads the rest of iomux-spawn's stdout (ends when it detaches).
-    fn rest(&mut self) -> String {
-        let mut s = String::new();
-        self.out.read_to_string(&mut s).expect("read spawn stdout");
-        s
-    }
-}
-
-/// Starts `iomux-spawn [flags] dir argv...` with `stdin` as its stdin and
-/// waits for `child_pid=N`.
-fn spawn(c: &mut Cleanup, flags: &[&str], dir: &Path, argv: &[&str], stdin: Stdio) -> Spawned {
-    let mut child = Command::new(bin("iomux-spawn"))
-        .args(flags)
-        .arg(dir)
-        .args(argv)
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start iomux-spawn");
-    c.kill_pid(child.id() as i32);
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).expect("read child_pid line");
-    let child_pid = line
-        .strip_prefix("child_pid=")
-        .and_then(|l| l.trim_end().parse().ok())
-        .unwrap_or_else(|| panic!("expected child_pid=N, got {line:?}"));
-    Spawned {
-        child,
-        out,
-        child_pid,
-    }
-}
-
-fn link_cmd(dir: &Path, cursors: Option<&Path>) -> Command {
-    let mut cmd = Command::new(bin("iomux-link"));
-    if let Some(c) = cursors {
-        cmd.arg("-w").arg(c);
-    }
-    cmd.arg(dir);
-    cmd
-}
-
-/// Runs iomux-link to completion: (code, stdout, stderr).
-fn link(dir: &Path, cursors: Option<&Path>) -> (i32, Vec<u8>, Vec<u8>) {
-    run(link_cmd(dir, cursors).stdin(Stdio::null()))
-}
-
-/// Deterministic pseudo-random bytes.
-fn pattern(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn write_file(p: &Path, data: &[u8]) {
-    std::fs::write(p, data).expect("write data file");
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie still has /proc/PID; look at its state.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            let state = s.rsplit(") ").next().unwrap_or("").chars().next();
-            state != Some('Z')
-        })
-        .unwrap_or(false)
-}
+use warden_tests::iomux::{ended_job, link, link_cmd, pattern, spawn, write_file, Scene, Spawned};
+use warden_tests::{alive, bin, require_root, run, scratch, wait_for, Cleanup};
 
 #[test]
 fn lines_streams_stdin_and_status() {
@@ -134,73 +47,76 @@ fn lines_streams_stdin_and_status() {
     assert!(job.join("exit_status").exists());
 }
 
+/// How a job ended, as iomux-link's status, its output and `exit_status`.
 #[test]
-fn sigkilled_job_gives_137() {
+fn jobs_end_with_their_status() {
     require_root();
-    let (dir, mut c) = scratch("iomux-kill");
-    let job = dir.join("job");
-    let _sp = spawn(
-        &mut c,
-        &["--linger", "1"],
-        &job,
-        &["sh", "-c", "echo before; kill -9 $$; echo after"],
-        Stdio::null(),
-    );
-    let (code, out, _) = link(&job, None);
-    assert_eq!(code, 137);
-    assert_eq!(out, b"before\n");
-    assert_eq!(
-        std::fs::read_to_string(job.join("exit_status")).unwrap(),
-        "137\nsignaled 9\n"
-    );
+    // (script, status, stdout, stderr, exit_status file)
+    let cases: &[(&str, i32, &str, &str, &str)] = &[
+        ("echo ok", 0, "ok\n", "", "0\nexited 0\n"),
+        ("echo e >&2; exit 255", 255, "", "e\n", "255\nexited 255\n"),
+        (
+            "echo before; kill -9 $$; echo after",
+            137,
+            "before\n",
+            "",
+            "137\nsignaled 9\n",
+        ),
+        ("kill -15 $$", 143, "", "", "143\nsignaled 15\n"),
+        // The exit status of the job itself, not of what it left behind.
+        ("sleep 5 & exit 7", 7, "", "", "7\nexited 7\n"),
+    ];
+    for (script, status, out, err, file) in cases {
+        let (dir, mut c) = scratch("iomux-status");
+        let job = dir.join("job");
+        let _sp = spawn(
+            &mut c,
+            &["--linger", "1"],
+            &job,
+            &["sh", "-c", script],
+            Stdio::null(),
+        );
+        let (code, o, e) = link(&job, None);
+        assert_eq!(
+            (
+                code,
+                String::from_utf8_lossy(&o),
+                String::from_utf8_lossy(&e)
+            ),
+            (*status, (*out).into(), (*err).into()),
+            "{script}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(job.join("exit_status")).unwrap(),
+            *file,
+            "{script}"
+        );
+    }
 }
 
 #[test]
 fn eight_mib_on_both_streams_byte_exact() {
     require_root();
-    let (dir, mut c) = scratch("iomux-8m");
-    let job = dir.join("job");
-    let data = pattern(8 << 20, 7);
-    let f = dir.join("data");
-    write_file(&f, &data);
-    let script = format!("cat {0} & cat {0} >&2; wait", f.display());
-    let _sp = spawn(
-        &mut c,
-        &["--linger", "1"],
-        &job,
-        &["sh", "-c", &script],
-        Stdio::null(),
-    );
-    let (code, out, err) = link(&job, None);
+    let mut sc = Scene::new("iomux-8m", 8 << 20, 7);
+    let script = format!("cat {0} & cat {0} >&2; wait", sc.file.display());
+    let _sp = sc.spawn(&["--linger", "1"], &script);
+    let (code, out, err) = link(&sc.job, None);
+    let data = &sc.data;
     assert_eq!(code, 0);
-    assert!(out == data, "stdout differs ({} bytes)", out.len());
-    assert!(err == data, "stderr differs ({} bytes)", err.len());
+    assert!(out == *data, "stdout differs ({} bytes)", out.len());
+    assert!(err == *data, "stderr differs ({} bytes)", err.len());
 }
 
 #[test]
 fn two_linkers_both_get_everything() {
     require_root();
-    let (dir, mut c) = scratch("iomux-two");
-    let job = dir.join("job");
-    let data = pattern(2 << 20, 11);
-    let f = dir.join("data");
-    write_file(&f, &data);
-    let go = dir.join("go");
+    let mut sc = Scene::new("iomux-two", 2 << 20, 11);
     // The job starts writing once both linkers are attached.
-    let script = format!(
-        "while [ ! -e {} ]; do sleep 0.01; done; cat {}; echo done >&2",
-        go.display(),
-        f.display()
-    );
+    let script = format!("{}; echo done >&2", sc.cat_after_go());
     // The ring holds all of it: a linker whose HELLO is processed a little
     // later still starts at byte 0.
-    let sp = spawn(
-        &mut c,
-        &["--ring-size", "4194304", "--linger", "1"],
-        &job,
-        &["sh", "-c", &script],
-        Stdio::null(),
-    );
+    let sp = sc.spawn(&["--ring-size", "4194304", "--linger", "1"], &script);
+    let (job, data, c) = (sc.job.clone(), sc.data.clone(), &mut sc.cleanup);
     let mk = || {
         link_cmd(&job, None)
             .stdout(Stdio::piped())
@@ -217,7 +133,7 @@ fn two_linkers_both_get_everything() {
     assert!(wait_for(Duration::from_secs(10), || {
         count_sockets(sp.pid()) >= 3 + 6
     }));
-    write_file(&go, b"");
+    write_file(&sc.go, b"");
     // Read both at once: the slower linker holds the job back (flow
     // control), so reading one after the other would deadlock.
     let ta = std::thread::spawn(move || a.wait_with_output().unwrap());
@@ -255,22 +171,14 @@ fn sigterm(pid: u32) {
 #[test]
 fn linker_stopped_mid_stream_resumes_exactly() {
     require_root();
-    let (dir, mut c) = scratch("iomux-resume");
-    let job = dir.join("job");
-    let cursors = dir.join("cursors");
-    let data = pattern(8 << 20, 3);
-    let f = dir.join("data");
-    write_file(&f, &data);
+    let mut sc = Scene::new("iomux-resume", 8 << 20, 3);
+    let cursors = sc.dir.join("cursors");
     // The ring holds the whole output, so nothing may be dropped between
     // the two links; the linker's stdout is a pipe we read slowly, so many
     // bytes are in flight when it is stopped.
-    let _sp = spawn(
-        &mut c,
-        &["--ring-size", "16777216", "--linger", "2"],
-        &job,
-        &["sh", "-c", &format!("cat {}; exit 4", f.display())],
-        Stdio::null(),
-    );
+    let script = format!("cat {}; exit 4", sc.file.display());
+    let _sp = sc.spawn(&["--ring-size", "16777216", "--linger", "2"], &script);
+    let (job, data, c) = (sc.job.clone(), sc.data.clone(), &mut sc.cleanup);
     let mut l1 = link_cmd(&job, Some(&cursors))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -312,25 +220,11 @@ fn linker_stopped_mid_stream_resumes_exactly() {
 #[test]
 fn overflow_while_detached_is_reported_and_rest_exact() {
     require_root();
-    let (dir, mut c) = scratch("iomux-overflow");
-    let job = dir.join("job");
-    let cursors = dir.join("cursors");
-    let data = pattern(1 << 20, 5);
-    let f = dir.join("data");
-    write_file(&f, &data);
-    let go = dir.join("go");
-    let script = format!(
-        "echo first; while [ ! -e {} ]; do sleep 0.01; done; cat {}",
-        go.display(),
-        f.display()
-    );
-    let _sp = spawn(
-        &mut c,
-        &["--ring-size", "65536", "--linger", "2"],
-        &job,
-        &["sh", "-c", &script],
-        Stdio::null(),
-    );
+    let mut sc = Scene::new("iomux-overflow", 1 << 20, 5);
+    let cursors = sc.dir.join("cursors");
+    let script = format!("echo first; {}", sc.cat_after_go());
+    let _sp = sc.spawn(&["--ring-size", "65536", "--linger", "2"], &script);
+    let (job, data, c) = (sc.job.clone(), sc.data.clone(), &mut sc.cleanup);
     let mut l1 = link_cmd(&job, Some(&cursors))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -343,7 +237,7 @@ fn overflow_while_detached_is_reported_and_rest_exact() {
     sigterm(l1.id());
     assert_eq!(l1.wait().unwrap().code(), Some(143));
     // Nobody attached: the job writes 1 MiB through a 64 KiB ring.
-    write_file(&go, b"");
+    write_file(&sc.go, b"");
     assert!(wait_for(Duration::from_secs(10), || job
         .join("exit_status")
         .exists()));
@@ -366,16 +260,7 @@ fn late_linkers_get_output_and_status_after_the_job_ended() {
     let (dir, mut c) = scratch("iomux-late");
     let job = dir.join("job");
     // --hold 0: nobody links before the job runs and ends.
-    let _sp = spawn(
-        &mut c,
-        &["--hold", "0", "--linger", "3"],
-        &job,
-        &["sh", "-c", "echo hi; echo ho >&2; exit 5"],
-        Stdio::null(),
-    );
-    assert!(wait_for(Duration::from_secs(10), || job
-        .join("exit_status")
-        .exists()));
+    let _sp = ended_job(&mut c, &job, "echo hi; echo ho >&2; exit 5");
     for _ in 0..2 {
         let (code, out, err) = link(&job, None);
         assert_eq!((code, &out[..], &err[..]), (5, &b"hi\n"[..], &b"ho\n"[..]));
@@ -408,9 +293,8 @@ fn spawner_survives_its_parent_and_own_session() {
         .exists()));
     assert!(alive(pid));
     // Its own session: session id == its pid.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
-    assert_eq!(fields[3], pid.to_string(), "session id");
+    let stat = wsys::proc_::Stat::of(pid).unwrap();
+    assert_eq!(stat.session(), Some(pid), "session id");
     let (code, out, _) = link(&job, None);
     assert_eq!((code, &out[..]), (2, &b"alive\n"[..]));
 }
@@ -512,24 +396,17 @@ fn bad_arguments_fail_with_one_line_and_leave_nothing() {
     let long = dir.join("x".repeat(120));
     check(&[long.as_os_str(), &os("true")], "socket path too long");
     assert!(!long.exists());
-    check(&[dir.as_os_str()], "no command");
-    check(&[], "no arguments");
-    check(
-        &[&os("--ring-size"), &os("12"), dir.as_os_str(), &os("true")],
-        "tiny ring",
-    );
+    // Usage errors: tests/tests/usage.rs.
     let entries: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
         .map(|e| e.path())
         .collect();
     assert_eq!(entries, vec![file]);
-    // iomux-link: nothing to attach to, and bad usage: 255 with a message.
+    // iomux-link: nothing to attach to: 255 with a message.
     let (code, _, err) = link(&dir, None);
     assert_eq!(code, 255);
     assert!(String::from_utf8(err).unwrap().starts_with("iomux-link: "));
-    let (code, _, _) = run(Command::new(bin("iomux-link")).stdin(Stdio::null()));
-    assert_eq!(code, 255);
 }
 
 #[test]
@@ -590,19 +467,17 @@ fn job_is_held_until_a_linker_attaches() {
     assert_eq!(sp.rest(), "child active\n");
 }
 
-#[test]
-fn linker_reports_a_killed_spawner_with_255() {
-    require_root();
-    let (dir, mut c) = scratch("iomux-spawner-killed");
-    let job = dir.join("job");
+/// A job that prints "started" and sleeps, and a linker that has copied
+/// that line (so it is attached and streaming).
+fn linked_sleeper(c: &mut Cleanup, job: &Path, linger: &str) -> (Spawned, Child) {
     let sp = spawn(
-        &mut c,
-        &["--linger", "1"],
-        &job,
+        c,
+        &["--linger", linger],
+        job,
         &["sh", "-c", "echo started; exec sleep 30"],
         Stdio::null(),
     );
-    let mut l = link_cmd(&job, None)
+    let mut l = link_cmd(job, None)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -611,6 +486,14 @@ fn linker_reports_a_killed_spawner_with_255() {
     let mut line = [0u8; 8];
     l.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
     assert_eq!(&line, b"started\n");
+    (sp, l)
+}
+
+#[test]
+fn linker_reports_a_killed_spawner_with_255() {
+    require_root();
+    let (dir, mut c) = scratch("iomux-spawner-killed");
+    let (sp, l) = linked_sleeper(&mut c, &dir.join("job"), "1");
     // The controller destroys the container: SIGKILL to iomux-spawn. The
     // job dies with it (PR_SET_PDEATHSIG) and the linker says so.
     nix::sys::signal::kill(
@@ -630,16 +513,7 @@ fn garbage_and_bogus_cursors_are_refused_without_harm() {
     require_root();
     let (dir, mut c) = scratch("iomux-garbage");
     let job = dir.join("job");
-    let _sp = spawn(
-        &mut c,
-        &["--hold", "0", "--linger", "3"],
-        &job,
-        &["sh", "-c", "echo fine; exit 7"],
-        Stdio::null(),
-    );
-    assert!(wait_for(Duration::from_secs(10), || job
-        .join("exit_status")
-        .exists()));
+    let _sp = ended_job(&mut c, &job, "echo fine; exit 7");
     // Garbage instead of HELLO on every socket: dropped, nothing else.
     for s in ["stdout.sock", "stderr.sock", "status.sock"] {
         let mut u = std::os::unix::net::UnixStream::connect(job.join(s)).unwrap();
@@ -670,21 +544,7 @@ fn sigterm_to_the_spawner_kills_the_job_and_cleans_up() {
     require_root();
     let (dir, mut c) = scratch("iomux-spawner-term");
     let job = dir.join("job");
-    let mut sp = spawn(
-        &mut c,
-        &["--linger", "60"],
-        &job,
-        &["sh", "-c", "echo started; exec sleep 30"],
-        Stdio::null(),
-    );
-    let mut l = link_cmd(&job, None)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.kill_pid(l.id() as i32);
-    let mut line = [0u8; 8];
-    l.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
+    let (mut sp, mut l) = linked_sleeper(&mut c, &job, "60");
     sigterm(sp.pid() as u32);
     assert_eq!(sp.child.wait().unwrap().code(), Some(0));
     for s in ["stdout.sock", "stderr.sock", "status.sock"] {

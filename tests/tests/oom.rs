@@ -53,11 +53,7 @@ fn fd_targets(pid: u32) -> Vec<String> {
 /// Waits up to `secs` for `child`; returns (code, stderr) or panics.
 fn finish(child: Child, secs: u64) -> (i32, String) {
     let pid = child.id() as i32;
-    let done = wait_for(Duration::from_secs(secs), || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.rsplit(") ").next().unwrap_or("").starts_with('Z'))
-            .unwrap_or(true)
-    });
+    let done = wait_for(Duration::from_secs(secs), || !warden_tests::alive(pid));
     assert!(done, "oom still running after {secs}s");
     let out = child.wait_with_output().unwrap();
     (
@@ -141,8 +137,6 @@ fn bad_paths_exit_nonzero_with_a_message() {
         assert!(err.starts_with("oom: ") && err.contains(want), "{err}");
         assert_eq!(err.lines().count(), 1);
     }
-    let (code, _, _) = run(&mut Command::new(bin("oom")));
-    assert_eq!(code, 2);
 }
 
 /// cgroup v2: only where the unified hierarchy has a memory controller

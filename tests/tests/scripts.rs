@@ -12,7 +12,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use warden_tests::{bin_dir, require_root, rootfs, run, scratch, wait_for, workspace, Cleanup};
+use warden_tests::net::Netns;
+use warden_tests::{
+    alive, bin_dir, require_root, rootfs, run, scratch, wait_for, workspace, Cleanup,
+};
 
 const HELPERS: [&str; 5] = ["wshd", "wsh", "iomux-spawn", "iomux-link", "oom"];
 
@@ -40,6 +43,11 @@ fn next_n() -> u32 {
 
 fn cgroup_parents(prefix: &str) -> Vec<PathBuf> {
     let mut v = Vec::new();
+    // cgroup v2: the parent sits right in the cgroup2 root.
+    let v2 = PathBuf::from(format!("/sys/fs/cgroup/warden-{prefix}"));
+    if v2.join("cgroup.controllers").is_file() {
+        v.push(v2);
+    }
     if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
         for e in rd.flatten() {
             let name = e.file_name();
@@ -126,6 +134,18 @@ impl Server {
             .env("allow_networks", ""));
         assert_eq!(code, 0, "setup.sh: {}", text(&err));
         s
+    }
+
+    /// `nft list chain` of container `c`'s own chain.
+    fn chain(&self, c: &Container) -> Vec<u8> {
+        let (_, out, _) = run(Command::new("nft").args([
+            "list",
+            "chain",
+            "ip",
+            &format!("warden-{}", self.prefix),
+            &format!("c-{}", c.id),
+        ]));
+        out
     }
 
     /// Settings for container number `idx` of this server.
@@ -287,25 +307,20 @@ impl Container {
             .unwrap()
     }
 
+    fn procs_v2(&self, cg: &Path) -> Vec<i32> {
+        std::fs::read_to_string(cg.join("cgroup.procs"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
     fn procs(&self) -> Vec<i32> {
         std::fs::read_to_string(self.cgroup("memory").join("cgroup.procs"))
             .unwrap_or_default()
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
             .collect()
-    }
-}
-
-/// True while `pid` exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(st) => {
-            st.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                != Some("Z")
-        }
-        Err(_) => false,
     }
 }
 
@@ -398,55 +413,46 @@ fn create_failures_name_the_problem_and_leave_nothing() {
     assert!(have_wshd(), "build the helpers first");
     let s = Server::new("createfail", false);
 
-    let mut c = s.container(0, "c0bad");
-    c.set("rootfs_path", "/nonexistent/rootfs");
-    let (code, err) = c.create();
-    assert_ne!(code, 0);
-    assert!(
-        err.contains("rootfs /nonexistent/rootfs not found"),
-        "{err}"
-    );
-    assert!(!c.path.exists());
-
-    let mut c = s.container(0, "c0bad");
-    c.set("bind_mounts", "ro\t/nonexistent/src\t/x");
-    let (code, err) = c.create();
-    assert_ne!(code, 0);
-    assert!(
-        err.contains("Source path for bind mount does not exist: /nonexistent/src"),
-        "{err}"
-    );
-    assert!(!c.path.exists());
-
-    let mut c = s.container(0, "c0bad");
-    c.set("bind_mounts", "rw\t/tmp\t/mnt/data");
-    let (code, err) = c.create();
-    assert!(
-        code != 0 && err.contains("dst /mnt/data is under /mnt"),
-        "{err}"
-    );
-    assert!(!c.path.exists());
-
-    let mut c = s.container(0, "c0bad");
-    c.set("bind_mounts", "rw\t/tmp\t/data/../etc");
-    let (code, err) = c.create();
-    assert!(
-        code != 0 && err.contains("dst must be a plain absolute path"),
-        "{err}"
-    );
-
-    let mut c = s.container(0, "c0bad");
-    c.set("user_uid", "abc");
-    let (code, err) = c.create();
-    assert!(code != 0 && err.contains("bad user_uid: abc"), "{err}");
-
-    let mut c = s.container(0, "c0bad");
-    c.set("bin_dir", "/nonexistent/bin");
-    let (code, err) = c.create();
-    assert!(
-        code != 0 && err.contains("bin_dir /nonexistent/bin not found"),
-        "{err}"
-    );
+    // (setting, value, what the error says); nothing is left behind.
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "rootfs_path",
+            "/nonexistent/rootfs",
+            "rootfs /nonexistent/rootfs not found",
+        ),
+        (
+            "bind_mounts",
+            "ro\t/nonexistent/src\t/x",
+            "Source path for bind mount does not exist: /nonexistent/src",
+        ),
+        (
+            "bind_mounts",
+            "rw\t/tmp\t/mnt/data",
+            "dst /mnt/data is under /mnt",
+        ),
+        (
+            "bind_mounts",
+            "rw\t/tmp\t/data/../etc",
+            "dst must be a plain absolute path",
+        ),
+        ("user_uid", "abc", "bad user_uid: abc"),
+        (
+            "bin_dir",
+            "/nonexistent/bin",
+            "bin_dir /nonexistent/bin not found",
+        ),
+    ];
+    for (key, value, want) in cases {
+        let mut c = s.container(0, "c0bad");
+        c.set(key, value);
+        let (code, err) = c.create();
+        assert!(code != 0 && err.contains(want), "{key}={value:?}: {err}");
+        assert!(
+            !c.path.exists(),
+            "{key}={value:?} left {}",
+            c.path.display()
+        );
+    }
 
     // A failure inside setup.sh (vcap's home is a symlink out of the root)
     // removes the half-made directory.
@@ -474,13 +480,6 @@ fn create_failures_name_the_problem_and_leave_nothing() {
 
 // ---- net.sh without wshd -------------------------------------------------------------
 
-struct Netns(String);
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
 fn in_ns(ns: &str, script: &str) -> (i32, String, String) {
     let (code, out, err) = run(Command::new("ip").args(["netns", "exec", ns, "sh", "-c", script]));
     (code, text(&out), text(&err))
@@ -496,15 +495,7 @@ fn fetch(addr: &str, port: u16) -> String {
 }
 
 fn host_addr() -> String {
-    let (_, out, _) = run(Command::new("ip").args(["-4", "-o", "route", "get", "1.1.1.1"]));
-    let t = text(&out);
-    let mut it = t.split_whitespace();
-    while let Some(w) = it.next() {
-        if w == "src" {
-            return it.next().unwrap().to_string();
-        }
-    }
-    panic!("no source address in {t}")
+    warden_tests::net::host_addr().expect("the host has a default route with a source address")
 }
 
 fn free_port(seed: u32) -> u16 {
@@ -522,8 +513,7 @@ fn net_setup_dnat_filter_and_teardown_with_own_netns() {
 
     let (code, _, err) = c.script("net.sh", &["setup"], &[]);
     assert_eq!(code, 0, "net.sh setup: {err}");
-    let ns = Netns(format!("{}-ns", s.prefix));
-    assert_eq!(run(Command::new("ip").args(["netns", "add", &ns.0])).0, 0);
+    let ns = Netns::new(&format!("{}-ns", s.prefix));
     assert_eq!(
         run(Command::new("ip").args(["link", "set", &c.container_iface(), "netns", &ns.0])).0,
         0
@@ -600,13 +590,7 @@ fn net_setup_dnat_filter_and_teardown_with_own_netns() {
         ],
     );
     assert_eq!(code, 0, "net.sh out: {err}");
-    let (_, out, _) = run(Command::new("nft").args([
-        "list",
-        "chain",
-        "ip",
-        &format!("warden-{}", s.prefix),
-        &format!("c-{}", c.id),
-    ]));
+    let out = s.chain(&c);
     assert!(
         text(&out).contains("ip daddr 10.252.0.0/16 tcp dport 80-81 accept"),
         "{}",
@@ -1001,13 +985,7 @@ fn net_in_reaches_a_listener_in_the_container() {
         &[("HOST_PORT", &hp.to_string()), ("CONTAINER_PORT", "8080")],
     );
     assert_eq!(code, 0, "repeated net.sh in: {err}");
-    let (_, out, _) = run(Command::new("nft").args([
-        "list",
-        "chain",
-        "ip",
-        &format!("warden-{}", s.prefix),
-        &format!("c-{}", c.id),
-    ]));
+    let out = s.chain(&c);
     assert!(
         text(&out).contains("ip daddr 192.0.2.0/24 udp dport 53 accept"),
         "{}",
@@ -1105,6 +1083,14 @@ fn stop_kills_processes_but_not_wshd() {
 
 #[test]
 fn device_allowlist_holds_inside() {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED device_allowlist_holds_inside: cgroup v1 only (v2: v2_device_program_holds_inside)"
+        );
+        return;
+    }
     let s = Server::new("dev", false);
     let c = s.container(0, "c0dev");
     let (code, err) = c.create();
@@ -1161,6 +1147,160 @@ fn device_allowlist_holds_inside() {
     assert_eq!(code, 0, "start.sh: {err}");
     let list = std::fs::read_to_string(c2.cgroup("devices").join("devices.list")).unwrap();
     assert_eq!(list.trim(), "a *:* rwm");
+    let (code, err) = c2.destroy();
+    assert_eq!(code, 0, "destroy.sh: {err}");
+    s.assert_no_container_left(&c2);
+}
+
+/// Runs `cmd` in the container through wsh with a pty of ours as its
+/// terminal (the session gets a pty inside); returns (status, output).
+fn wsh_tty(c: &Container, cmd: &[&str]) -> (i32, String) {
+    use std::io::Read;
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave: std::os::fd::OwnedFd = pty.slave;
+    let mut child = Command::new(c.path.join("bin/wsh"))
+        .arg("--socket")
+        .arg(c.path.join("run/wshd.sock"))
+        .args(cmd)
+        .stdin(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stdout(std::process::Stdio::from(slave.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let mut guard = Cleanup::new();
+    guard.kill_pid(child.id() as i32);
+    // The output fits the pty's buffer: read it all once wsh is done (the
+    // last slave fd then goes, and the master reads EIO after the data).
+    let st = child.wait().unwrap();
+    let mut m = std::fs::File::from(pty.master);
+    let mut out = Vec::new();
+    let _ = m.read_to_end(&mut out);
+    (st.code().unwrap_or(-1), text(&out))
+}
+
+/// The container's cgroup v2 directory, from run/cgroups.
+fn v2_cgroup(c: &Container) -> PathBuf {
+    let rec = std::fs::read_to_string(c.path.join("run/cgroups")).unwrap();
+    let want = format!("/sys/fs/cgroup/warden-{}/{}", c.prefix, c.id);
+    assert_eq!(rec, format!("unified {want}\n"));
+    PathBuf::from(want)
+}
+
+/// cgroup v2 (`make test-v2` runs it in a VM; skipped with a note on a v1
+/// host): wshd attaches the allowlist as a BPF device program to the
+/// container's cgroup; with allow_nested_warden there is none.
+#[test]
+fn v2_device_program_holds_inside() {
+    if !warden_tests::cgroup_v2_or_skip("v2_device_program_holds_inside") {
+        return;
+    }
+    let s = Server::new("v2dev", false);
+    // hook-parent-after-clone.sh's v2 path enables what setup.sh's parent
+    // lacks (here pids, switched off), and the controllers reach the
+    // container's cgroup.
+    let parent = PathBuf::from(format!("/sys/fs/cgroup/warden-{}", s.prefix));
+    std::fs::write(parent.join("cgroup.subtree_control"), "-pids").unwrap();
+    let c = started(&s, 0, "c0v2dev", "");
+    let cg = v2_cgroup(&c);
+    assert!(c.procs_v2(&cg).contains(&c.wshd_pid()));
+    let ctl = std::fs::read_to_string(cg.join("cgroup.controllers")).unwrap();
+    for want in ["cpu", "memory", "pids"] {
+        assert!(
+            ctl.split_whitespace().any(|c| c == want),
+            "{want} not in {ctl}"
+        );
+    }
+    assert!(
+        wshd::devices::has_program(&cg, false).unwrap(),
+        "no device program on {}",
+        cg.display()
+    );
+    // The parent made by setup.sh has none (nothing outside the container
+    // is restricted).
+    assert!(!wshd::devices::has_program(cg.parent().unwrap(), true).unwrap());
+
+    // mknod of the disk: refused on the nodev root and on the /dev tmpfs
+    // (which does allow device nodes), and nothing to open afterwards.
+    let (code, out, err) = c.wsh(
+        "root",
+        &[
+            "sh",
+            "-c",
+            "for f in /tmp/sda /dev/sda /dev/shm/sda; do \
+               mknod $f b 8 0 && echo mknod-ok $f; \
+               (exec 3<$f) && echo open-ok $f; \
+             done; true",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    // Nodes the host put in the container's /dev (a disk, /dev/kmsg): the
+    // program refuses to open them.
+    let dev = PathBuf::from(format!("/proc/{}/root/dev", c.wshd_pid()));
+    let mknod = |name: &str, kind, major, minor| {
+        let p = std::ffi::CString::new(dev.join(name).to_str().unwrap()).unwrap();
+        nix::sys::stat::mknod(
+            p.as_c_str(),
+            kind,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(major, minor),
+        )
+        .unwrap();
+    };
+    mknod("hostsda", nix::sys::stat::SFlag::S_IFBLK, 8, 0);
+    mknod("kmsg", nix::sys::stat::SFlag::S_IFCHR, 1, 11);
+    for node in ["/dev/hostsda", "/dev/kmsg"] {
+        let (code, _, err) = c.wsh("root", &["sh", "-c", &format!("exec 3>{node}")]);
+        assert_ne!(code, 0, "opening {node} succeeded");
+        assert!(err.contains("not permitted"), "{node}: {err}");
+    }
+
+    // The allowed devices work, for root and for vcap.
+    for user in ["root", "vcap"] {
+        let (code, out, err) = c.wsh(
+            user,
+            &[
+                "sh",
+                "-c",
+                "head -c 4 /dev/zero | wc -c; echo x >/dev/null; head -c 4 /dev/urandom | wc -c; \
+                 head -c 4 /dev/random | wc -c; (echo x >/dev/full) 2>&1 | grep -c 'No space'; \
+                 (exec 3<>/dev/ptmx) && echo ptmx",
+            ],
+        );
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "4\n4\n4\n1\nptmx\n"),
+            "{user}: {err}"
+        );
+    }
+    // A pty session: its terminal is /dev/pts/N, /dev/tty opens.
+    let (code, out) = wsh_tty(&c, &["sh", "-c", "tty; echo via-tty >/dev/tty; exit 7"]);
+    assert_eq!(code, 7, "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("via-tty"), "{out}");
+
+    let (code, err) = c.destroy();
+    assert_eq!(code, 0, "destroy.sh: {err}");
+    s.assert_no_container_left(&c);
+
+    // allow_nested_warden=true: no program, every device.
+    let mut c2 = s.container(1, "c1v2nested");
+    c2.set("allow_nested_warden", "true");
+    let (code, err) = c2.create();
+    assert_eq!(code, 0, "create.sh: {err}");
+    let (code, _, err) = c2.script("start.sh", &[], &[]);
+    assert_eq!(code, 0, "start.sh: {err}");
+    let cg2 = v2_cgroup(&c2);
+    assert!(!wshd::devices::has_program(&cg2, true).unwrap());
+    let (code, out, err) = c2.wsh(
+        "root",
+        &[
+            "sh",
+            "-c",
+            "mknod /dev/sda b 8 0 && echo mknod-ok; (exec 3>/dev/null) && echo null-ok",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "mknod-ok\nnull-ok\n"), "{err}");
     let (code, err) = c2.destroy();
     assert_eq!(code, 0, "destroy.sh: {err}");
     s.assert_no_container_left(&c2);

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use warden_tests::{bin, cc_static, require_root, rootfs, run, scratch, Cleanup};
+use warden_tests::wshd::{ContainerDir, RECORD_PID};
+use warden_tests::{bin, cc_static, require_root, run, scratch, Cleanup};
 
 const PROBE_C: &str = r#"/* warden-rs security probe: calls each named syscall with harmless
  * arguments and prints NAME=ok or NAME=<errno name>, one per line. */
@@ -191,11 +192,6 @@ struct Container {
     _cleanup: Cleanup,
 }
 
-fn write_exec(p: &Path, body: &str) {
-    std::fs::write(p, body).unwrap();
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 /// Compiles the probe into `dir/wprobe`.
 fn build_probe(dir: &Path) -> PathBuf {
     cc_static(dir, "wprobe", PROBE_C, &["-O1", "-pthread"])
@@ -204,55 +200,25 @@ fn build_probe(dir: &Path) -> PathBuf {
 /// Boots wshd (extra flags `flags`) on a private rootfs copy holding the
 /// probe at /bin/wprobe; `prep` may change the copy first.
 fn boot(tag: &str, flags: &[&str], prep: impl FnOnce(&Path, &Path)) -> Container {
-    require_root();
-    let (path, mut cleanup) = scratch(tag);
-    for d in ["run", "lib"] {
-        std::fs::create_dir(path.join(d)).unwrap();
-    }
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(rootfs())
-        .arg(path.join("root"))
-        .status()
-        .unwrap();
-    assert!(st.success(), "copy rootfs");
+    let mut d = ContainerDir::new(tag);
+    let path = d.path.clone();
     let probe = build_probe(&path);
     std::fs::copy(&probe, path.join("root/bin/wprobe")).unwrap();
     prep(&path.join("root"), &probe);
-    let lib = path.join("lib");
-    write_exec(
-        &lib.join("hook-parent-before-clone.sh"),
-        "#!/bin/sh\nexit 0\n",
-    );
-    write_exec(
-        &lib.join("hook-parent-after-clone.sh"),
-        "#!/bin/sh\ncd \"$(dirname \"$0\")/..\"\necho \"$PID\" > run/wshd.pid\n",
-    );
-    write_exec(
-        &lib.join("hook-child-before-pivot.sh"),
-        "#!/bin/sh\nexit 0\n",
-    );
-    write_exec(&lib.join("hook-child-after-pivot.sh"), AFTER_PIVOT);
+    d.hook("hook-parent-before-clone.sh", "#!/bin/sh\nexit 0\n");
+    d.hook("hook-parent-after-clone.sh", RECORD_PID);
+    d.hook("hook-child-before-pivot.sh", "#!/bin/sh\nexit 0\n");
+    d.hook("hook-child-after-pivot.sh", AFTER_PIVOT);
     let err = path.join("wshd.err");
-    let st = Command::new(bin("wshd"))
-        .arg("--run")
-        .arg(path.join("run"))
-        .arg("--lib")
-        .arg(&lib)
-        .arg("--root")
-        .arg(path.join("root"))
+    let st = d
+        .wshd()
         .args(flags)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err).unwrap())
         .status()
         .unwrap();
-    let pid = std::fs::read_to_string(path.join("run/wshd.pid"))
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok());
-    if let Some(pid) = pid {
-        cleanup.kill_pid(pid);
-    }
+    let pid = d.wshd_pid();
     assert!(
         st.success(),
         "wshd failed: {}",
@@ -261,7 +227,7 @@ fn boot(tag: &str, flags: &[&str], prep: impl FnOnce(&Path, &Path)) -> Container
     Container {
         path,
         pid: pid.expect("hook recorded wshd's pid"),
-        _cleanup: cleanup,
+        _cleanup: d.cleanup,
     }
 }
 
@@ -527,4 +493,130 @@ fn ordinary_workloads_still_work() {
         // Unknown commands still come back as 127 from the (filtered) child.
         assert_eq!(c.sh(user, &["no-such-command"]).0, 127);
     }
+}
+
+/// Watches /proc for a process running wshd's program (a session whose
+/// program was a `#!/proc/self/exe` script), holds its exe open, waits for
+/// it to end and then tries to open that file for writing, as the
+/// CVE-2019-5736 exploit did. Prints `caught=N`, and per catch `ro=1|0`
+/// (whether the held reference is on a read-only mount) and `write=<errno
+/// name|ok>`. Argument: seconds to watch.
+const EXE_WATCH_C: &str = r#"#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+  int secs = argc > 1 ? atoi(argv[1]) : 5;
+  time_t end = time(NULL) + secs;
+  int caught = 0;
+  pid_t self = getpid();
+  while (time(NULL) < end && caught < 5) {
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+      pid_t p = atoi(e->d_name);
+      if (p <= 1 || p == self) continue;
+      char path[64], link[512];
+      snprintf(path, sizeof path, "/proc/%d/exe", p);
+      ssize_t n = readlink(path, link, sizeof link - 1);
+      if (n <= 0) continue;
+      link[n] = 0;
+      /* Anything but the rootfs's own programs: wshd's file is outside
+         the container's root (shown as a host path or as "/"). */
+      if (!strcmp(link, "/bin/busybox") || !strcmp(link, "/bin/exewatch")) continue;
+      int fd = open(path, O_PATH | O_CLOEXEC);
+      if (fd < 0) continue;
+      caught++;
+      struct statvfs sv;
+      if (fstatvfs(fd, &sv) == 0) printf("ro=%d\n", (sv.f_flag & ST_RDONLY) ? 1 : 0);
+      else printf("ro=%s\n", strerrorname_np(errno));
+      while (kill(p, 0) == 0) usleep(1000);
+      char fdp[64];
+      snprintf(fdp, sizeof fdp, "/proc/self/fd/%d", fd);
+      int w = open(fdp, O_WRONLY | O_APPEND | O_CLOEXEC);
+      if (w >= 0) { printf("write=ok\n"); close(w); }
+      else printf("write=%s\n", strerrorname_np(errno));
+      close(fd);
+    }
+    if (d) closedir(d);
+  }
+  printf("caught=%d\n", caught);
+  return 0;
+}
+"#;
+
+fn sha(p: &Path) -> String {
+    let (code, out, _) = run(Command::new("sha256sum").arg(p));
+    assert_eq!(code, 0);
+    String::from_utf8_lossy(&out)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn cve_2019_5736_wshd_program_cannot_be_overwritten() {
+    let c = boot("cve5736", &[], |root, _| {
+        std::fs::write(root.join("evil"), "#!/proc/self/exe\n").unwrap();
+        std::fs::set_permissions(root.join("evil"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    });
+    let watch = cc_static(&c.path, "exewatch", EXE_WATCH_C, &["-O1"]);
+    std::fs::copy(&watch, c.path.join("root/bin/exewatch")).unwrap();
+    let before = sha(&bin("wshd"));
+    // The init's program file is on a read-only mount: even host root
+    // cannot write through /proc/<init>/exe.
+    let st = nix::sys::statvfs::statvfs(format!("/proc/{}/exe", c.pid).as_str()).unwrap();
+    assert!(st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+
+    // Container root watches for a process running wshd's program while
+    // the host starts sessions whose program is `#!/proc/self/exe`.
+    let sock = c.path.join("run/wshd.sock");
+    let watcher = Command::new(bin("wsh"))
+        .arg("--socket")
+        .arg(&sock)
+        .args(["/bin/exewatch", "8"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for _ in 0..300 {
+        // Each runs wshd's program inside (which exits with a usage error).
+        let _ = c.sh("root", &["/evil"]);
+    }
+    let out = watcher.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let caught: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("caught="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(caught > 0, "the attack never caught a wshd process: {out}");
+    // The write fails: EROFS, or ETXTBSY first while another wshd runs
+    // the same file (the kernel checks that before the mount); either way
+    // the reference the container holds is on a read-only mount, so it
+    // fails just the same once no wshd runs.
+    for l in out.lines() {
+        if let Some(w) = l.strip_prefix("write=") {
+            assert!(w == "EROFS" || w == "ETXTBSY", "{out}");
+        }
+        if let Some(r) = l.strip_prefix("ro=") {
+            assert_eq!(
+                r, "1",
+                "a container process holds wshd's file on a writable mount: {out}"
+            );
+        }
+    }
+    assert_eq!(sha(&bin("wshd")), before, "wshd's program file changed");
 }

@@ -9,7 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use warden_tests::{bin, require_root, rootfs, run, scratch, unique, wait_for, Cleanup};
+use warden_tests::wshd::{write_exec, wshd_args, ContainerDir, RECORD_PID};
+use warden_tests::{bin, require_root, run, unique, wait_for, Cleanup};
 
 /// The in-container hook: run from a memfd (`$0` is /dev/fd/N) after wshd
 /// made /dev and /proc and detached the old root; it leaves a marker.
@@ -22,9 +23,7 @@ echo "$(hostname)" > /tmp/after-pivot-ran
 "#;
 
 fn write_hook(lib: &Path, name: &str, body: &str) {
-    let p = lib.join(name);
-    std::fs::write(&p, body).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_exec(&lib.join(name), body);
 }
 
 /// A scratch container directory (run/, lib/ with hooks, root/ copy).
@@ -35,36 +34,19 @@ struct Dir {
 }
 
 fn prepare(tag: &str) -> Dir {
-    require_root();
-    let (path, cleanup) = scratch(tag);
-    for d in ["run", "lib"] {
-        std::fs::create_dir(path.join(d)).unwrap();
-    }
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(rootfs())
-        .arg(path.join("root"))
-        .status()
-        .unwrap();
-    assert!(st.success(), "copy rootfs");
+    let d = ContainerDir::new(tag);
     let hostname = unique("wshd");
-    let lib = path.join("lib");
-    write_hook(
-        &lib,
+    d.hook(
         "hook-parent-before-clone.sh",
         "#!/bin/sh\ncd \"$(dirname \"$0\")/..\"\necho \"$PATH\" > run/before-clone\n",
     );
-    write_hook(
-        &lib,
-        "hook-parent-after-clone.sh",
-        "#!/bin/sh\ncd \"$(dirname \"$0\")/..\"\necho \"$PID\" > run/wshd.pid\n",
-    );
-    write_hook(
-        &lib,
+    d.hook("hook-parent-after-clone.sh", RECORD_PID);
+    d.hook(
         "hook-child-before-pivot.sh",
         "#!/bin/sh\ncd \"$(dirname \"$0\")/..\"\ntouch run/before-pivot\n",
     );
-    write_hook(&lib, "hook-child-after-pivot.sh", AFTER_PIVOT);
+    d.hook("hook-child-after-pivot.sh", AFTER_PIVOT);
+    let ContainerDir { path, cleanup } = d;
     Dir {
         path,
         hostname,
@@ -82,12 +64,7 @@ impl Dir {
     fn start(&mut self) -> (i32, String) {
         let err = self.path.join("wshd.err");
         let st = Command::new(bin("wshd"))
-            .arg("--run")
-            .arg(self.path.join("run"))
-            .arg("--lib")
-            .arg(self.path.join("lib"))
-            .arg("--root")
-            .arg(self.path.join("root"))
+            .args(wshd_args(&self.path))
             .args(["--title", "wshd: test", "--hostname", &self.hostname])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -417,12 +394,7 @@ fn sessions_see_only_stdio_fds() {
         .arg("exec 7<\"$0\"; exec \"$@\"")
         .arg(p.join("root/etc/passwd"))
         .arg(bin("wshd"))
-        .arg("--run")
-        .arg(p.join("run"))
-        .arg("--lib")
-        .arg(p.join("lib"))
-        .arg("--root")
-        .arg(p.join("root"))
+        .args(wshd_args(&p))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err).unwrap())
         .status()
@@ -506,9 +478,51 @@ fn users_groups_env_and_limits() {
     let e = String::from_utf8_lossy(&e);
     assert_eq!(code, 255);
     assert!(e.contains("RLIMIT_NOFILE"), "{e}");
-    let (code, _, e) = run(c.wsh(&["true"]).env("RLIMIT_NOFILE", "lots"));
-    assert_eq!(code, 255);
-    assert!(String::from_utf8_lossy(&e).contains("RLIMIT_NOFILE"));
+    for bad in ["lots", "512 256", "1 2 3"] {
+        let (code, _, e) = run(c.wsh(&["true"]).env("RLIMIT_NOFILE", bad));
+        assert_eq!(code, 255, "{bad}");
+        assert!(
+            String::from_utf8_lossy(&e).contains("RLIMIT_NOFILE"),
+            "{bad}"
+        );
+    }
+    // 'SOFT HARD' as the C wsh took it (sscanf "%ld %ld"); one value sets
+    // both. The hard limit holds for an unprivileged user: vcap cannot
+    // raise its soft limit past it.
+    for (value, want) in [
+        ("256 512", "256 512"),
+        ("300", "300 300"),
+        ("64\t1024", "64 1024"),
+    ] {
+        let (code, o, e) = run(c
+            .wsh(&[
+                "--user",
+                "vcap",
+                "sh",
+                "-c",
+                "echo $(ulimit -Sn) $(ulimit -Hn)",
+            ])
+            .env("RLIMIT_NOFILE", value));
+        assert_eq!(code, 0, "{value:?}: {}", String::from_utf8_lossy(&e));
+        assert_eq!(
+            String::from_utf8_lossy(&o),
+            format!("{want}\n"),
+            "{value:?}"
+        );
+    }
+    let (code, o, _) = run(c
+        .wsh(&[
+            "--user",
+            "vcap",
+            "sh",
+            "-c",
+            "ulimit -Sn 512 && echo raised; ulimit -Sn 513 2>/dev/null || echo refused",
+        ])
+        .env("RLIMIT_NOFILE", "256 512"));
+    assert_eq!(
+        (code, String::from_utf8_lossy(&o).as_ref()),
+        (0, "raised\nrefused\n")
+    );
 }
 
 #[test]
@@ -697,9 +711,7 @@ fn unreachable_socket_gives_255() {
         run(Command::new(bin("wsh")).args(["--socket", "/nonexistent/wshd.sock", "true"]));
     assert_eq!(code, 255);
     assert!(String::from_utf8_lossy(&err).contains("/nonexistent/wshd.sock"));
-    let (code, _, err) = run(Command::new(bin("wsh")).args(["--bogus-flag"]));
-    assert_eq!(code, 1);
-    assert!(String::from_utf8_lossy(&err).contains("--bogus-flag"));
+    // Usage errors: tests/tests/usage.rs.
 }
 
 #[test]
@@ -789,10 +801,7 @@ fn failing_or_missing_hooks_fail_start_and_leave_nothing() {
             assert_eq!(c.ok(&["echo", "up"]).trim(), "up", "{hook}");
         }
     }
-    // Bad flags and directories.
-    let (code, _, err) = run(Command::new(bin("wshd")).args(["--bogus", "x"]));
-    assert_eq!(code, 1);
-    assert!(String::from_utf8_lossy(&err).contains("--bogus"));
+    // Bad directories (bad flags: tests/tests/usage.rs).
     let (code, _, err) = run(Command::new(bin("wshd")).args([
         "--run",
         "/nonexistent-dir",
@@ -860,12 +869,7 @@ fn closed_stdio_is_tolerated() {
         .arg("exec \"$@\" <&- >&-")
         .arg("sh")
         .arg(bin("wshd"))
-        .arg("--run")
-        .arg(p.join("run"))
-        .arg("--lib")
-        .arg(p.join("lib"))
-        .arg("--root")
-        .arg(p.join("root"))
+        .args(wshd_args(&p))
         .stderr(Stdio::null())
         .status()
         .unwrap();

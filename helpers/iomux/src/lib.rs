@@ -5,7 +5,6 @@
 //! * [`proto`]: the socket protocol between the two.
 //! * [`ring`]: the u64-addressed ring buffer.
 //! * [`files`]: `exit_status` and cursors file formats.
-#![forbid(unsafe_code)]
 
 pub mod files;
 pub mod link;

@@ -15,7 +15,8 @@
 //! * 128+N when we got SIGTERM/SIGINT/SIGHUP (N): cursors saved, job untouched;
 //! * 141 when our stdout or stderr is closed (EPIPE): cursors saved, job
 //!   untouched;
-//! * 255 with a message on stderr: bad usage, cannot attach (no such
+//! * 2 on a usage error (see `wsys::args`);
+//! * 255 with a message on stderr: cannot attach (no such
 //!   socket, nobody listening, cursor refused), iomux-spawn went away before
 //!   the status, or a protocol error.
 //!
@@ -34,11 +35,13 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::SpliceFFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::MsgFlags;
 use nix::sys::stat::{fstat, SFlag};
 
+use wsys::args::{Arg, Error as ArgError, Parsed, Parser};
 use wsys::event::{bytes_readable, poll, pollfd, PollFd};
 
 use crate::files::{cursors_text, read_cursors, write_atomic, Cursors};
@@ -56,8 +59,6 @@ const ATTACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Errors that end iomux-link with [`EXIT_INTERNAL`].
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    #[error("usage: iomux-link [-w CURSORS] DIR")]
-    Usage,
     #[error(transparent)]
     File(#[from] crate::files::FileError),
     #[error("cannot attach to {path}: {err}")]
@@ -85,43 +86,27 @@ pub struct LinkConfig {
     pub dir: PathBuf,
 }
 
+/// The command line, for usage errors and `--help` (`wsys::args`).
+pub const CLI: wsys::args::Cli = wsys::args::Cli {
+    prog: "iomux-link",
+    synopsis: "[-w CURSORS] DIR",
+    options: "  -w CURSORS  resume from, and save, the stream offsets in this file\n",
+};
+
 /// Parses the arguments after argv[0]: `[-w CURSORS] DIR` (also `-wCURSORS`).
-pub fn parse_args(args: &[std::ffi::OsString]) -> Result<LinkConfig, LinkError> {
-    use std::os::unix::ffi::OsStrExt;
+pub fn parse_args(p: &mut Parser) -> Result<Parsed<LinkConfig>, ArgError> {
     let mut cursors = None;
     let mut dir = None;
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].as_bytes();
-        if a == b"--" {
-            i += 1;
-            if i < args.len() && dir.is_none() {
-                dir = Some(PathBuf::from(&args[i]));
-                i += 1;
-            }
-            break;
-        } else if a == b"-w" {
-            i += 1;
-            cursors = Some(PathBuf::from(args.get(i).ok_or(LinkError::Usage)?));
-        } else if let Some(p) = a.strip_prefix(b"-w") {
-            cursors = Some(PathBuf::from(std::ffi::OsStr::from_bytes(p)));
-        } else if a.starts_with(b"-") || dir.is_some() {
-            return Err(LinkError::Usage);
-        } else {
-            dir = Some(PathBuf::from(&args[i]));
+    while let Some(arg) = p.next()? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help),
+            Arg::Short('w') => cursors = Some(wsys::args::nonempty(p, "-w")?.into()),
+            Arg::Value(d) if dir.is_none() && !d.is_empty() => dir = Some(PathBuf::from(d)),
+            a => return Err(a.unexpected()),
         }
-        i += 1;
     }
-    if i < args.len() {
-        return Err(LinkError::Usage);
-    }
-    let dir = dir
-        .filter(|d| !d.as_os_str().is_empty())
-        .ok_or(LinkError::Usage)?;
-    if cursors.as_ref().is_some_and(|c| c.as_os_str().is_empty()) {
-        return Err(LinkError::Usage);
-    }
-    Ok(LinkConfig { cursors, dir })
+    let dir = dir.ok_or("DIR is required")?;
+    Ok(Parsed::Run(LinkConfig { cursors, dir }))
 }
 
 /// Where our copy of one stream goes.
@@ -291,7 +276,15 @@ impl Stream {
             if self.eof {
                 break;
             }
-            match wsys::event::splice(self.data.as_fd(), out, SPLICE_MAX) {
+            let moved = nix::fcntl::splice(
+                self.data.as_fd(),
+                None,
+                out,
+                None,
+                SPLICE_MAX,
+                SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK,
+            );
+            match moved.map_err(io::Error::from) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.cursor += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -651,36 +644,35 @@ fn recv_header(sock: &UnixStream, path: &Path, requested: u64) -> Result<(u64, F
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
 
-    fn a(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
+    fn parse(v: &[&str]) -> Result<Parsed<LinkConfig>, ArgError> {
+        parse_args(&mut wsys::args::from_args(v))
+    }
+
+    fn cfg(v: &[&str]) -> LinkConfig {
+        parse(v).unwrap().run().expect("not help")
     }
 
     #[test]
     fn parses() {
         assert_eq!(
-            parse_args(&a(&["d"])).unwrap(),
+            cfg(&["d"]),
             LinkConfig {
                 cursors: None,
                 dir: "d".into()
             }
         );
         assert_eq!(
-            parse_args(&a(&["-w", "c", "d"])).unwrap(),
+            cfg(&["-w", "c", "d"]),
             LinkConfig {
                 cursors: Some("c".into()),
                 dir: "d".into()
             }
         );
-        assert_eq!(
-            parse_args(&a(&["-wc", "d"])).unwrap().cursors,
-            Some("c".into())
-        );
-        assert_eq!(
-            parse_args(&a(&["--", "-d"])).unwrap().dir,
-            PathBuf::from("-d")
-        );
+        assert_eq!(cfg(&["-wc", "d"]).cursors, Some("c".into()));
+        assert_eq!(cfg(&["d", "-w", "c"]).cursors, Some("c".into()));
+        assert_eq!(cfg(&["--", "-d"]).dir, PathBuf::from("-d"));
+        assert!(matches!(parse(&["-h"]), Ok(Parsed::Help)));
         for bad in [
             &[][..],
             &["-w"],
@@ -688,8 +680,9 @@ mod tests {
             &["d", "e"],
             &["-x", "d"],
             &[""],
+            &["-w", "", "d"],
         ] {
-            assert!(parse_args(&a(bad)).is_err(), "{bad:?}");
+            assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -48,13 +48,14 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
+use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{AccessFlags, Pid};
 
+use wsys::args::{Arg, Error as ArgError, Parsed, Parser};
 use wsys::event::{bytes_readable, poll, pollfd, PollFd};
 use wsys::spawn::{spawn_held, HeldChild, HeldSpec};
 
@@ -79,13 +80,14 @@ const SUN_PATH_MAX: usize = 107;
 /// Pipe size asked for on the job's stdout/stderr pipes and data pipes.
 const PIPE_SIZE: usize = 1 << 20;
 
+/// Grows a pipe to [`PIPE_SIZE`] (`F_SETPIPE_SZ`; the kernel may refuse).
+fn set_pipe_size(fd: std::os::fd::BorrowedFd<'_>) -> nix::Result<i32> {
+    nix::fcntl::fcntl(fd.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32))
+}
+
 /// Errors before the job runs (each is one line for the user).
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
-    #[error(
-        "usage: iomux-spawn [--ring-size BYTES] [--linger SECS] [--hold SECS] DIR CMD [ARGS...]"
-    )]
-    Usage,
     #[error("{0}")]
     BadFlag(String),
     #[error("{path}: {why}")]
@@ -122,71 +124,62 @@ pub struct Config {
     pub hold: Duration,
 }
 
+/// The command line, for usage errors and `--help` (`wsys::args`).
+pub const CLI: wsys::args::Cli = wsys::args::Cli {
+    prog: "iomux-spawn",
+    synopsis: "[--ring-size BYTES] [--linger SECS] [--hold SECS] [--] DIR CMD [ARGS...]",
+    options: "  --ring-size BYTES  ring per stream (default 262144; IOMUX_RING_SIZE)\n\
+  --linger SECS      stay after the job's end and the last linker (default 30; IOMUX_LINGER)\n\
+  --hold SECS        longest wait for the first linker (default 30; IOMUX_HOLD)\n",
+};
+
 /// Parses the arguments after argv[0]; `env` supplies `IOMUX_*` defaults.
+/// Options come before DIR; CMD and its arguments are taken unchanged.
 pub fn parse_args(
-    args: &[OsString],
+    p: &mut Parser,
     env: impl Fn(&str) -> Option<OsString>,
-) -> Result<Config, SpawnError> {
+) -> Result<Parsed<Config>, ArgError> {
     let mut ring_size = num_opt("IOMUX_RING_SIZE", env("IOMUX_RING_SIZE"))?;
     let mut linger = num_opt("IOMUX_LINGER", env("IOMUX_LINGER"))?;
     let mut hold = num_opt("IOMUX_HOLD", env("IOMUX_HOLD"))?;
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].as_bytes();
-        let (name, inline) = match a.iter().position(|&c| c == b'=') {
-            Some(p) if a.starts_with(b"--") => (&a[..p], Some(&args[i].as_bytes()[p + 1..])),
-            _ => (a, None),
-        };
-        let slot = match name {
-            b"--" => {
-                i += 1;
+    let mut operands = Vec::new();
+    while let Some(arg) = p.next()? {
+        let (slot, name) = match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help),
+            Arg::Long("ring-size") => (&mut ring_size, "--ring-size"),
+            Arg::Long("linger") => (&mut linger, "--linger"),
+            Arg::Long("hold") => (&mut hold, "--hold"),
+            Arg::Value(dir) => {
+                operands.push(dir);
+                operands.extend(wsys::args::rest(p));
                 break;
             }
-            b"--ring-size" => &mut ring_size,
-            b"--linger" => &mut linger,
-            b"--hold" => &mut hold,
-            _ if a.starts_with(b"-") && a.len() > 1 => {
-                return Err(SpawnError::BadFlag(format!(
-                    "unknown flag {}",
-                    String::from_utf8_lossy(a)
-                )))
-            }
-            _ => break,
+            a => return Err(a.unexpected()),
         };
-        let flag = String::from_utf8_lossy(name).into_owned();
-        let value = match inline {
-            Some(v) => OsStr::from_bytes(v).to_os_string(),
-            None => {
-                i += 1;
-                args.get(i)
-                    .cloned()
-                    .ok_or_else(|| SpawnError::BadFlag(format!("{flag} needs a value")))?
-            }
-        };
-        *slot = num_opt(&flag, Some(value))?;
-        i += 1;
+        *slot = num_opt(name, Some(p.value()?))?;
     }
-    let rest = &args[i..];
-    if rest.len() < 2 || rest[0].is_empty() || rest[1].is_empty() {
-        return Err(SpawnError::Usage);
+    if operands.len() < 2 || operands[0].is_empty() || operands[1].is_empty() {
+        return Err("DIR and CMD are required".into());
     }
     let ring_size = ring_size.unwrap_or(DEFAULT_RING as u64);
     if ring_size < RING_RANGE.0 as u64 || ring_size > RING_RANGE.1 as u64 {
-        return Err(SpawnError::BadFlag(format!(
+        return Err(format!(
             "ring size {ring_size} outside {}..={}",
             RING_RANGE.0, RING_RANGE.1
-        )));
+        )
+        .into());
     }
-    Ok(Config {
-        dir: PathBuf::from(&rest[0]),
-        argv: rest[1..].to_vec(),
+    let dir = PathBuf::from(operands.remove(0));
+    Ok(Parsed::Run(Config {
+        dir,
+        argv: operands,
         ring_size: ring_size as usize,
         linger: linger.map(Duration::from_secs).unwrap_or(DEFAULT_LINGER),
         hold: hold.map(Duration::from_secs).unwrap_or(DEFAULT_HOLD),
-    })
+    }))
 }
 
-fn num_opt(name: &str, v: Option<OsString>) -> Result<Option<u64>, SpawnError> {
+fn num_opt(name: &str, v: Option<OsString>) -> Result<Option<u64>, ArgError> {
     match v {
         None => Ok(None),
         Some(v) => v
@@ -194,9 +187,7 @@ fn num_opt(name: &str, v: Option<OsString>) -> Result<Option<u64>, SpawnError> {
             .and_then(|s| s.parse::<u64>().ok())
             .filter(|&n| n <= 1 << 40)
             .map(Some)
-            .ok_or_else(|| {
-                SpawnError::BadFlag(format!("{name}: not a number: {}", v.to_string_lossy()))
-            }),
+            .ok_or_else(|| format!("{name}: not a number: {}", v.to_string_lossy()).into()),
     }
 }
 
@@ -394,7 +385,12 @@ pub struct Spawner {
 impl Spawner {
     /// Startup: everything up to and including `child_pid=N`. On error,
     /// nothing created is left behind.
-    pub fn start(cfg: Config) -> Result<Spawner, SpawnError> {
+    ///
+    /// # Safety
+    /// The calling process must have exactly one thread: this forks the job
+    /// ([`wsys::spawn::spawn_held`]) and edits the environment.
+    #[allow(unsafe_code)]
+    pub unsafe fn start(cfg: Config) -> Result<Spawner, SpawnError> {
         let cmd = resolve_command(&cfg.argv[0], std::env::var_os("PATH").as_deref())?;
         let sock_paths =
             [proto::STDOUT_SOCK, proto::STDERR_SOCK, proto::STATUS_SOCK].map(|n| cfg.dir.join(n));
@@ -444,7 +440,7 @@ impl Spawner {
         let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sysn("pipe"))?;
         for r in [&out_r, &err_r] {
             set_nonblock(r).map_err(sys("pipe nonblock"))?;
-            let _ = wsys::event::set_pipe_size(r.as_fd(), PIPE_SIZE);
+            let _ = set_pipe_size(r.as_fd());
         }
 
         // The child must not see our settings in its environment.
@@ -459,14 +455,15 @@ impl Spawner {
             .map(|a| CString::new(a.as_bytes()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| SpawnError::BadFlag("argument contains a NUL byte".into()))?;
-        let child = spawn_held(&HeldSpec {
+        let spec = HeldSpec {
             path: &path,
             argv: &argv,
             stdout: out_w.as_fd(),
             stderr: err_w.as_fd(),
             die_with_parent: true,
-        })
-        .map_err(|e| SpawnError::Sys {
+        };
+        // SAFETY: the process is single-threaded (this function's contract).
+        let child = unsafe { spawn_held(&spec) }.map_err(|e| SpawnError::Sys {
             what: "spawn".into(),
             err: io::Error::other(e.to_string()),
         })?;
@@ -734,7 +731,12 @@ impl Spawner {
         else {
             return false;
         };
-        let n = match wsys::event::tee(pipe.as_fd(), data.as_fd(), room) {
+        let n = match nix::fcntl::tee(
+            pipe.as_fd(),
+            data.as_fd(),
+            room,
+            SpliceFFlags::SPLICE_F_NONBLOCK,
+        ) {
             Ok(n) if n > 0 => n,
             // Nothing queued, pipe EOF, or the linker's pipe is full: the
             // plain read below decides.
@@ -1083,7 +1085,7 @@ impl Spawner {
 fn send_header(sock: &UnixStream, first: u64) -> io::Result<File> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-    let _ = wsys::event::set_pipe_size(w.as_fd(), PIPE_SIZE);
+    let _ = set_pipe_size(w.as_fd());
     let hdr = proto::header(first);
     let iov = [IoSlice::new(&hdr)];
     let fds = [r.as_raw_fd()];
@@ -1142,26 +1144,36 @@ mod tests {
         v.iter().map(OsString::from).collect()
     }
 
+    fn parse(
+        v: &[&str],
+        env: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Parsed<Config>, ArgError> {
+        parse_args(&mut wsys::args::from_args(v), env)
+    }
+
+    fn cfg(v: &[&str], env: impl Fn(&str) -> Option<OsString>) -> Config {
+        parse(v, env).unwrap().run().expect("not help")
+    }
+
     #[test]
     fn parses_flags_and_env() {
-        let c = parse_args(&args(&["d", "cmd", "-x"]), |_| None).unwrap();
+        let c = cfg(&["d", "cmd", "-x", "--linger"], |_| None);
         assert_eq!(c.dir, PathBuf::from("d"));
-        assert_eq!(c.argv, args(&["cmd", "-x"]));
+        assert_eq!(c.argv, args(&["cmd", "-x", "--linger"]));
         assert_eq!(c.ring_size, DEFAULT_RING);
         assert_eq!(c.linger, DEFAULT_LINGER);
-        let c = parse_args(
-            &args(&["--ring-size", "65536", "--linger=2", "--", "d", "cmd"]),
+        let c = cfg(
+            &["--ring-size", "65536", "--linger=2", "--", "d", "cmd"],
             |k| (k == "IOMUX_HOLD").then(|| "5".into()),
-        )
-        .unwrap();
+        );
         assert_eq!(c.ring_size, 65536);
         assert_eq!(c.linger, Duration::from_secs(2));
         assert_eq!(c.hold, Duration::from_secs(5));
-        let c = parse_args(&args(&["d", "cmd"]), |k| {
+        let c = cfg(&["d", "cmd"], |k| {
             (k == "IOMUX_RING_SIZE").then(|| "8192".into())
-        })
-        .unwrap();
+        });
         assert_eq!(c.ring_size, 8192);
+        assert!(matches!(parse(&["--help"], |_| None), Ok(Parsed::Help)));
     }
 
     #[test]
@@ -1175,9 +1187,9 @@ mod tests {
             &["--bogus", "d", "c"],
             &["", "c"],
         ] {
-            assert!(parse_args(&args(bad), |_| None).is_err(), "{bad:?}");
+            assert!(parse(bad, |_| None).is_err(), "{bad:?}");
         }
-        assert!(parse_args(&args(&["d", "c"]), |_| Some("nope".into())).is_err());
+        assert!(parse(&["d", "c"], |_| Some("nope".into())).is_err());
     }
 
     #[test]

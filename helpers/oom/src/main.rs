@@ -1,23 +1,54 @@
-//! oom CGROUP_DIR: exit 0 on a real OOM of the cgroup; see the `oom` crate.
+//! `oom CGROUP_DIR`: exit 0 on a real OOM of the cgroup; see the `oom` crate.
 //! Exit 1 with a message when no OOM can come (bad path, not a memory
-//! cgroup, cgroup removed); exit 2 on bad usage.
-#![forbid(unsafe_code)]
+//! cgroup, cgroup removed); exit 2 on a usage error (see `wsys::args`).
+
+use std::path::PathBuf;
+use wsys::args::{Arg, Cli, Error, Parsed, Parser};
+
+const CLI: Cli = Cli {
+    prog: "oom",
+    synopsis: "CGROUP_DIR",
+    options: "  CGROUP_DIR  a memory cgroup directory (v1 or v2)\n",
+};
+
+fn parse(p: &mut Parser) -> Result<Parsed<PathBuf>, Error> {
+    let mut dir = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help),
+            Arg::Value(d) if dir.is_none() && !d.is_empty() => dir = Some(PathBuf::from(d)),
+            a => return Err(a.unexpected()),
+        }
+    }
+    Ok(Parsed::Run(dir.ok_or("CGROUP_DIR is required")?))
+}
 
 fn main() {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    if args.len() != 1 || args[0].is_empty() {
-        eprintln!("usage: oom CGROUP_DIR");
-        std::process::exit(2);
-    }
+    let dir = CLI.get(parse(&mut wsys::args::from_env()));
     // No PR_SET_PDEATHSIG: it fires when the parent *thread* exits, which
     // would fake a "no OOM" for a threaded controller. A left-over oom ends
     // when its cgroup is removed.
-    let dir = std::path::Path::new(&args[0]);
-    match oom::arm(dir).and_then(oom::Armed::wait) {
-        Ok(()) => {}
-        Err(e) => {
-            eprintln!("oom: {e}");
-            std::process::exit(1);
+    if let Err(e) = oom::arm(&dir).and_then(oom::Armed::wait) {
+        eprintln!("oom: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_directory() {
+        let p = |v: &[&str]| parse(&mut wsys::args::from_args(v));
+        assert_eq!(
+            p(&["/sys/fs/cgroup/x"]).unwrap(),
+            Parsed::Run("/sys/fs/cgroup/x".into())
+        );
+        assert_eq!(p(&["--", "-x"]).unwrap(), Parsed::Run("-x".into()));
+        assert_eq!(p(&["--help"]).unwrap(), Parsed::Help);
+        for bad in [&[][..], &[""], &["a", "b"], &["-x"]] {
+            assert!(p(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -46,6 +46,7 @@ pub fn send(
 }
 
 /// `accept4` with `SOCK_CLOEXEC | SOCK_NONBLOCK`.
+#[allow(unsafe_code)]
 pub fn accept(listener: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
     let fd = nix::sys::socket::accept4(
         listener.as_raw_fd(),
@@ -68,6 +69,7 @@ pub struct Received {
 
 /// Receives one message into `buf` (with `nonblock`, `MSG_DONTWAIT`).
 /// `len == 0` with no descriptors means the peer closed the connection.
+#[allow(unsafe_code)]
 pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], nonblock: bool) -> nix::Result<Received> {
     let mut cspace = nix::cmsg_space!([RawFd; MAX_FDS]);
     let mut flags = MsgFlags::MSG_CMSG_CLOEXEC;

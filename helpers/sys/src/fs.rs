@@ -7,6 +7,7 @@ use nix::NixPath;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// `openat(dir, path, flags | O_CLOEXEC, mode)`; `dir = None` is `AT_FDCWD`.
+#[allow(unsafe_code)]
 pub fn openat<P: ?Sized + NixPath>(
     dir: Option<&OwnedFd>,
     path: &P,

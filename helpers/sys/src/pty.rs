@@ -17,6 +17,7 @@ pub struct WinSize {
 /// Opens a new pty pair: (master, slave), both close-on-exec, the slave
 /// opened through `TIOCGPTPEER` (no path lookup) and not made a controlling
 /// terminal. A non-zero `size` is set before anyone can read it.
+#[allow(unsafe_code)]
 pub fn open_pair(size: WinSize) -> nix::Result<(OwnedFd, OwnedFd)> {
     let raw = open(
         "/dev/ptmx",
@@ -45,6 +46,7 @@ pub fn open_pair(size: WinSize) -> nix::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// `TIOCGWINSZ`; None when `fd` is not a terminal.
+#[allow(unsafe_code)]
 pub fn get_winsize(fd: BorrowedFd<'_>) -> Option<WinSize> {
     // SAFETY: winsize is plain data; all-zero is a valid value.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
@@ -59,6 +61,7 @@ pub fn get_winsize(fd: BorrowedFd<'_>) -> Option<WinSize> {
 }
 
 /// `TIOCSWINSZ` (on a master: the foreground process group gets SIGWINCH).
+#[allow(unsafe_code)]
 pub fn set_winsize(fd: BorrowedFd<'_>, size: WinSize) -> nix::Result<()> {
     let ws = libc::winsize {
         ws_row: size.rows,
@@ -74,6 +77,7 @@ pub fn set_winsize(fd: BorrowedFd<'_>, size: WinSize) -> nix::Result<()> {
 }
 
 /// Makes `fd` the controlling terminal of the calling session leader.
+#[allow(unsafe_code)]
 pub fn set_controlling(fd: BorrowedFd<'_>) -> nix::Result<()> {
     // SAFETY: TIOCSCTTY takes an int argument by value (0: do not steal).
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) } == -1 {

@@ -16,6 +16,9 @@
 //! Between fork and exec the child makes only async-signal-safe syscalls and
 //! touches no heap: everything it needs is prepared before `fork`.
 
+use crate::ns::Forked;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -60,16 +63,11 @@ impl HeldChild {
     /// Lets the child exec. Idempotent; later calls do nothing.
     pub fn release(&mut self) -> io::Result<()> {
         if let Some(fd) = self.release.take() {
-            let b = [b'X'];
             loop {
-                // SAFETY: writes one byte from a live local buffer to an fd we own.
-                let rc = unsafe { libc::write(fd.as_raw_fd(), b.as_ptr().cast(), 1) };
-                if rc == 1 {
-                    break;
-                }
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
+                match nix::unistd::write(&fd, b"X") {
+                    Ok(1) => break,
+                    Ok(_) | Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
                 }
             }
         }
@@ -83,7 +81,14 @@ impl HeldChild {
 }
 
 /// Forks a held child as described in the module documentation.
-pub fn spawn_held(spec: &HeldSpec<'_>) -> Result<HeldChild, SpawnError> {
+///
+/// # Safety
+/// The calling process must have exactly one thread (see
+/// [`crate::ns::fork`]). The child itself allocates nothing and only makes
+/// async-signal-safe calls, but the caller's other threads could still hold
+/// locks that the forked copy of the program inherits.
+#[allow(unsafe_code)]
+pub unsafe fn spawn_held(spec: &HeldSpec<'_>) -> Result<HeldChild, SpawnError> {
     if spec.argv.is_empty() {
         return Err(SpawnError::EmptyArgv);
     }
@@ -92,41 +97,37 @@ pub fn spawn_held(spec: &HeldSpec<'_>) -> Result<HeldChild, SpawnError> {
     argv.push(std::ptr::null());
     let (bar_r, bar_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| SpawnError::Pipe(io::Error::from(e)))?;
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    let out = spec.stdout.as_raw_fd();
-    let err = spec.stderr.as_raw_fd();
-    let path = spec.path.as_ptr();
+    let child_spec = Child {
+        out: spec.stdout.as_raw_fd(),
+        err: spec.stderr.as_raw_fd(),
+        bar_r: bar_r.as_raw_fd(),
+        bar_w: bar_w.as_raw_fd(),
+        parent: nix::unistd::getpid().as_raw(),
+        die_with_parent: spec.die_with_parent,
+        path: spec.path.as_ptr(),
+        argv: argv.as_ptr(),
+    };
 
-    // SAFETY: the caller is single-threaded where it matters (iomux-spawn
-    // starts no threads); the child branch below only makes async-signal-safe
-    // syscalls on data prepared above and never returns.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(SpawnError::Fork(io::Error::last_os_error()));
+    // SAFETY: the caller is single-threaded (this function's contract).
+    match unsafe { crate::ns::fork() } {
+        Err(e) => Err(SpawnError::Fork(io::Error::from(e))),
+        // SAFETY: `child_spec` holds fds that are open in this forked copy
+        // and pointers into `spec.path` and `argv`, which live on (copied)
+        // until exec; the child never returns.
+        Ok(Forked::Child) => unsafe { child_spec.run() },
+        Ok(Forked::Parent(pid)) => {
+            drop(bar_r);
+            Ok(HeldChild {
+                pid,
+                release: Some(bar_w),
+            })
+        }
     }
-    if pid == 0 {
-        child(
-            out,
-            err,
-            bar_r.as_raw_fd(),
-            bar_w.as_raw_fd(),
-            parent,
-            spec.die_with_parent,
-            path,
-            argv.as_ptr(),
-        );
-    }
-    drop(bar_r);
-    Ok(HeldChild {
-        pid,
-        release: Some(bar_w),
-    })
 }
 
-/// The child side between fork and exec. Never returns.
-#[allow(clippy::too_many_arguments)]
-fn child(
+/// What the child needs between fork and exec, prepared before fork so the
+/// child allocates nothing.
+struct Child {
     out: RawFd,
     err: RawFd,
     bar_r: RawFd,
@@ -135,75 +136,61 @@ fn child(
     die_with_parent: bool,
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
-) -> ! {
-    // SAFETY: only async-signal-safe syscalls on fds and pointers that were
-    // valid in the parent at fork time and so are valid copies here; the
-    // function ends in execv or _exit.
-    unsafe {
-        libc::close(bar_w);
-        if place(out, 1) < 0 || place(err, 2) < 0 {
-            libc::_exit(126);
+}
+
+impl Child {
+    /// The child side between fork and exec. Never returns. Only
+    /// async-signal-safe syscalls, no allocation.
+    ///
+    /// # Safety
+    /// Call only in a freshly forked child: the fds must be open, `path`
+    /// must point to a NUL-terminated string and `argv` to a NULL-terminated
+    /// array of them, all valid until exec.
+    #[allow(unsafe_code)]
+    unsafe fn run(&self) -> ! {
+        let _ = nix::unistd::close(self.bar_w);
+        if place(self.out, 1).is_err() || place(self.err, 2).is_err() {
+            crate::proc_::exit_now(126);
         }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for sig in 1..libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
+        crate::proc_::reset_signals();
+        if self.die_with_parent {
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if nix::unistd::getppid().as_raw() != self.parent {
+                crate::proc_::exit_now(1);
             }
         }
-        if die_with_parent {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-        }
-        if libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        ) < 0
-        {
+        if crate::proc_::cloexec_from(3).is_err() {
+            // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC.
             for fd in 3..65536 {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
             }
         }
-        let mut b = 0u8;
+        let mut b = [0u8; 1];
         loop {
-            let rc = libc::read(bar_r, (&mut b as *mut u8).cast(), 1);
-            if rc == 1 {
-                break;
+            match nix::unistd::read(self.bar_r, &mut b) {
+                Ok(1) => break,
+                Err(Errno::EINTR) => continue,
+                _ => crate::proc_::exit_now(1),
             }
-            if rc < 0 && *libc::__errno_location() == libc::EINTR {
-                continue;
-            }
-            libc::_exit(1);
         }
-        libc::execv(path, argv);
-        let errno = *libc::__errno_location();
+        // SAFETY: `path` and `argv` are valid per this function's contract;
+        // execv only returns on failure. (nix's execv would allocate.)
+        unsafe { libc::execv(self.path, self.argv) };
         let mut msg = [0u8; 64];
-        let n = exec_failed_message(&mut msg, errno);
-        libc::write(2, msg.as_ptr().cast(), n);
-        libc::_exit(127);
+        let n = exec_failed_message(&mut msg, Errno::last_raw());
+        // SAFETY: writes `n` bytes of a live local buffer to fd 2.
+        unsafe { libc::write(2, msg.as_ptr().cast(), n) };
+        crate::proc_::exit_now(127)
     }
 }
 
 /// dup2 `fd` onto `target`; when they are equal, clears close-on-exec.
-///
-/// # Safety
-/// Plain fd syscalls; callable between fork and exec.
-unsafe fn place(fd: RawFd, target: RawFd) -> libc::c_int {
+/// Plain fd syscalls, callable between fork and exec.
+fn place(fd: RawFd, target: RawFd) -> nix::Result<()> {
     if fd == target {
-        libc::fcntl(fd, libc::F_SETFD, 0)
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).map(drop)
     } else {
-        libc::dup2(fd, target)
+        nix::unistd::dup2(fd, target).map(drop)
     }
 }
 
@@ -236,8 +223,6 @@ fn exec_failed_message(buf: &mut [u8; 64], errno: i32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
-    use std::os::fd::AsFd;
 
     #[test]
     fn message_formats_errno() {
@@ -246,38 +231,5 @@ mod tests {
         assert_eq!(&b[..n], b"iomux-spawn: exec failed: errno 2\n");
         let n = exec_failed_message(&mut b, 12345);
         assert_eq!(&b[..n], b"iomux-spawn: exec failed: errno 12345\n");
-    }
-
-    #[test]
-    fn held_child_runs_only_after_release() {
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-        let path = CString::new("/bin/sh").unwrap();
-        let argv = [
-            CString::new("sh").unwrap(),
-            CString::new("-c").unwrap(),
-            CString::new("echo ran; ls /proc/self/fd | wc -l >&2").unwrap(),
-        ];
-        let mut c = spawn_held(&HeldSpec {
-            path: &path,
-            argv: &argv,
-            stdout: w.as_fd(),
-            stderr: w.as_fd(),
-            die_with_parent: true,
-        })
-        .unwrap();
-        drop(w);
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert_eq!(crate::event::bytes_readable(r.as_fd()).unwrap(), 0);
-        c.release().unwrap();
-        assert!(!c.is_held());
-        let mut s = String::new();
-        std::fs::File::from(r).read_to_string(&mut s).unwrap();
-        let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(c.pid()), None).unwrap();
-        assert_eq!(
-            st,
-            nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(c.pid()), 0)
-        );
-        // "ran", then the fd count of `ls`: 0, 1, 2 and its own dir fd.
-        assert_eq!(s, "ran\n4\n");
     }
 }

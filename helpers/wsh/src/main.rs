@@ -4,15 +4,17 @@
 //! PATH (default `run/wshd.sock`) as NAME (default root), and exits with its
 //! status: the exit code, 128+N when it was killed by signal N, 255 when
 //! wshd cannot be reached or refuses the request (message on stderr; 126 /
-//! 127 when the command is not executable / not found), 1 on a usage error.
+//! 127 when the command is not executable / not found), 2 on a usage error
+//! (`wsys::args`).
 //!
 //! If wsh goes away before the command ends, the command keeps running,
 //! unless `--kill-on-disconnect` asked wshd to kill its process group then.
 //!
-//! `RLIMIT_<NAME>=VALUE` environment variables (NAME one of AS CORE CPU
-//! DATA FSIZE LOCKS MEMLOCK MSGQUEUE NICE NOFILE NPROC RSS RTPRIO SIGPENDING
-//! STACK; VALUE a number or `unlimited`) become the session's rlimits, soft
-//! and hard. `LANG` is passed on; with a tty, `TERM` too.
+//! `RLIMIT_<NAME>=VALUE` or `RLIMIT_<NAME>='SOFT HARD'` environment
+//! variables (NAME one of AS CORE CPU DATA FSIZE LOCKS MEMLOCK MSGQUEUE NICE
+//! NOFILE NPROC RSS RTPRIO SIGPENDING STACK; each value a number or
+//! `unlimited`) become the session's rlimits: one value sets soft and hard,
+//! two set soft and hard as the C wsh did. `LANG` is passed on; with a tty, `TERM` too.
 //!
 //! stdin a tty: the session gets a pty inside the container; the local
 //! terminal is put in raw mode (restored on exit), its size is sent with the
@@ -21,7 +23,6 @@
 //! command then sees; stdout and stderr stay apart. `--rsh` accepts rsh's
 //! flags so rsync can use `wsh --rsh` as its remote shell (`-l` sets the
 //! user; the host is ignored).
-#![forbid(unsafe_code)]
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -29,101 +30,80 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
 use wshd::proto::{self, Reply, Request};
+use wsys::args::{rest, text, Arg, Cli, Error, Parsed, Parser};
 
-const USAGE: &str = "Usage: wsh [--socket PATH] [--user NAME] [--rsh [-l USER] [-46dn] [-t T] HOST] [CMD ARGS...]\n\
-  --socket PATH  path to wshd's socket (default run/wshd.sock)\n\
-  --user NAME    user to run as inside the container (default root)\n\
+const CLI: Cli = Cli {
+    prog: "wsh",
+    synopsis: "[--socket PATH] [--user NAME] [--kill-on-disconnect] [--rsh [-l USER] [-46dn] [-t T] HOST] [CMD ARGS...]",
+    options: "  --socket PATH         path to wshd's socket (default run/wshd.sock)\n\
+  --user NAME           user to run as inside the container (default root)\n\
   --kill-on-disconnect  kill the command if wsh goes away before it ends\n\
-  --rsh          rsh compatibility mode (for rsync -e)";
+  --rsh                 rsh compatibility mode (for rsync -e)\n",
+};
 
 #[derive(Debug, PartialEq, Eq)]
 struct Args {
-    socket: String,
+    socket: PathBuf,
     user: String,
     kill_on_disconnect: bool,
-    argv: Vec<String>,
+    argv: Vec<OsString>,
 }
 
-enum Parsed {
-    Run(Args),
-    Help,
-}
-
-fn parse(args: &[String]) -> Result<Parsed, String> {
+/// Options, then CMD: the first operand (or `--`) ends wsh's options and
+/// everything from it on is the command, passed unchanged. After `--rsh`,
+/// rsh's own options may come, then HOST (ignored), then more wsh options.
+fn parse(p: &mut Parser) -> Result<Parsed<Args>, Error> {
     let mut a = Args {
         socket: "run/wshd.sock".into(),
         user: String::new(),
         kill_on_disconnect: false,
         argv: Vec::new(),
     };
-    let mut i = 0;
-    let value = |i: usize, flag: &str| {
-        args.get(i + 1)
-            .cloned()
-            .ok_or_else(|| format!("option {flag} needs a value"))
-    };
-    while i < args.len() {
-        let f = args[i].as_str();
-        if !f.starts_with('-') {
-            break;
-        }
-        match f {
-            "--" => {
-                i += 1;
-                break;
+    let mut rsh_host = false;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") if !rsh_host => return Ok(Parsed::Help),
+            Arg::Long("socket") => a.socket = p.value()?.into(),
+            Arg::Long("user") => a.user = text(p, "--user")?,
+            Arg::Long("kill-on-disconnect") => a.kill_on_disconnect = true,
+            Arg::Long("rsh") => rsh_host = true,
+            Arg::Short('l') if rsh_host => a.user = text(p, "-l")?,
+            Arg::Short('t') if rsh_host => drop(p.value()?),
+            Arg::Short('4' | '6' | 'd' | 'n') if rsh_host => {}
+            Arg::Value(host) if rsh_host => {
+                drop(host);
+                rsh_host = false;
             }
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "--socket" => {
-                a.socket = value(i, f)?;
-                i += 2;
+            Arg::Value(cmd) => {
+                a.argv.push(cmd);
+                a.argv.extend(rest(p));
             }
-            "--user" => {
-                a.user = value(i, f)?;
-                i += 2;
-            }
-            "--kill-on-disconnect" => {
-                a.kill_on_disconnect = true;
-                i += 1;
-            }
-            "--rsh" => {
-                i += 1;
-                while i < args.len() && args[i].starts_with('-') {
-                    match args[i].as_str() {
-                        "-4" | "-6" | "-d" | "-n" => i += 1,
-                        "-l" => {
-                            a.user = value(i, "-l")?;
-                            i += 2;
-                        }
-                        "-t" => {
-                            value(i, "-t")?;
-                            i += 2;
-                        }
-                        o => return Err(format!("invalid rsh option -- {o}")),
-                    }
-                }
-                if i >= args.len() {
-                    return Err("--rsh needs a host".into());
-                }
-                i += 1;
-            }
-            o => return Err(format!("invalid option -- {o}")),
+            a => return Err(a.unexpected()),
         }
     }
-    a.argv = args[i..].to_vec();
+    if rsh_host {
+        return Err("--rsh needs a host".into());
+    }
     Ok(Parsed::Run(a))
 }
 
-fn rlimits_from_env() -> Result<Vec<(u8, u64)>, String> {
+fn rlimits_from_env() -> Result<Vec<(u8, u64, u64)>, String> {
     let mut out = Vec::new();
     for (id, name) in proto::RLIMITS.iter().enumerate() {
         let var = format!("RLIMIT_{name}");
         if let Some(v) = std::env::var_os(&var) {
             let s = v.to_string_lossy();
-            let n = proto::parse_rlimit_value(&s)
-                .ok_or_else(|| format!("{var}: invalid value '{s}' (a number or unlimited)"))?;
-            out.push((id as u8, n));
+            let (soft, hard) = proto::parse_rlimit_value(&s).ok_or_else(|| {
+                format!(
+                    "{var}: invalid value '{s}' (VALUE or 'SOFT HARD', each a number or unlimited)"
+                )
+            })?;
+            out.push((id as u8, soft, hard));
         }
     }
     Ok(out)
@@ -294,18 +274,7 @@ fn status_of(r: &Reply) -> Option<i32> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let a = match parse(&args) {
-        Ok(Parsed::Run(a)) => a,
-        Ok(Parsed::Help) => {
-            eprintln!("{USAGE}");
-            std::process::exit(0);
-        }
-        Err(e) => {
-            eprintln!("wsh: {e}\nTry `wsh --help' for more information.");
-            std::process::exit(1);
-        }
-    };
+    let a = CLI.get(parse(&mut wsys::args::from_env()));
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
@@ -326,7 +295,7 @@ fn main() {
         lang: env("LANG"),
         term: if tty { env("TERM") } else { String::new() },
         rlimits,
-        argv: a.argv.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        argv: a.argv.into_iter().map(OsStringExt::into_vec).collect(),
     };
     let msg = proto::encode_request(&req).unwrap_or_else(|e| die(255, &format!("request: {e}")));
 
@@ -337,16 +306,14 @@ fn main() {
         None,
     )
     .unwrap_or_else(|e| die(255, &format!("socket: {e}")));
-    let addr = UnixAddr::new(a.socket.as_str())
-        .unwrap_or_else(|_| die(255, &format!("connect {}: path too long", a.socket)));
+    let sock = a.socket.display();
+    let addr = UnixAddr::new(&a.socket)
+        .unwrap_or_else(|_| die(255, &format!("connect {sock}: path too long")));
     if let Err(e) = connect(conn.as_raw_fd(), &addr) {
-        die(
-            255,
-            &format!("cannot reach wshd at {}: {}", a.socket, e.desc()),
-        );
+        die(255, &format!("cannot reach wshd at {sock}: {}", e.desc()));
     }
     if let Err(e) = wsys::fdpass::send(conn.as_fd(), &msg, &[], false) {
-        die(255, &format!("send request to {}: {}", a.socket, e.desc()));
+        die(255, &format!("send request to {sock}: {}", e.desc()));
     }
     let mut buf = [0u8; 8192];
     let first = wsys::fdpass::recv(conn.as_fd(), &mut buf, false)
@@ -550,29 +517,30 @@ fn main() {
 mod tests {
     use super::*;
 
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
+    fn parse_v(v: &[&str]) -> Result<Parsed<Args>, Error> {
+        parse(&mut wsys::args::from_args(v))
     }
 
     fn run(v: &[&str]) -> Args {
-        match parse(&s(v)).unwrap() {
-            Parsed::Run(a) => a,
-            Parsed::Help => panic!("help"),
-        }
+        parse_v(v).unwrap().run().expect("not help")
+    }
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
     }
 
     #[test]
     fn defaults_and_flags() {
         let a = run(&[]);
         assert_eq!(
-            (a.socket.as_str(), a.user.as_str(), a.argv.len()),
-            ("run/wshd.sock", "", 0)
+            (a.socket, a.user.as_str(), a.argv.len()),
+            ("run/wshd.sock".into(), "", 0)
         );
-        let a = run(&["--socket", "/s", "--user", "vcap", "ls", "-l"]);
-        assert_eq!((a.socket.as_str(), a.user.as_str()), ("/s", "vcap"));
-        assert_eq!(a.argv, s(&["ls", "-l"]));
-        let a = run(&["--", "-x"]);
-        assert_eq!(a.argv, s(&["-x"]));
+        let a = run(&["--socket", "/s", "--user", "vcap", "ls", "-l", "--user"]);
+        assert_eq!((a.socket, a.user.as_str()), ("/s".into(), "vcap"));
+        assert_eq!(a.argv, os(&["ls", "-l", "--user"]));
+        assert_eq!(run(&["--", "-x"]).argv, os(&["-x"]));
+        assert!(run(&["--kill-on-disconnect", "true"]).kill_on_disconnect);
     }
 
     #[test]
@@ -591,15 +559,22 @@ mod tests {
             "--server",
         ]);
         assert_eq!(a.user, "vcap");
-        assert_eq!(a.argv, s(&["rsync", "--server"]));
-        assert!(parse(&s(&["--rsh"])).is_err());
-        assert!(parse(&s(&["--rsh", "-x", "h"])).is_err());
+        assert_eq!(a.argv, os(&["rsync", "--server"]));
+        // getopt forms rsync may use: -lUSER, clustered flags.
+        let a = run(&["--rsh", "-46dn", "-lvcap", "h", "true"]);
+        assert_eq!((a.user.as_str(), a.argv), ("vcap", os(&["true"])));
+        assert!(parse_v(&["--rsh"]).is_err());
+        assert!(parse_v(&["--rsh", "-x", "h"]).is_err());
     }
 
     #[test]
     fn usage_errors() {
-        assert!(parse(&s(&["--bogus"])).is_err());
-        assert!(parse(&s(&["--socket"])).is_err());
-        assert!(matches!(parse(&s(&["--help"])), Ok(Parsed::Help)));
+        assert!(parse_v(&["--bogus"]).is_err());
+        assert!(parse_v(&["--socket"]).is_err());
+        assert!(
+            parse_v(&["-l", "vcap", "true"]).is_err(),
+            "-l only after --rsh"
+        );
+        assert!(matches!(parse_v(&["--help"]), Ok(Parsed::Help)));
     }
 }

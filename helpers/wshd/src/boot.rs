@@ -4,11 +4,15 @@
 //! invoker (host)                         container init (pid 1 of new pid ns)
 //! ------------------------------------   -------------------------------------
 //! (main: every inherited fd >= 3 closed)
+//! re-exec from a read-only bind mount of
+//!   itself unless already on one (crate::exe)
 //! bind + listen <run>/wshd.sock (0600)
 //! unshare(NEWNS), / made rslave
 //! [hook-parent-before-clone.sh]
 //! clone(NEWNS|NEWUTS|NEWIPC|NEWPID|NEWNET) ->  waits on "go" pipe (PDEATHSIG=KILL)
 //! [hook-parent-after-clone.sh] (PID=...)
+//! device program attached to the init's
+//!   own v2 cgroup (crate::devices)
 //! writes "go"                            hostname (--hostname), / made rprivate
 //!                                        bind --root onto itself if not a mount
 //!                                        native setup under --root (crate::setup:
@@ -85,7 +89,11 @@ pub enum BootError {
     #[error(transparent)]
     Setup(#[from] crate::setup::SetupError),
     #[error(transparent)]
+    Exe(#[from] crate::exe::ExeError),
+    #[error(transparent)]
     Harden(#[from] crate::harden::HardenError),
+    #[error(transparent)]
+    Devices(#[from] crate::devices::DevicesError),
     #[error("container init failed ({0})")]
     Init(String),
 }
@@ -134,6 +142,8 @@ fn listen_socket(run: &Path) -> Result<OwnedFd, BootError> {
 /// Boots the container; returns in the invoker once the socket serves.
 /// The container's init never returns from here.
 pub fn start(cfg: &Config) -> Result<(), BootError> {
+    // May re-execute wshd from a read-only bind mount of itself.
+    crate::exe::ensure_readonly()?;
     let run = dir(&cfg.run, "--run")?;
     let lib = dir(&cfg.lib, "--lib")?;
     let root = dir(&cfg.root, "--root")?;
@@ -160,7 +170,10 @@ pub fn start(cfg: &Config) -> Result<(), BootError> {
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWNET;
-    match wsys::ns::clone_fork(flags).map_err(sys("clone"))? {
+    // SAFETY: wshd never starts a thread, so it is single-threaded here.
+    #[allow(unsafe_code)]
+    let forked = unsafe { wsys::ns::clone_fork(flags) };
+    match forked.map_err(sys("clone"))? {
         Forked::Child => {
             drop(go_w);
             drop(ready_r);
@@ -188,6 +201,7 @@ pub fn start(cfg: &Config) -> Result<(), BootError> {
                 &[format!("PID={pid}")],
             )
             .map_err(|e| fail(e.into()))?;
+            crate::devices::restrict(pid, cfg.allow_nested).map_err(|e| fail(e.into()))?;
             write(&go_w, b"g").map_err(|e| fail(BootError::Sys("signal container init", e)))?;
             drop(go_w);
             let mut b = [0u8; 1];
@@ -288,7 +302,12 @@ fn init(
     setsid().map_err(sys("setsid"))?;
     if let Some(t) = cfg.title.as_deref() {
         if let Some(a) = me.argv_area {
-            a.set_title(t);
+            // SAFETY: single-threaded (wshd starts no thread); the area was
+            // found before the clone, whose child has the same address space.
+            #[allow(unsafe_code)]
+            unsafe {
+                a.set_title(t)
+            };
         }
         let _ = wsys::proc_::set_name(t);
     }
@@ -316,6 +335,10 @@ fn init(
     write(&ready_w, b"r").map_err(sys("report ready"))?;
     drop(ready_w);
     // Boot-only code pages need not stay resident for the container's life.
-    me.text.shed();
+    // SAFETY: wshd never unmaps or maps over its program text.
+    #[allow(unsafe_code)]
+    unsafe {
+        me.text.shed()
+    };
     crate::server::serve(listener, sfd, limits, &me.policy, &me.text)
 }

@@ -64,6 +64,7 @@
 //! may mount and create namespaces (a nested warden needs both); non-root
 //! sessions are filtered the same either way.
 
+use caps::{CapSet, Capability, CapsHashSet};
 use nix::errno::Errno;
 use seccompiler::{
     SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
@@ -71,29 +72,28 @@ use seccompiler::{
 };
 use std::collections::BTreeMap;
 use thiserror::Error;
-use wsys::caps;
 use wsys::seccomp::Insn;
 
 /// Capabilities removed from root sessions' bounding set.
-pub const DROPPED_ROOT: &[u32] = &[
-    caps::CAP_DAC_READ_SEARCH,
-    caps::CAP_SYS_MODULE,
-    caps::CAP_SYS_RAWIO,
-    caps::CAP_SYS_PTRACE,
-    caps::CAP_SYS_PACCT,
-    caps::CAP_SYS_BOOT,
-    caps::CAP_SYS_TIME,
-    caps::CAP_SYS_TTY_CONFIG,
-    caps::CAP_AUDIT_CONTROL,
-    caps::CAP_MAC_OVERRIDE,
-    caps::CAP_MAC_ADMIN,
-    caps::CAP_SYSLOG,
-    caps::CAP_WAKE_ALARM,
-    caps::CAP_BLOCK_SUSPEND,
-    caps::CAP_AUDIT_READ,
-    caps::CAP_PERFMON,
-    caps::CAP_BPF,
-    caps::CAP_CHECKPOINT_RESTORE,
+pub const DROPPED_ROOT: &[Capability] = &[
+    Capability::CAP_DAC_READ_SEARCH,
+    Capability::CAP_SYS_MODULE,
+    Capability::CAP_SYS_RAWIO,
+    Capability::CAP_SYS_PTRACE,
+    Capability::CAP_SYS_PACCT,
+    Capability::CAP_SYS_BOOT,
+    Capability::CAP_SYS_TIME,
+    Capability::CAP_SYS_TTY_CONFIG,
+    Capability::CAP_AUDIT_CONTROL,
+    Capability::CAP_MAC_OVERRIDE,
+    Capability::CAP_MAC_ADMIN,
+    Capability::CAP_SYSLOG,
+    Capability::CAP_WAKE_ALARM,
+    Capability::CAP_BLOCK_SUSPEND,
+    Capability::CAP_AUDIT_READ,
+    Capability::CAP_PERFMON,
+    Capability::CAP_BPF,
+    Capability::CAP_CHECKPOINT_RESTORE,
 ];
 
 /// Syscalls every session gets EPERM for.
@@ -164,6 +164,8 @@ pub enum HardenError {
     Compile(String),
     #[error("{0}: {1}")]
     Sys(&'static str, Errno),
+    #[error("{0}: {1}")]
+    Caps(&'static str, caps::errors::CapsError),
 }
 
 /// The compiled programs and the kernel's highest capability, built once.
@@ -173,7 +175,8 @@ pub struct Policy {
     init: Vec<Insn>,
     /// `--allow-nested` only: [`DENIED_UNNESTED`] for non-root sessions.
     unnested: Option<Vec<Insn>>,
-    last_cap: u32,
+    /// The capabilities this kernel knows (probed once, see `build`).
+    supported: CapsHashSet,
 }
 
 impl std::fmt::Debug for Policy {
@@ -181,7 +184,7 @@ impl std::fmt::Debug for Policy {
         f.debug_struct("Policy")
             .field("init_insns", &self.init.len())
             .field("unnested_insns", &self.unnested.as_ref().map(Vec::len))
-            .field("last_cap", &self.last_cap)
+            .field("supported", &self.supported.len())
             .finish()
     }
 }
@@ -259,7 +262,7 @@ impl Policy {
             } else {
                 None
             },
-            last_cap: caps::last_cap(),
+            supported: caps::runtime::thread_all_supported(),
         })
     }
 
@@ -274,32 +277,33 @@ impl Policy {
     /// Before setuid (still privileged): bounding, ambient and inheritable
     /// sets; for root also effective/permitted.
     pub fn drop_privileges(&self, root: bool) -> Result<(), HardenError> {
-        let sys = |what| move |e| HardenError::Sys(what, e);
-        let dropped: Vec<u32> = if root {
+        let err = |what| move |e| HardenError::Caps(what, e);
+        let dropped: Vec<Capability> = if root {
             DROPPED_ROOT
                 .iter()
                 .copied()
-                .filter(|c| *c <= self.last_cap)
+                .filter(|c| self.supported.contains(c))
                 .collect()
         } else {
-            (0..=self.last_cap).collect()
+            self.supported.iter().copied().collect()
         };
         for cap in dropped {
-            caps::bounding_drop(cap).map_err(sys("drop capability from bounding set"))?;
+            caps::drop(None, CapSet::Bounding, cap)
+                .map_err(err("drop capability from bounding set"))?;
         }
-        caps::ambient_clear().map_err(sys("clear ambient capabilities"))?;
-        let now = caps::get().map_err(sys("capget"))?;
-        let keep = if root {
-            !DROPPED_ROOT.iter().fold(0u64, |m, c| m | 1 << c)
-        } else {
-            u64::MAX
-        };
-        caps::set(&caps::Sets {
-            effective: now.effective & keep,
-            permitted: now.permitted & keep,
-            inheritable: 0,
-        })
-        .map_err(sys("capset"))
+        caps::clear(None, CapSet::Ambient).map_err(err("clear ambient capabilities"))?;
+        caps::clear(None, CapSet::Inheritable).map_err(err("capset"))?;
+        if root {
+            // Effective first: it must stay a subset of permitted.
+            for set in [CapSet::Effective, CapSet::Permitted] {
+                let mut now = caps::read(None, set).map_err(err("capget"))?;
+                for c in DROPPED_ROOT {
+                    now.remove(c);
+                }
+                caps::set(None, set, &now).map_err(err("capset"))?;
+            }
+        }
+        Ok(())
     }
 
     /// After setuid: non-root sessions lose every capability for good and
@@ -308,9 +312,9 @@ impl Policy {
         if root {
             return Ok(());
         }
-        let sys = |what| move |e| HardenError::Sys(what, e);
-        caps::set(&caps::Sets::default()).map_err(sys("capset"))?;
-        wsys::proc_::set_no_new_privs().map_err(sys("no_new_privs"))
+        // Clearing permitted clears effective too.
+        caps::clear(None, CapSet::Permitted).map_err(|e| HardenError::Caps("capset", e))?;
+        wsys::proc_::set_no_new_privs().map_err(|e| HardenError::Sys("no_new_privs", e))
     }
 
     /// The session's own filter, if any (the last step before exec): with
@@ -347,7 +351,10 @@ mod tests {
             "{:?}",
             n.sizes()
         );
-        assert!(p.last_cap >= 36);
+        // The kernel knows at least CAP_BLOCK_SUSPEND (36) and the caps
+        // crate every capability up to CAP_CHECKPOINT_RESTORE (40).
+        assert!(p.supported.contains(&Capability::CAP_BLOCK_SUSPEND));
+        assert!(DROPPED_ROOT.iter().all(|c| caps::all().contains(c)));
     }
 
     #[test]

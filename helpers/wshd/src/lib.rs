@@ -2,15 +2,18 @@
 //! codec shared with `wsh`.
 //!
 //! - [`boot`]: from the invoking process to pid 1 serving `<run>/wshd.sock`
+//! - [`exe`]: wshd runs only from a read-only mount (CVE-2019-5736)
 //! - [`harden`]: capabilities, no_new_privs and seccomp for sessions
+//! - [`devices`]: the device allowlist as a BPF program on cgroup v2
 //! - [`hook`]: running the hook scripts (clean, documented environment)
 //! - [`server`]: the poll loop, sessions, reaping
 //! - [`setup`]: the container's mounts and hostname, made natively
 //! - [`passwd`]: user and group lookup in the container
 //! - [`proto`]: the wire protocol (documented there)
-#![forbid(unsafe_code)]
 
 pub mod boot;
+pub mod devices;
+pub mod exe;
 pub mod harden;
 pub mod hook;
 pub mod passwd;

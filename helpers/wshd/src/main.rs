@@ -1,23 +1,27 @@
-//! `wshd --run DIR --lib DIR --root DIR [--title NAME] [--hostname NAME] [--allow-nested]`
+//! `wshd [--run DIR] [--lib DIR] [--root DIR] [--title NAME] [--hostname NAME] [--allow-nested]`
 //!
 //! Defaults as in warden's C wshd: `--run run --lib lib --root root`.
 //! Exits 0 once `<run>/wshd.sock` accepts connections; otherwise prints one
-//! line naming the failed step and exits 1.
-#![forbid(unsafe_code)]
+//! line naming the failed step and exits 1. A usage error exits 2 (see
+//! `wsys::args`).
 
 use std::path::PathBuf;
 use wshd::boot::{start, Config};
+use wsys::args::{nonempty, text, Arg, Cli, Error, Parsed, Parser};
 
-const USAGE: &str =
-    "Usage: wshd [--run DIR] [--lib DIR] [--root DIR] [--title NAME] [--hostname NAME] [--allow-nested]\n\
-  --run PATH    directory where the server socket (wshd.sock) is placed\n\
-  --lib PATH    directory containing the hooks\n\
-  --root PATH   directory that becomes / of the container\n\
-  --title NAME  process title of the container's init\n\
-  --hostname NAME  hostname of the container\n\
-  --allow-nested  root sessions may mount and create user namespaces (nested warden)";
+const CLI: Cli = Cli {
+    prog: "wshd",
+    synopsis:
+        "[--run DIR] [--lib DIR] [--root DIR] [--title NAME] [--hostname NAME] [--allow-nested]",
+    options: "  --run PATH       directory where the server socket (wshd.sock) is placed\n\
+  --lib PATH       directory containing the hooks\n\
+  --root PATH      directory that becomes / of the container\n\
+  --title NAME     process title of the container's init\n\
+  --hostname NAME  host name of the container\n\
+  --allow-nested   root sessions may mount and create user namespaces (nested warden)\n",
+};
 
-fn parse(args: &[String]) -> Result<Option<Config>, String> {
+fn parse(p: &mut Parser) -> Result<Parsed<Config>, Error> {
     let mut cfg = Config {
         run: PathBuf::from("run"),
         lib: PathBuf::from("lib"),
@@ -26,37 +30,33 @@ fn parse(args: &[String]) -> Result<Option<Config>, String> {
         allow_nested: false,
         hostname: None,
     };
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].as_str();
-        if a == "-h" || a == "--help" {
-            return Ok(None);
-        }
-        if a == "--allow-nested" {
-            cfg.allow_nested = true;
-            i += 1;
-            continue;
-        }
-        let v = args
-            .get(i + 1)
-            .ok_or_else(|| format!("option {a} needs a value"))?;
+    let nonempty_text = |p: &mut Parser, opt: &str| {
+        let v = text(p, opt)?;
         if v.is_empty() {
-            return Err(format!("option {a} needs a non-empty value"));
+            return Err(Error::from(format!(
+                "option '{opt}' needs a non-empty value"
+            )));
         }
-        match a {
-            "--run" => cfg.run = v.into(),
-            "--lib" => cfg.lib = v.into(),
-            "--root" => cfg.root = v.into(),
-            "--title" => cfg.title = Some(v.clone()),
-            "--hostname" => {
-                wshd::setup::check_hostname(v).map_err(|e| format!("--hostname {v:?}: {e}"))?;
-                cfg.hostname = Some(v.clone())
+        Ok(v)
+    };
+    while let Some(arg) = p.next()? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help),
+            Arg::Long("allow-nested") => cfg.allow_nested = true,
+            Arg::Long("run") => cfg.run = nonempty(p, "--run")?.into(),
+            Arg::Long("lib") => cfg.lib = nonempty(p, "--lib")?.into(),
+            Arg::Long("root") => cfg.root = nonempty(p, "--root")?.into(),
+            Arg::Long("title") => cfg.title = Some(nonempty_text(p, "--title")?),
+            Arg::Long("hostname") => {
+                let h = nonempty_text(p, "--hostname")?;
+                wshd::setup::check_hostname(&h)
+                    .map_err(|e| Error::from(format!("option '--hostname' {h:?}: {e}")))?;
+                cfg.hostname = Some(h)
             }
-            _ => return Err(format!("invalid option -- {a}")),
+            a => return Err(a.unexpected()),
         }
-        i += 2;
     }
-    Ok(Some(cfg))
+    Ok(Parsed::Run(cfg))
 }
 
 fn main() {
@@ -64,18 +64,7 @@ fn main() {
     // fds 0-2 were already reopened on /dev/null by Rust's runtime, so no
     // socket or pipe of ours can land on them.)
     let _ = wsys::proc_::close_from(3);
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let cfg = match parse(&args) {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            eprintln!("{USAGE}");
-            std::process::exit(0);
-        }
-        Err(e) => {
-            eprintln!("wshd: {e}\nTry `wshd --help' for more information.");
-            std::process::exit(1);
-        }
-    };
+    let cfg = CLI.get(parse(&mut wsys::args::from_env()));
     if let Err(e) = start(&cfg) {
         eprintln!("wshd: {e}");
         std::process::exit(1);
@@ -86,29 +75,42 @@ fn main() {
 mod tests {
     use super::*;
 
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
+    fn run(v: &[&str]) -> Result<Parsed<Config>, Error> {
+        parse(&mut wsys::args::from_args(v))
+    }
+
+    fn cfg(v: &[&str]) -> Config {
+        run(v).unwrap().run().expect("not help")
     }
 
     #[test]
     fn flags() {
-        let c = parse(&s(&[
+        let c = cfg(&[
             "--run", "r", "--lib", "l", "--root", "m", "--title", "wshd: x",
-        ]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(c.run, PathBuf::from("r"));
+        ]);
+        assert_eq!((c.run, c.lib, c.root), ("r".into(), "l".into(), "m".into()));
         assert_eq!(c.title.as_deref(), Some("wshd: x"));
-        assert_eq!(parse(&s(&[])).unwrap().unwrap().root, PathBuf::from("root"));
-        assert!(parse(&s(&["--help"])).unwrap().is_none());
-        assert!(parse(&s(&["--bogus", "x"])).is_err());
-        assert!(parse(&s(&["--run"])).is_err());
-        assert!(parse(&s(&["--run", ""])).is_err());
-        assert!(!parse(&s(&[])).unwrap().unwrap().allow_nested);
-        let n = parse(&s(&["--allow-nested", "--run", "r"]))
-            .unwrap()
-            .unwrap();
+        let d = cfg(&[]);
+        assert_eq!(d.root, PathBuf::from("root"));
+        assert_eq!((d.hostname, d.allow_nested), (None, false));
+        assert_eq!(run(&["--help"]).unwrap(), Parsed::Help);
+        let n = cfg(&["--allow-nested", "--run=r", "--hostname", "box1"]);
         assert!(n.allow_nested);
         assert_eq!(n.run, PathBuf::from("r"));
+        assert_eq!(n.hostname.as_deref(), Some("box1"));
+    }
+
+    #[test]
+    fn usage_errors() {
+        for bad in [
+            &["--bogus", "x"][..],
+            &["--run"],
+            &["--run", ""],
+            &["--hostname", ""],
+            &["extra"],
+            &["--allow-nested=yes"],
+        ] {
+            assert!(run(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -12,14 +12,18 @@
 //! kind 1 REQUEST  client -> wshd, first and only client message
 //!   flags u8          bit 0: tty session; bit 1: kill the command's process
 //!                     group (SIGKILL) when this connection closes before it
-//!                     ended; other bits must be 0
+//!                     ended; bit 2: rlimit entries carry a hard value (set
+//!                     by wsh only when some soft differs from its hard, so
+//!                     a wshd that predates it still serves the rest); other
+//!                     bits must be 0
 //!   rows u16, cols u16  initial window size (tty), 0 = leave unset
 //!   user  str8        <= 32 bytes; empty means root
 //!   lang  str16       <= 1024 bytes; empty means unset (LANG of the session)
 //!   term  str8        <= 64 bytes;  empty means unset (TERM of the session)
 //!   nrlim u8          <= 16 entries, each: resource u8 (index in RLIMITS),
-//!                     value u64 (u64::MAX = unlimited); set as soft and hard.
-//!                     A resource may appear once.
+//!                     soft u64, and with flags bit 2 hard u64 (u64::MAX =
+//!                     unlimited; without bit 2, hard = soft). A resource
+//!                     may appear once.
 //!   argc  u16         <= 1024 entries, each: len u32 | bytes (no NUL);
 //!                     argc = 0 runs the user's login shell
 //!   nothing may follow.
@@ -125,8 +129,8 @@ pub struct Request {
     pub user: String,
     pub lang: String,
     pub term: String,
-    /// (index into [`RLIMITS`], value)
-    pub rlimits: Vec<(u8, u64)>,
+    /// (index into [`RLIMITS`], soft, hard)
+    pub rlimits: Vec<(u8, u64, u64)>,
     pub argv: Vec<Vec<u8>>,
 }
 
@@ -177,7 +181,8 @@ fn put_str16(
 pub fn encode_request(r: &Request) -> Result<Vec<u8>, ProtoError> {
     let mut out = Vec::with_capacity(64 + r.argv.iter().map(|a| a.len() + 4).sum::<usize>());
     header(KIND_REQUEST, &mut out);
-    out.push(r.tty as u8 | (r.kill_on_disconnect as u8) << 1);
+    let split = r.rlimits.iter().any(|&(_, soft, hard)| soft != hard);
+    out.push(r.tty as u8 | (r.kill_on_disconnect as u8) << 1 | (split as u8) << 2);
     out.extend_from_slice(&r.rows.to_le_bytes());
     out.extend_from_slice(&r.cols.to_le_bytes());
     put_str8("user", r.user.as_bytes(), MAX_USER, &mut out)?;
@@ -187,12 +192,15 @@ pub fn encode_request(r: &Request) -> Result<Vec<u8>, ProtoError> {
         return Err(ProtoError::TooMany("rlimits", MAX_RLIMITS));
     }
     out.push(r.rlimits.len() as u8);
-    for &(id, v) in &r.rlimits {
+    for &(id, soft, hard) in &r.rlimits {
         if id as usize >= RLIMITS.len() {
             return Err(ProtoError::Rlimit(id));
         }
         out.push(id);
-        out.extend_from_slice(&v.to_le_bytes());
+        out.extend_from_slice(&soft.to_le_bytes());
+        if split {
+            out.extend_from_slice(&hard.to_le_bytes());
+        }
     }
     if r.argv.len() > MAX_ARGS {
         return Err(ProtoError::TooMany("arguments", MAX_ARGS));
@@ -310,7 +318,7 @@ pub fn decode_request(b: &[u8]) -> Result<Request, ProtoError> {
         return Err(ProtoError::Kind(kind));
     }
     let flags = r.u8()?;
-    if flags & !3 != 0 {
+    if flags & !7 != 0 {
         return Err(ProtoError::Flags(flags));
     }
     let rows = r.u16()?;
@@ -329,11 +337,12 @@ pub fn decode_request(b: &[u8]) -> Result<Request, ProtoError> {
     for _ in 0..nrlim {
         let id = r.u8()?;
         let name = *RLIMITS.get(id as usize).ok_or(ProtoError::Rlimit(id))?;
-        let v = r.u64()?;
-        if rlimits.iter().any(|&(i, _)| i == id) {
+        let soft = r.u64()?;
+        let hard = if flags & 4 != 0 { r.u64()? } else { soft };
+        if rlimits.iter().any(|&(i, _, _)| i == id) {
             return Err(ProtoError::RlimitTwice(name));
         }
-        rlimits.push((id, v));
+        rlimits.push((id, soft, hard));
     }
     let argc = r.u16()? as usize;
     if argc > MAX_ARGS {
@@ -384,15 +393,22 @@ pub fn decode_reply(b: &[u8]) -> Result<Reply, ProtoError> {
     Ok(reply)
 }
 
-/// Parses an `RLIMIT_<NAME>` value: a number, `unlimited`/`infinity`, or the
-/// C wsh's "SOFT HARD" form (the two must then be equal or the first is used
-/// for both, as only one value is carried: soft = hard).
-pub fn parse_rlimit_value(s: &str) -> Option<u64> {
-    let first = s.split_whitespace().next()?;
-    match first {
+/// Parses an `RLIMIT_<NAME>` value into (soft, hard): `SOFT HARD` as the
+/// C wsh read it (`sscanf("%ld %ld")`), or one value for both. A value is a
+/// number or `unlimited`/`infinity`/`-1`. None: not that form, or a soft
+/// limit above the hard one.
+pub fn parse_rlimit_value(s: &str) -> Option<(u64, u64)> {
+    let one = |v: &str| match v {
         "unlimited" | "infinity" | "-1" => Some(RLIM_UNLIMITED),
         n => n.parse().ok(),
-    }
+    };
+    let mut it = s.split_whitespace();
+    let soft = one(it.next()?)?;
+    let hard = match it.next() {
+        Some(h) => one(h)?,
+        None => soft,
+    };
+    (it.next().is_none() && soft <= hard).then_some((soft, hard))
 }
 
 #[cfg(test)]
@@ -408,7 +424,7 @@ mod tests {
             user: "vcap".into(),
             lang: "en_US.UTF-8".into(),
             term: "xterm".into(),
-            rlimits: vec![(9, 4096), (1, RLIM_UNLIMITED)],
+            rlimits: vec![(9, 4096, 8192), (1, RLIM_UNLIMITED, RLIM_UNLIMITED)],
             argv: vec![b"/bin/sh".to_vec(), b"-c".to_vec(), b"echo hi".to_vec()],
         }
     }
@@ -477,10 +493,10 @@ mod tests {
         r.argv.push(b"a\0b".to_vec());
         assert_eq!(encode_request(&r), Err(ProtoError::Nul("argument")));
         let mut r = sample();
-        r.rlimits = vec![(9, 1), (9, 2)];
+        r.rlimits = vec![(9, 1, 1), (9, 2, 2)];
         let mut enc = encode_request(&r).unwrap();
         assert_eq!(decode_request(&enc), Err(ProtoError::RlimitTwice("NOFILE")));
-        r.rlimits = vec![(99, 1)];
+        r.rlimits = vec![(99, 1, 1)];
         assert_eq!(encode_request(&r), Err(ProtoError::Rlimit(99)));
         enc.clear();
         assert_eq!(decode_request(&enc), Err(ProtoError::Short));
@@ -530,10 +546,33 @@ mod tests {
 
     #[test]
     fn rlimit_values() {
-        assert_eq!(parse_rlimit_value("4096"), Some(4096));
-        assert_eq!(parse_rlimit_value("unlimited"), Some(RLIM_UNLIMITED));
-        assert_eq!(parse_rlimit_value("100 200"), Some(100));
-        assert_eq!(parse_rlimit_value("x"), None);
-        assert_eq!(parse_rlimit_value(""), None);
+        let both = |v| Some((v, v));
+        assert_eq!(parse_rlimit_value("4096"), both(4096));
+        assert_eq!(parse_rlimit_value(" unlimited "), both(RLIM_UNLIMITED));
+        assert_eq!(parse_rlimit_value("100 200"), Some((100, 200)));
+        assert_eq!(
+            parse_rlimit_value("100\tunlimited"),
+            Some((100, RLIM_UNLIMITED))
+        );
+        assert_eq!(parse_rlimit_value("-1 -1"), both(RLIM_UNLIMITED));
+        for bad in ["x", "", "200 100", "1 2 3", "1 x", "unlimited 5"] {
+            assert_eq!(parse_rlimit_value(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn equal_limits_keep_the_old_wire_form() {
+        // soft == hard everywhere: flags bit 2 clear, one value per entry,
+        // byte for byte what a wshd before bit 2 reads.
+        let mut r = Request {
+            rlimits: vec![(9, 256, 256)],
+            ..Request::default()
+        };
+        let old = encode_request(&r).unwrap();
+        assert_eq!(old[5] & 4, 0);
+        r.rlimits = vec![(9, 256, 512)];
+        let new = encode_request(&r).unwrap();
+        assert_eq!((new[5] & 4, new.len()), (4, old.len() + 8));
+        assert_eq!(decode_request(&new).unwrap(), r);
     }
 }

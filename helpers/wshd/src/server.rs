@@ -12,7 +12,7 @@
 //! /dev/ptmx, window size set before exec), fork. The child resets signals,
 //! calls setsid (and takes the pty as controlling terminal), moves its stdio
 //! to 0/1/2, restores wshd's original RLIMIT_NOFILE and applies the
-//! requested rlimits (soft = hard), sets groups/gid, drops capabilities,
+//! requested rlimits (soft and hard), sets groups/gid, drops capabilities,
 //! sets uid, no_new_privs for non-root users (see [`crate::harden`] for the
 //! exact capability sets), chdir(HOME) (or `/` if that fails), marks every
 //! fd >= 3 close-on-exec (with `--allow-nested`, non-root sessions stack
@@ -101,7 +101,7 @@ struct Plan {
     candidates: Vec<CString>,
     env: Vec<CString>,
     home: CString,
-    rlimits: Vec<(u8, u64)>,
+    rlimits: Vec<(u8, u64, u64)>,
     tty: Option<WinSize>,
 }
 
@@ -186,10 +186,10 @@ fn child(plan: &Plan, stdio: [BorrowedFd<'_>; 3], limits: Limits, policy: &Polic
         }
     }
     let _ = setrlimit(Resource::RLIMIT_NOFILE, limits.nofile.0, limits.nofile.1);
-    for &(id, v) in &plan.rlimits {
+    for &(id, soft, hard) in &plan.rlimits {
         let r = resource(id);
-        if let Err(e) = setrlimit(r, v, v) {
-            let hard = getrlimit(r).map(|l| l.1).unwrap_or(0);
+        if let Err(e) = setrlimit(r, soft, hard) {
+            let now = getrlimit(r).map(|l| l.1).unwrap_or(0);
             let shown = |x: u64| {
                 if x == proto::RLIM_UNLIMITED {
                     "unlimited".to_string()
@@ -202,8 +202,12 @@ fn child(plan: &Plan, stdio: [BorrowedFd<'_>; 3], limits: Limits, policy: &Polic
                 format!(
                     "RLIMIT_{}={}: cannot set (hard limit {}): {}",
                     RLIMITS[id as usize],
-                    shown(v),
-                    shown(hard),
+                    if soft == hard {
+                        shown(soft)
+                    } else {
+                        format!("'{} {}'", shown(soft), shown(hard))
+                    },
+                    shown(now),
                     e.desc()
                 ),
             );
@@ -309,7 +313,10 @@ fn start(conn: &OwnedFd, req: &Request, limits: Limits, policy: &Policy) -> Opti
             (ours, theirs)
         }
     };
-    let pid = match wsys::ns::fork() {
+    // SAFETY: wshd never starts a thread, so it is single-threaded here.
+    #[allow(unsafe_code)]
+    let forked = unsafe { wsys::ns::fork() };
+    let pid = match forked {
         Ok(Forked::Child) => {
             // Until exec the child still holds the (close-on-exec)
             // connection: a failure goes straight to the client as ERROR.
@@ -485,7 +492,11 @@ pub fn serve(
             }
             match poll(&mut fds, timeout) {
                 Ok(0) if active && pending.is_empty() => {
-                    text.shed();
+                    // SAFETY: wshd never unmaps or maps over its program text.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        text.shed()
+                    };
                     active = false;
                     continue;
                 }

@@ -2,10 +2,17 @@
 # hook-parent-after-clone.sh: run by wshd on the host once the container's
 # init exists, with its host pid in $PID (before the init continues).
 #   - creates the container's cgroups (warden-<prefix>/<id>) and moves $PID
-#     into them; devices get warden's allowlist (everything when
-#     allow_nested_warden=true); each dir is recorded in run/cgroups as
+#     into them; each dir is recorded in run/cgroups as
 #     "<subsystem|unified> <path>" as soon as it exists (one mkdir makes
 #     them all; each is recorded before it is set up and $PID moved in)
+#   - v1: the devices cgroup gets warden's allowlist (everything when
+#     allow_nested_warden=true). v2 has no devices controller: once this
+#     hook returns, wshd itself attaches the same allowlist as a BPF device
+#     program to the cgroup $PID is in (helpers/wshd/src/devices.rs; none
+#     when allow_nested_warden=true)
+#   - v2: cpu, memory and pids are enabled in warden-<prefix> if setup.sh
+#     did not (only the missing ones; fails naming them if the parent does
+#     not offer them)
 #   - writes run/wshd.pid
 #   - runs net.sh setup with PID (in the background while the cgroups are
 #     set up): the veth pair is made with its container end in $PID's
@@ -60,11 +67,20 @@ while read -r subsystem dir; do
     [ -d "$parent" ] || mkdir -p "$parent" || die "creating cgroup $parent failed"
     ctl=
     read -r ctl <"$parent/cgroup.subtree_control" || true
-    case " $ctl " in
-      *" memory "*) ;;
-      *) echo "+cpu +memory +pids" >"$parent/cgroup.subtree_control" ||
-        die "enabling controllers in $parent failed" ;;
-    esac
+    missing=
+    for c in cpu memory pids; do
+      case " $ctl " in
+        *" $c "*) ;;
+        *) missing="$missing +$c" ;;
+      esac
+    done
+    if [ -n "$missing" ]; then
+      echo "${missing# }" >"$parent/cgroup.subtree_control" 2>/dev/null || {
+        offered=
+        read -r offered <"$parent/cgroup.controllers" || true
+        die "enabling${missing} in $parent/cgroup.subtree_control failed (the parent offers: ${offered:-nothing})"
+      }
+    fi
   fi
   set -- "$@" "$dir"
 done <<EOF

@@ -1,0 +1,538 @@
+//! End-to-end tests of the container network's isolation (issue 9 finding
+//! 7, failure-modes.md S21), as root, through a real `warden server`.
+//!
+//! The attacker is container A's root: a privileged job runs the `wnet`
+//! probe (tests/src/wnet.c, compiled static into a private copy of the
+//! rootfs), which writes whole Ethernet frames to A's veth through an
+//! AF_PACKET socket, so no check of A's own kernel is in the way (forged
+//! source addresses, 127.0.0.1 as destination, IPv6). Listeners of ours,
+//! with a bounded life, say what reached them:
+//!
+//! - on the host, bound to A's host-side veth address (the input path) and
+//!   to 127.0.0.1 (a loopback-only service);
+//! - in a network namespace of ours linked to the host by a veth pair (the
+//!   forward path; its /30 is in the server's `allow_networks`);
+//! - on the host, IPv6 all-nodes on A's host veth.
+//!
+//! A raw socket in each IPv4 listener sees every TCP segment delivered to
+//! its namespace, so a forged SYN that got through shows even though no
+//! handshake follows. The same frames with A's real source, and a normal
+//! connection from A, must arrive: they prove that the probe and the
+//! listeners work, so an empty listener means the rules dropped the rest.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+use warden::client::Client;
+use warden::proto::{self, Type};
+use warden_tests::net::{
+    build_wnet, free_port, host_addr, iface_with_addr, mac_of, sysctl, tcp_fetch, Listener, Peer,
+};
+use warden_tests::server::{
+    b36, create_default, destroy_or_retry, info, run, run_privileged, spawn, Opts, Srv, Txt,
+};
+use warden_tests::{rootfs, scratch};
+
+/// Where the probe is inside the containers.
+const WNET: &str = "/usr/local/bin/wnet";
+
+/// Listener life when nothing ends it earlier (it ends 300 ms after "END").
+const LISTEN_MS: &str = "20000";
+
+/// One container as the host sees it.
+struct Ctr {
+    handle: String,
+    ip: String,
+    host_ip: String,
+    /// Host end of the veth (P-N-0) and its MAC.
+    host_if: String,
+    mac: String,
+    /// Container end (P-N-1), inside the container.
+    cont_if: String,
+    /// The container's directory in the depot.
+    path: std::path::PathBuf,
+}
+
+fn ctr(s: &Srv, c: &mut Client) -> Ctr {
+    let handle = create_default(c);
+    let i = info(c, &handle).expect("info");
+    let host_ip = i.host_ip.expect("host_ip");
+    let host_if = iface_with_addr(&host_ip);
+    assert!(
+        host_if.starts_with(&format!("{}-", s.prefix)) && host_if.ends_with("-0"),
+        "{host_if}"
+    );
+    Ctr {
+        handle,
+        ip: i.container_ip.expect("container_ip"),
+        mac: mac_of(&host_if),
+        cont_if: format!("{}1", host_if.strip_suffix('0').unwrap()),
+        host_ip,
+        host_if,
+        path: i.container_path.expect("container_path").into(),
+    }
+}
+
+fn next_tag() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "wn{}{}",
+        b36(std::process::id() % 46656, 3),
+        b36(N.fetch_add(1, Ordering::Relaxed) % 36, 1)
+    )
+}
+
+/// A copy of the test rootfs with the probe at [`WNET`]; the probe's host
+/// copy is returned too.
+fn rootfs_with_wnet(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let wnet = build_wnet(dir);
+    let root = dir.join("rootfs");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(rootfs())
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success(), "copy rootfs");
+    let dst = root.join(WNET.trim_start_matches('/'));
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    std::fs::copy(&wnet, &dst).unwrap();
+    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (root, wnet)
+}
+
+/// One frame the attacker sends: `wnet send` SPEC and whether it must
+/// arrive.
+struct Frame {
+    proto: &'static str,
+    src: String,
+    dst: String,
+    sport: u16,
+    dport: u16,
+    arrive: bool,
+    what: String,
+}
+
+impl Frame {
+    fn spec(&self) -> String {
+        format!(
+            "{},{},{},{},{}",
+            self.proto, self.src, self.dst, self.sport, self.dport
+        )
+    }
+
+    /// The listener line that shows this frame arrived (the source may be
+    /// masqueraded on the way, so only kind and source port are matched).
+    fn seen_in(&self, line: &str) -> bool {
+        let f: Vec<&str> = line.split(' ').collect();
+        let kind = if self.proto == "tcp" { "syn" } else { "udp" };
+        f.len() >= 3 && f[0] == kind && f[2] == self.sport.to_string()
+    }
+}
+
+/// Runs `wnet send IFACE MAC SPECS` as root inside `c`. Should root ever
+/// lack CAP_NET_RAW there (it is configurable), the same frames are sent
+/// from the container's network namespace by the host's root instead:
+/// the rules must hold for any sender on that veth.
+fn send_frames(cl: &mut Client, c: &Ctr, host_wnet: &std::path::Path, frames: &[Frame]) {
+    let specs: Vec<String> = frames.iter().map(Frame::spec).collect();
+    let cmd = format!("{WNET} send {} {} {}", c.cont_if, c.mac, specs.join(" "));
+    let r = run_privileged(cl, &c.handle, &cmd);
+    let out = r.stdout.txt().unwrap_or_default().to_string();
+    if r.exit_status == Some(0) {
+        assert_eq!(out, format!("sent {}\n", frames.len()));
+        return;
+    }
+    assert!(
+        out.contains("socket(AF_PACKET): EPERM"),
+        "wnet send in the container: {out:?} {:?}",
+        r.stderr.txt()
+    );
+    eprintln!(
+        "container root has no CAP_NET_RAW; sending from its network namespace as the host's root"
+    );
+    let pid = std::fs::read_to_string(c.path.join("run/wshd.pid")).unwrap();
+    let (code, o, e) = warden_tests::run(
+        Command::new("nsenter")
+            .arg(format!("--net=/proc/{}/ns/net", pid.trim()))
+            .arg(host_wnet)
+            .args(["send", &c.cont_if, &c.mac])
+            .args(&specs),
+    );
+    assert_eq!(
+        code,
+        0,
+        "{}{}",
+        String::from_utf8_lossy(&o),
+        String::from_utf8_lossy(&e)
+    );
+}
+
+/// What is wrong with `lines` (of the listener on `name`): a frame that
+/// arrived but must not, or did not but must, or a line neither a frame
+/// meant to arrive there nor `extra` explains.
+fn check(
+    name: &str,
+    lines: &[String],
+    frames: &[&Frame],
+    extra: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for f in frames {
+        let seen = lines.iter().any(|l| f.seen_in(l));
+        if seen != f.arrive {
+            problems.push(format!(
+                "{name}: {} {}: {}",
+                f.what,
+                f.spec(),
+                if seen { "ARRIVED" } else { "did not arrive" }
+            ));
+        }
+    }
+    for l in lines {
+        if !frames.iter().any(|f| f.arrive && f.seen_in(l)) && !extra(l) {
+            problems.push(format!("{name}: unexpected arrival: {l}"));
+        }
+    }
+    if !problems.is_empty() {
+        problems.push(format!("{name}: all lines: {lines:?}"));
+    }
+    problems
+}
+
+/// S21: forged sources, 127.0.0.1 through the veth and IPv6 from a
+/// privileged job reach nothing; real traffic and net_in still work.
+fn spoofing(allow_host_access: bool) {
+    let (dir, _dir_guard) = scratch("net-spoof");
+    let (root, host_wnet) = rootfs_with_wnet(&dir);
+    let tag = next_tag();
+    let peer = Peer::new(&tag, std::process::id() + u32::from(allow_host_access));
+    let s = Srv::start(
+        "netspoof",
+        Opts {
+            rootfs: Some(root),
+            allow_host_access,
+            allow_networks: vec![peer.net.clone()],
+            ..Default::default()
+        },
+    );
+    let mut cl = s.client();
+    let a = ctr(&s, &mut cl);
+    let b = ctr(&s, &mut cl);
+
+    // The host end of A's veth: strict reverse-path filter, no IPv6;
+    // route_localnet stays on (needed by host clients of 127.0.0.1:HOST_PORT,
+    // checked at the end), made harmless by the table.
+    assert_eq!(sysctl(&format!("ipv4/conf/{}/rp_filter", a.host_if)), "1");
+    assert_eq!(
+        sysctl(&format!("ipv4/conf/{}/route_localnet", a.host_if)),
+        "1"
+    );
+    if std::path::Path::new("/proc/sys/net/ipv6").is_dir() {
+        assert_eq!(
+            sysctl(&format!("ipv6/conf/{}/disable_ipv6", a.host_if)),
+            "1"
+        );
+    }
+
+    let wnet = host_wnet.clone();
+    let listen = |cmd: Command, addr: &str, port: u16| Listener::start(cmd, addr, port);
+    let host_cmd = |addr: &str, port: u16, ms: &str| {
+        let mut c = Command::new(&wnet);
+        c.args(["listen", addr, &port.to_string(), ms]);
+        c
+    };
+    // Input path: A's host-side address; loopback only; forward path.
+    let p_in = free_port(&a.host_ip);
+    let l_in = listen(host_cmd(&a.host_ip, p_in, LISTEN_MS), &a.host_ip, p_in);
+    let p_lo = free_port("127.0.0.1");
+    let l_lo = listen(host_cmd("127.0.0.1", p_lo, LISTEN_MS), "127.0.0.1", p_lo);
+    let p_fw = 7000;
+    let mut c = peer.ns.cmd(&wnet);
+    c.args(["listen", &peer.ip, &p_fw.to_string(), LISTEN_MS]);
+    let l_fw = listen(c, &peer.ip, p_fw);
+    // IPv6 all-nodes on A's host veth (no "END" can reach it: stopped).
+    let p_v6 = free_port("127.0.0.1");
+    let v6_addr = format!("ff02::1%{}", a.host_if);
+    let l_v6 = std::path::Path::new(&format!("/proc/sys/net/ipv6/conf/{}", a.host_if))
+        .is_dir()
+        .then(|| listen(host_cmd(&v6_addr, p_v6, LISTEN_MS), &v6_addr, p_v6));
+
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut sport = 31000u16;
+    let mut add =
+        |proto: &'static str, src: &str, dst: &str, dport: u16, arrive: bool, what: &str| {
+            sport += 1;
+            frames.push(Frame {
+                proto,
+                src: src.to_string(),
+                dst: dst.to_string(),
+                sport,
+                dport,
+                arrive,
+                what: what.to_string(),
+            });
+        };
+    // (a) forged sources, to the host and through it.
+    let mut forged = vec![
+        (b.ip.clone(), "another container's address"),
+        (
+            b.host_ip.clone(),
+            "the host's address on another container's veth",
+        ),
+        (a.host_ip.clone(), "the host's address on A's own veth"),
+        (peer.host_ip.clone(), "a host address"),
+        ("127.0.0.1".to_string(), "127.0.0.1"),
+        (peer.ip.clone(), "the outside peer's own address"),
+        ("192.0.2.7".to_string(), "an outside address"),
+    ];
+    if let Some(h) = host_addr() {
+        forged.push((h, "the host's main address"));
+    }
+    for (src, what) in &forged {
+        for proto in ["udp", "tcp"] {
+            add(
+                proto,
+                src,
+                &a.host_ip,
+                p_in,
+                false,
+                &format!("host: forged {what}"),
+            );
+            add(
+                proto,
+                src,
+                &peer.ip,
+                p_fw,
+                false,
+                &format!("forward: forged {what}"),
+            );
+        }
+    }
+    // (b) 127.0.0.1 through the veth, with A's own and with forged sources.
+    for (src, what) in [
+        (a.ip.as_str(), "A's address"),
+        ("127.0.0.1", "127.0.0.1"),
+        (b.ip.as_str(), "another container's address"),
+    ] {
+        for proto in ["udp", "tcp"] {
+            add(
+                proto,
+                src,
+                "127.0.0.1",
+                p_lo,
+                false,
+                &format!("127.0.0.1 from {what}"),
+            );
+        }
+    }
+    // IPv6 around the IPv4 table.
+    if l_v6.is_some() {
+        add(
+            "udp6",
+            "fe80::2",
+            "ff02::1",
+            p_v6,
+            false,
+            "IPv6 to the host veth",
+        );
+    }
+    // Controls, last: the same frames with A's real source arrive where
+    // A may send (the outside peer; the host only with allow_host_access).
+    for proto in ["udp", "tcp"] {
+        add(
+            proto,
+            &a.ip,
+            &peer.ip,
+            p_fw,
+            true,
+            "forward: A's real source",
+        );
+        add(
+            proto,
+            &a.ip,
+            &a.host_ip,
+            p_in,
+            allow_host_access,
+            "host: A's real source",
+        );
+    }
+    send_frames(&mut cl, &a, &host_wnet, &frames);
+
+    // Ordinary connections from A (vcap, its real source) still work: to
+    // the allowed outside peer, and to the host when allowed. A fixed local
+    // port tells them apart in the listeners' lines.
+    let r = run(
+        &mut cl,
+        &a.handle,
+        &format!("{WNET} connect {} {p_fw} 32001", peer.ip),
+    );
+    assert_eq!(
+        (r.exit_status, r.stdout.txt()),
+        (Some(0), Some("hello\n")),
+        "A -> outside peer: {:?}",
+        r.stderr.txt()
+    );
+    let r = run(
+        &mut cl,
+        &a.handle,
+        &format!("{WNET} connect {} {p_in} 32002", a.host_ip),
+    );
+    assert_eq!(
+        r.exit_status == Some(0),
+        allow_host_access,
+        "A -> host with allow_host_access={allow_host_access}: {:?} {:?}",
+        r.stdout.txt(),
+        r.stderr.txt()
+    );
+
+    for l in [&l_in, &l_lo, &l_fw] {
+        l.send_end();
+    }
+    let end = |l: &str| l.starts_with("udp ") && l.ends_with(" END");
+    let on = |addr: &str, port: u16| -> Vec<&Frame> {
+        frames
+            .iter()
+            .filter(|f| f.dst == addr && f.dport == port)
+            .collect()
+    };
+    // Each END-ended listener saw its END (it listened past the frames).
+    let mut problems = Vec::new();
+    let lines = l_fw.lines();
+    if !lines.iter().any(|l| end(l)) {
+        problems.push(format!("outside listener got no END (it stopped listening too early, or the host's own END was dropped): {lines:?}"));
+    }
+    problems.extend(check(
+        "outside peer (forward)",
+        &lines,
+        &on(&peer.ip, p_fw),
+        |l| end(l) || l.ends_with(" 32001"),
+    ));
+    let lines = l_in.lines();
+    if !lines.iter().any(|l| end(l)) {
+        problems.push(format!("host listener got no END (it stopped listening too early, or the host's own END was dropped): {lines:?}"));
+    }
+    problems.extend(check(
+        "host, A's veth address (input)",
+        &lines,
+        &on(&a.host_ip, p_in),
+        |l| end(l) || allow_host_access && l.ends_with(" 32002"),
+    ));
+    let lines = l_lo.lines();
+    if !lines.iter().any(|l| end(l)) {
+        problems.push(format!("127.0.0.1 listener got no END (it stopped listening too early, or the host's own END was dropped): {lines:?}"));
+    }
+    problems.extend(check("host 127.0.0.1", &lines, &on("127.0.0.1", p_lo), end));
+    if let Some(l) = l_v6 {
+        let lines = l.stop();
+        problems.extend(check(
+            "host IPv6 all-nodes",
+            &lines,
+            &on("ff02::1", p_v6),
+            |_| false,
+        ));
+    }
+    assert!(problems.is_empty(), "\n  {}", problems.join("\n  "));
+
+    // net_in still works, from the host's 127.0.0.1 too.
+    let ni: proto::NetInResponse = cl
+        .call(
+            Type::NetIn,
+            &proto::NetInRequest {
+                handle: Some(a.handle.clone()),
+                host_port: None,
+                container_port: Some(8080),
+            },
+        )
+        .expect("net_in");
+    let hp = ni.host_port.unwrap() as u16;
+    spawn(
+        &mut cl,
+        &a.handle,
+        &format!("{WNET} listen 0.0.0.0 8080 20000"),
+    );
+    tcp_fetch("127.0.0.1", hp, "hello\n", Duration::from_secs(10))
+        .unwrap_or_else(|got| panic!("net_in 127.0.0.1:{hp} -> A:8080 gave {got:?}"));
+
+    destroy_or_retry(&mut cl, &a.handle);
+    destroy_or_retry(&mut cl, &b.handle);
+    drop(peer);
+}
+
+#[test]
+fn spoofed_and_loopback_packets_reach_nothing_with_host_access() {
+    spoofing(true);
+}
+
+#[test]
+fn spoofed_and_loopback_packets_reach_nothing_without_host_access() {
+    spoofing(false);
+}
+
+/// The table as JSON: (number of rules, chains, elements of each set/map).
+fn nft_shape(prefix: &str) -> (usize, usize, BTreeMap<String, Vec<serde_json::Value>>) {
+    let (code, out, err) = warden_tests::run(Command::new("nft").args([
+        "-j",
+        "list",
+        "table",
+        "ip",
+        &format!("warden-{prefix}"),
+    ]));
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let mut rules = 0;
+    let mut chains = 0;
+    let mut elems = BTreeMap::new();
+    for o in v["nftables"].as_array().unwrap() {
+        if o.get("rule").is_some() {
+            rules += 1;
+        }
+        if o.get("chain").is_some() {
+            chains += 1;
+        }
+        for k in ["set", "map"] {
+            if let Some(s) = o.get(k) {
+                elems.insert(
+                    s["name"].as_str().unwrap().to_string(),
+                    s["elem"].as_array().cloned().unwrap_or_default(),
+                );
+            }
+        }
+    }
+    (rules, chains, elems)
+}
+
+/// Per-container cost is set and map elements (and one empty chain), never
+/// a rule: the rule count with 1 and with N containers is the same, and
+/// each container's veth is paired with its own address in `sources`.
+#[test]
+fn nft_rules_stay_flat_with_the_number_of_containers() {
+    const N: usize = 50;
+    let s = Srv::start("netflat", Opts::default());
+    let mut cl = s.client();
+    let mut cs = vec![ctr(&s, &mut cl)];
+    let (rules1, chains1, e1) = nft_shape(&s.prefix);
+    assert_eq!(e1["sources"].len(), 1, "{e1:?}");
+    while cs.len() < N {
+        cs.push(ctr(&s, &mut cl));
+    }
+    let (rules_n, chains_n, en) = nft_shape(&s.prefix);
+    assert_eq!(rules_n, rules1, "rules grew with the containers");
+    assert_eq!(chains_n, chains1 + N - 1, "one (empty) chain per container");
+    assert_eq!(en["containers"].len(), N);
+    let sources = &en["sources"];
+    assert_eq!(sources.len(), N, "{sources:?}");
+    for c in &cs {
+        let want = serde_json::json!({ "concat": [c.host_if, c.ip] });
+        assert!(sources.contains(&want), "{want} not in {sources:?}");
+    }
+    eprintln!("{rules1} rules with 1 and with {N} containers");
+    for c in cs {
+        destroy_or_retry(&mut cl, &c.handle);
+    }
+    let (rules0, _, e0) = nft_shape(&s.prefix);
+    assert_eq!(rules0, rules1);
+    assert!(e0["sources"].is_empty(), "{:?}", e0["sources"]);
+}

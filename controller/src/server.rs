@@ -555,7 +555,7 @@ impl Server {
             "vcap"
         };
         let bin = c.path.join("bin");
-        let mut cmd = Command::new(bin.join("iomux-spawn"));
+        let mut cmd = sh::command(bin.join("iomux-spawn"));
         cmd.arg(&dir)
             .arg(bin.join("wsh"))
             .arg("--socket")
@@ -563,12 +563,7 @@ impl Server {
             .arg("--user")
             .arg(user)
             .arg("/bin/bash")
-            .env_clear()
-            .env("PATH", sh::PATH)
-            .env(
-                "LANG",
-                std::env::var("LANG").unwrap_or_else(|_| "en_US.UTF-8".into()),
-            )
+            .env("LANG", job_lang(std::env::var("LANG").ok()))
             .envs(env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -845,7 +840,7 @@ impl Server {
     // ------------------------------------------------------------- copy in/out
 
     fn wsh(&self, c: &Container, script: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(c.path.join("bin/wsh"));
+        let mut cmd = sh::command(c.path.join("bin/wsh"));
         cmd.arg("--socket")
             .arg(c.path.join("run/wshd.sock"))
             .arg("--user")
@@ -854,9 +849,7 @@ impl Server {
             .arg("-c")
             .arg(script)
             .arg("sh")
-            .args(args)
-            .env_clear()
-            .env("PATH", sh::PATH);
+            .args(args);
         cmd
     }
 
@@ -883,7 +876,7 @@ impl Server {
                 meta.is_dir(),
             )
         };
-        let mut tar = Command::new("tar")
+        let mut tar = sh::command("tar")
             .arg("-C")
             .arg(&tar_dir)
             .args(["--hard-dereference", "-cf", "-", "--", &member])
@@ -966,7 +959,7 @@ impl Server {
         // Modes as in the archive (umask 0) but never setuid/setgid
         // (--no-same-permissions drops them): a container-made setuid file
         // must not become a root-owned setuid file on the host.
-        let tar = Command::new("/bin/sh")
+        let tar = sh::command("/bin/sh")
             .arg("-c")
             .arg(
                 "umask 0 && exec tar -C \"$1\" -xf - --no-same-owner \
@@ -974,7 +967,6 @@ impl Server {
             )
             .arg("sh")
             .arg(&target)
-            .env("PATH", sh::PATH)
             .stdin(Stdio::from(so))
             .stderr(Stdio::piped())
             .output();
@@ -1551,7 +1543,7 @@ impl Server {
                 "removing stale nft rules: {}",
                 cmds.trim().replace('\n', "; ")
             );
-            let r = Command::new("nft")
+            let r = sh::command("nft")
                 .args(["-f", "-"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
@@ -1706,6 +1698,23 @@ struct Ipv4NetMask;
 impl Ipv4NetMask {
     fn of(prefix: u8) -> u32 {
         crate::config::Ipv4Net::mask_of(prefix)
+    }
+}
+
+/// LANG of a job (warden: the server's LANG, else `en_US.UTF-8`). The one
+/// value of the server's environment that reaches a container, and only
+/// when it looks like a locale name (`[A-Za-z0-9_.@-]`, at most 64 bytes).
+fn job_lang(server: Option<String>) -> String {
+    match server {
+        Some(l)
+            if !l.is_empty()
+                && l.len() <= 64
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.@-".contains(&b)) =>
+        {
+            l
+        }
+        _ => "en_US.UTF-8".into(),
     }
 }
 
@@ -1950,6 +1959,16 @@ pub use ServerError as Error;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_lang_is_a_locale_name_or_the_default() {
+        assert_eq!(job_lang(Some("de_DE.UTF-8".into())), "de_DE.UTF-8");
+        assert_eq!(job_lang(Some("C".into())), "C");
+        for bad in ["", "x y", "a\nb", "$(id)", &"x".repeat(65)] {
+            assert_eq!(job_lang(Some(bad.into())), "en_US.UTF-8", "{bad:?}");
+        }
+        assert_eq!(job_lang(None), "en_US.UTF-8");
+    }
 
     #[test]
     fn snake_names() {

@@ -1272,3 +1272,181 @@ fn failing_hook_fails_create_and_undoes_it() {
     let e = err_text(create(&mut c, Default::default()));
     assert!(e.starts_with("create.sh: cannot run "), "{e}");
 }
+
+/// Environment blocks (`/proc/PID/environ`) of the host processes whose
+/// command line names `dir` (the helpers the server started for a
+/// container: iomux-spawn, iomux-link, wsh) and of every process in the
+/// container's cgroups (its init and jobs): (pid, environ).
+fn environs_of_container(dir: &Path) -> Vec<(i32, Vec<u8>)> {
+    let mut pids: Vec<i32> = Vec::new();
+    let cg = std::fs::read_to_string(dir.join("run/cgroups")).unwrap_or_default();
+    for l in cg.lines() {
+        if let Some((_, p)) = l.split_once(' ') {
+            let procs =
+                std::fs::read_to_string(Path::new(p).join("cgroup.procs")).unwrap_or_default();
+            pids.extend(
+                procs
+                    .split_whitespace()
+                    .filter_map(|x| x.parse::<i32>().ok()),
+            );
+        }
+    }
+    let d = dir.as_os_str().as_encoded_bytes();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if cmd.windows(d.len()).any(|w| w == d) {
+            pids.push(pid);
+        }
+    }
+    pids.sort();
+    pids.dedup();
+    pids.into_iter()
+        .filter_map(|p| Some((p, std::fs::read(format!("/proc/{p}/environ")).ok()?)))
+        .collect()
+}
+
+/// Finding 6 / S20: nothing of the server's environment reaches a script
+/// the controller runs, wshd, a helper, or any process in a container.
+#[test]
+fn server_environment_reaches_no_script_helper_or_container() {
+    let (tmp, _g) = scratch("env");
+    let name = format!(
+        "WARDEN_CANARY_{:08x}",
+        std::process::id().wrapping_mul(2654435761)
+    );
+    let value = format!("secret{:x}", Instant::now().elapsed().as_nanos() ^ 0x5eed);
+    // Scripts that append their whole environment to a file.
+    let scripts = tmp.join("rootfs-scripts");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(workspace().join("rootfs-scripts"))
+        .arg(&scripts)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let dump = tmp.join("scripts.env");
+    for f in [
+        "setup.sh",
+        "create.sh",
+        "destroy.sh",
+        "skeleton/setup.sh",
+        "skeleton/start.sh",
+        "skeleton/stop.sh",
+        "skeleton/net.sh",
+        "skeleton/lib/hook-parent-after-clone.sh",
+    ] {
+        let p = scripts.join(f);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let (shebang, rest) = text.split_once('\n').unwrap();
+        std::fs::write(
+            &p,
+            format!(
+                "{shebang}\n{{ echo \"== {f}\"; env; }} >>'{}'\n{rest}",
+                dump.display()
+            ),
+        )
+        .unwrap();
+    }
+    let s = Srv::start(
+        "env",
+        Opts {
+            scripts: Some(scripts),
+            env: vec![(name.clone(), value.clone())],
+            ..Default::default()
+        },
+    );
+    // The canary is really in the server's environment.
+    let own = std::fs::read(format!("/proc/{}/environ", s.pid())).unwrap();
+    assert!(String::from_utf8_lossy(&own).contains(&format!("{name}={value}")));
+    let leaks = |b: &[u8]| {
+        let t = String::from_utf8_lossy(b);
+        t.contains(&name) || t.contains(&value)
+    };
+
+    let mut c = s.client();
+    let h = create_default(&mut c);
+    let dir = PathBuf::from(info(&mut c, &h).unwrap().container_path.unwrap());
+    // A job keeps running while every environment is read from the host.
+    let j = spawn(&mut c, &h, "sleep 100");
+    std::thread::sleep(Duration::from_millis(300));
+    let envs = environs_of_container(&dir);
+    let wshd: i32 = std::fs::read_to_string(dir.join("run/wshd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let init_env = envs
+        .iter()
+        .find(|(p, _)| *p == wshd)
+        .map(|(_, e)| e.clone())
+        .expect("the container's init is in its cgroup");
+    assert_eq!(
+        String::from_utf8_lossy(&init_env),
+        "PATH=/usr/sbin:/usr/bin:/sbin:/bin\0",
+        "the init's environment is wshd's documented one"
+    );
+    assert!(
+        envs.len() >= 4,
+        "init, job, iomux-spawn, iomux-link, wsh: {envs:?}"
+    );
+    for (p, e) in &envs {
+        assert!(
+            !leaks(e),
+            "pid {p} carries the canary: {}",
+            String::from_utf8_lossy(e)
+        );
+    }
+    // From inside, as root: every /proc/*/environ that can be read.
+    let r = warden_tests::server::run_privileged(
+        &mut c,
+        &h,
+        "n=0; for f in /proc/[0-9]*/environ; do if cat \"$f\" >/tmp/e 2>/dev/null; then n=$((n+1)); cat /tmp/e; echo; fi; done; echo \"read=$n\"",
+    );
+    let out = r.stdout.clone().unwrap();
+    assert!(!leaks(&out), "{}", String::from_utf8_lossy(&out));
+    let n: u32 = String::from_utf8_lossy(&out)
+        .rsplit("read=")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(n >= 3, "read {n} environ files inside");
+    stop_and_destroy(&mut c, &h, j);
+    // Every instrumented script ran, and none saw the canary.
+    let d = std::fs::read(&dump).unwrap();
+    let t = String::from_utf8_lossy(&d);
+    for f in [
+        "setup.sh",
+        "create.sh",
+        "skeleton/start.sh",
+        "destroy.sh",
+        "skeleton/lib/hook-parent-after-clone.sh",
+    ] {
+        assert!(t.contains(&format!("== {f}\n")), "{f} did not run: {t}");
+    }
+    assert!(
+        t.contains("network_container_ip="),
+        "create.sh's variables: {t}"
+    );
+    assert!(!leaks(&d), "a script saw the canary: {t}");
+}
+
+fn stop_and_destroy(c: &mut Client, h: &str, job: u32) {
+    let _: proto::StopResponse = c
+        .call(
+            Type::Stop,
+            &proto::StopRequest {
+                handle: Some(h.into()),
+                kill: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let l = link(c, h, job).unwrap();
+    assert_ne!(l.exit_status, Some(0));
+    destroy_or_retry(c, h);
+}

@@ -148,7 +148,23 @@ fn protocol_ping_echo_list_and_bad_frames() {
         },
     );
     assert!(err_text(r).starts_with("invalid handle"));
-    for bad in [".", "..", "a\0b", &"x".repeat(256)] {
+    // S15: nothing that could name a path outside the depot; finding 8:
+    // no control character that could forge a line of `warden list`.
+    for bad in [
+        ".",
+        "..",
+        "../x",
+        "/etc",
+        "a/b",
+        "a\0b",
+        &"x".repeat(256),
+        "a\nb",
+        "fake\nforged-handle",
+        "a\r",
+        "tab\there",
+        "\x1b[31mred",
+        "del\x7f",
+    ] {
         let r: Result<proto::CreateResponse, _> = c.call(
             Type::Create,
             &proto::CreateRequest {
@@ -156,8 +172,20 @@ fn protocol_ping_echo_list_and_bad_frames() {
                 ..Default::default()
             },
         );
-        assert!(err_text(r).starts_with("invalid handle"), "{bad:?}");
+        let e = err_text(r);
+        assert!(e.starts_with("invalid handle"), "{bad:?}: {e}");
+        assert!(
+            !e.contains(['\n', '\r', '\x1b']),
+            "the error quotes it escaped: {e:?}"
+        );
     }
+    assert!(list(&mut c).is_empty());
+    let (code, out, _) = s.warden(&["list"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, ""),
+        "no forged line in `warden list`"
+    );
 }
 
 #[test]

@@ -1478,3 +1478,116 @@ fn stop_and_destroy(c: &mut Client, h: &str, job: u32) {
     assert_ne!(l.exit_status, Some(0));
     destroy_or_retry(c, h);
 }
+
+/// Runs `warden server --config CFG`, which must fail within 20 s; its
+/// (exit status, stderr). A server that comes up instead is killed and
+/// its config cleared before the test fails.
+fn server_start_fails(cfg: &Path) -> (i32, String) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(bin("warden"))
+        .args(["server", "--config"])
+        .arg(cfg)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (st.code().unwrap_or(128 + st.signal().unwrap_or(0)), err);
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = Command::new(bin("warden"))
+                .args(["clear", "--config"])
+                .arg(cfg)
+                .status();
+            panic!("the server started instead of failing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Finding 8: the pidfile and the log file are opened with O_NOFOLLOW (and
+/// must be regular files): a symlink planted at either path makes startup
+/// fail with a clear error before anything is set up, and its target is
+/// left untouched; a FIFO there fails too, instead of hanging the start.
+#[test]
+fn planted_symlink_at_pidfile_or_log_fails_startup() {
+    use std::os::unix::fs::symlink;
+    warden_tests::require_root();
+    let (dir, _g) = scratch("nofollow");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let fifo = dir.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let pid = std::process::id();
+    for (i, (key, planted, want)) in [
+        ("pidfile", "link", "server.pidfile"),
+        ("log", "link", "logging.file"),
+        ("pidfile", "fifo", "server.pidfile"),
+        ("log", "fifo", "logging.file"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let link = dir.join(format!("{key}-{i}"));
+        if planted == "link" {
+            symlink(&victim, &link).unwrap();
+        }
+        let path = if planted == "fifo" {
+            fifo.clone()
+        } else {
+            link.clone()
+        };
+        let (pidfile, log) = if key == "pidfile" {
+            (path.clone(), dir.join(format!("ok-{i}.log")))
+        } else {
+            (dir.join(format!("ok-{i}.pid")), path.clone())
+        };
+        let cfg = dir.join(format!("w{i}.yml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "server:\n  unix_domain_path: {d}/w{i}.sock\n  container_depot_path: {d}/depot{i}\n  container_rootfs_path: {rootfs}\n  scripts_path: {scripts}\n  bin_path: {bins}\n  resource_prefix: n{p}{i}\n  pidfile: {pidfile}\nlogging:\n  file: {log}\n",
+                d = dir.display(),
+                rootfs = warden_tests::rootfs().display(),
+                scripts = workspace().join("rootfs-scripts").display(),
+                bins = warden_tests::bin_dir().display(),
+                p = warden_tests::server::b36(pid % 46656, 3),
+                pidfile = pidfile.display(),
+                log = log.display(),
+            ),
+        )
+        .unwrap();
+        let (code, err) = server_start_fails(&cfg);
+        assert_eq!(code, 1, "{err}");
+        let what = if planted == "link" {
+            "is a symbolic link; refusing to follow it"
+        } else {
+            "is a FIFO; refusing to write to it"
+        };
+        assert!(
+            err.contains(&format!("{want} {}: {what}", path.display())),
+            "{key}/{planted}: {err}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        if planted == "link" {
+            assert!(std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink());
+        }
+        // Nothing was set up: no socket, no depot.
+        assert!(!dir.join(format!("w{i}.sock")).exists());
+    }
+}

@@ -10,6 +10,12 @@
 //! a leading zero (`unix_domain_permissions: 0755`) are octal, as YAML 1.1
 //! and Ruby read them.
 //!
+//! Defaults that differ from warden's:
+//! - `server.unix_domain_path`: [`DEFAULT_SOCKET`] (`/run/warden/warden.sock`;
+//!   warden's was `/tmp/warden.sock`). Its parent directory is created
+//!   (0755) if missing; the socket gets `unix_domain_permissions`
+//!   atomically (see `server::listen`).
+//!
 //! Defaults of the extensions:
 //! - `resource_prefix`: `w`; must match `[a-z0-9]{1,6}`.
 //! - `scripts_path`: `<dir of warden exe>/../share/warden/rootfs-scripts` if
@@ -79,6 +85,10 @@ impl std::fmt::Display for Ipv4Net {
     }
 }
 
+/// Default `server.unix_domain_path` (warden's was `/tmp/warden.sock`, in
+/// a world-writable directory).
+pub const DEFAULT_SOCKET: &str = "/run/warden/warden.sock";
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub unix_domain_path: PathBuf,
@@ -143,7 +153,7 @@ impl Default for Config {
     fn default() -> Self {
         let start = ephemeral_end() + 1;
         Config {
-            unix_domain_path: PathBuf::from("/tmp/warden.sock"),
+            unix_domain_path: PathBuf::from(DEFAULT_SOCKET),
             unix_domain_permissions: 0o755,
             container_depot_path: PathBuf::from("/tmp/warden/containers"),
             container_rootfs_path: PathBuf::from("/tmp/warden/rootfs"),
@@ -479,6 +489,7 @@ mod tests {
     fn defaults() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.unix_domain_permissions, 0o755);
+        assert_eq!(c.unix_domain_path, Path::new("/run/warden/warden.sock"));
         assert_eq!(c.container_grace_time, Some(300));
         assert_eq!(c.pool_network.to_string(), "10.254.0.0/24");
         assert_eq!(c.uid_start, 10000);

@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Args, Clone)]
 struct Conn {
     /// Client commands: the server's unix socket (before or after the command).
-    #[arg(long, default_value = "/tmp/warden.sock", global = true)]
+    #[arg(long, default_value = warden::config::DEFAULT_SOCKET, global = true)]
     socket: PathBuf,
     /// Client commands: print the response as JSON.
     #[arg(long, global = true)]

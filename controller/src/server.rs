@@ -1910,29 +1910,99 @@ fn hard_limit(name: &str) -> Option<u64> {
     }
 }
 
-/// Binds the socket with the configured permissions.
+/// Binds the socket with the configured permissions, atomically: the
+/// socket is made in a fresh private (0700) directory next to the
+/// configured path, with its mode set before `bind` creates the file
+/// (fchmod of the socket; the umask can only narrow it) and set exactly
+/// (chmod) before it is renamed into place. There is no moment at which
+/// the path exists with a mode wider than configured, and none at which
+/// anyone but root can reach the socket before it has its final mode.
+///
+/// A socket already at the path is replaced when no server answers on it;
+/// a live one fails the start, and so does anything that is not a socket.
 pub fn listen(cfg: &Config) -> Result<UnixListener, ServerError> {
+    use nix::sys::socket::{bind, listen as listen_on, socket, AddressFamily, Backlog};
+    use nix::sys::socket::{SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
     let p = &cfg.unix_domain_path;
-    if p.exists() {
-        if UnixStream::connect(p).is_ok() {
-            return Err(ServerError::Io {
-                what: "another server is listening on",
-                path: p.clone(),
-                err: std::io::ErrorKind::AddrInUse.into(),
-            });
+    let bad = |what: &'static str, err: std::io::Error| ServerError::Io {
+        what,
+        path: p.clone(),
+        err,
+    };
+    let name = p
+        .file_name()
+        .ok_or_else(|| bad("no file name in", std::io::ErrorKind::InvalidInput.into()))?;
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match std::fs::symlink_metadata(p) {
+        Ok(md) if md.file_type().is_socket() => {
+            if UnixStream::connect(p).is_ok() {
+                return Err(bad(
+                    "another server is listening on",
+                    std::io::ErrorKind::AddrInUse.into(),
+                ));
+            }
         }
-        std::fs::remove_file(p).map_err(io_err("cannot remove stale socket", p))?;
+        Ok(_) => {
+            return Err(bad(
+                "refusing to replace a non-socket at",
+                std::io::ErrorKind::AlreadyExists.into(),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bad("cannot stat", e)),
     }
-    if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d).map_err(io_err("cannot create", d))?;
-    }
-    let l = UnixListener::bind(p).map_err(io_err("cannot listen on", p))?;
-    std::fs::set_permissions(
-        p,
-        std::fs::Permissions::from_mode(cfg.unix_domain_permissions),
-    )
-    .map_err(io_err("cannot chmod", p))?;
-    Ok(l)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&parent)
+        .map_err(io_err("cannot create", &parent))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}", container::generate_id()));
+    let tmp = parent.join(tmp_name);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(io_err("cannot create", &tmp))?;
+    let inner = tmp.join("s");
+    let r = (|| {
+        // The directory is ours and private even under a loose umask.
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err("cannot chmod", &tmp))?;
+        let dir = std::fs::File::open(&tmp).map_err(io_err("cannot open", &tmp))?;
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| bad("cannot create a socket for", e.into()))?;
+        let mode = nix::sys::stat::Mode::from_bits_truncate(cfg.unix_domain_permissions & 0o777);
+        nix::sys::stat::fchmod(fd.as_raw_fd(), mode)
+            .map_err(|e| bad("cannot set the mode of the socket for", e.into()))?;
+        // Through the directory's fd: a short path whatever the parent's
+        // length (the final path must still fit a sockaddr_un to be used).
+        let at = UnixAddr::new(format!("/proc/self/fd/{}/s", dir.as_raw_fd()).as_str())
+            .map_err(|e| bad("cannot listen on", e.into()))?;
+        bind(fd.as_raw_fd(), &at).map_err(|e| bad("cannot listen on", e.into()))?;
+        std::fs::set_permissions(
+            &inner,
+            std::fs::Permissions::from_mode(cfg.unix_domain_permissions),
+        )
+        .map_err(io_err("cannot chmod", &inner))?;
+        listen_on(&fd, Backlog::new(1024).unwrap_or(Backlog::MAXCONN))
+            .map_err(|e| bad("cannot listen on", e.into()))?;
+        std::fs::rename(&inner, p).map_err(|e| bad("cannot move the socket to", e))?;
+        Ok(UnixListener::from(fd))
+    })();
+    let _ = std::fs::remove_file(&inner);
+    let _ = std::fs::remove_dir(&tmp);
+    r
 }
 
 /// Accepts clients until drain; each client gets its own thread.
@@ -1992,6 +2062,50 @@ mod tests {
         assert!(read_line_until(&mut r, "child_pid="));
         assert!(read_line_until(&mut r, "child active"));
         assert!(!read_line_until(&mut r, "x"));
+    }
+
+    #[test]
+    fn listen_sets_the_mode_atomically_and_replaces_only_stale_sockets() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = std::env::temp_dir().join(format!("warden-listen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let sock = dir.join("sub/w.sock");
+        let mut cfg = Config {
+            unix_domain_path: sock.clone(),
+            unix_domain_permissions: 0o660,
+            ..Config::default()
+        };
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+        let l = listen(&cfg).unwrap();
+        assert_eq!(mode(&sock), 0o660);
+        // Nothing is left of the private directory.
+        let names: Vec<_> = std::fs::read_dir(dir.join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["w.sock"]);
+        // It serves at its final path.
+        UnixStream::connect(&sock).unwrap();
+        // A live server is not replaced.
+        let e = listen(&cfg).unwrap_err().to_string();
+        assert!(e.starts_with("another server is listening on"), "{e}");
+        // A stale one is, with the new mode.
+        drop(l);
+        cfg.unix_domain_permissions = 0o600;
+        let _l = listen(&cfg).unwrap();
+        assert_eq!(mode(&sock), 0o600);
+        assert!(std::fs::symlink_metadata(&sock)
+            .unwrap()
+            .file_type()
+            .is_socket());
+        // Anything else at the path is left alone.
+        let f = dir.join("file");
+        std::fs::write(&f, "x").unwrap();
+        cfg.unix_domain_path = f.clone();
+        let e = listen(&cfg).unwrap_err().to_string();
+        assert!(e.starts_with("refusing to replace a non-socket at"), "{e}");
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "x");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

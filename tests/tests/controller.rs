@@ -1591,3 +1591,92 @@ fn planted_symlink_at_pidfile_or_log_fails_startup() {
         assert!(!dir.join(format!("w{i}.sock")).exists());
     }
 }
+
+/// Finding 8 / S12: the socket gets its mode atomically (made in a private
+/// directory with its mode set before it is renamed into place), so a
+/// watcher polling the directory during startup never sees it, or its
+/// temporary name, with any mode but the configured 0700; and a non-root
+/// user cannot connect to it (but can once it is opened up, so the
+/// refusal is the mode's doing).
+#[test]
+fn socket_mode_is_atomic_and_refuses_other_users() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut s = Srv::start("sockmode", Opts::default());
+    let seen = |dir: &Path, out: &mut Vec<(String, u32)>| {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.contains("warden.sock") {
+                continue;
+            }
+            let Ok(md) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if md.file_type().is_socket() {
+                out.push((name, md.permissions().mode() & 0o7777));
+            } else if md.is_dir() {
+                out.push((name.clone() + "/", md.permissions().mode() & 0o7777));
+                if let Ok(inner) = std::fs::read_dir(e.path()) {
+                    for f in inner.flatten() {
+                        if let Ok(m) = std::fs::symlink_metadata(f.path()) {
+                            out.push((
+                                format!("{name}/{}", f.file_name().to_string_lossy()),
+                                m.permissions().mode() & 0o7777,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let mut all = Vec::new();
+    for _ in 0..3 {
+        s.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+        assert!(!s.sock.exists());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, dir) = (stop.clone(), s.dir.clone());
+        let watcher = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            while !st.load(Ordering::SeqCst) {
+                seen(&dir, &mut out);
+            }
+            out
+        });
+        s.run();
+        stop.store(true, Ordering::SeqCst);
+        all.extend(watcher.join().unwrap());
+    }
+    assert!(all.iter().any(|(n, _)| n == "warden.sock"), "{all:?}");
+    // The private directory and every socket seen: 0700, never wider.
+    for (n, m) in &all {
+        assert_eq!(*m, 0o700, "{n} seen with mode {m:o}");
+    }
+    // A pool uid (not root) is refused by the mode...
+    let ping_as = |uid: u32| {
+        let mut cmd = Command::new(bin("warden"));
+        cmd.args(["ping", "--socket"])
+            .arg(&s.sock)
+            .uid(uid)
+            .gid(uid);
+        warden_tests::run(&mut cmd)
+    };
+    let (code, _, err) = ping_as(20123);
+    let err = String::from_utf8_lossy(&err);
+    assert_ne!(code, 0);
+    assert!(err.contains("Permission denied"), "{err}");
+    // ...and nothing else: opened up, the same uid gets its pong.
+    std::fs::set_permissions(&s.sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, out, err) = ping_as(20123);
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).trim()),
+        (0, "pong"),
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+    std::fs::set_permissions(&s.sock, std::fs::Permissions::from_mode(0o700)).unwrap();
+}

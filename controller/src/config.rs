@@ -16,6 +16,27 @@
 //!   (0755) if missing; the socket gets `unix_domain_permissions`
 //!   atomically (see `server::listen`).
 //!
+//! Keys of ours that bound what clients can make the server hold (see
+//! `crate::conn`; with the defaults, requests being received take at most
+//! about 512 x 12 KiB + 16 MiB):
+//! - `server.max_connections` (default 512, 1..65536): connections served
+//!   at once; one more gets the error "too many connections" and is closed
+//!   at once (one warning line a second at most is logged), the others are
+//!   not affected. Each connection is a thread and may hold a link or
+//!   stream open for as long as its job runs, so size it for the clients'
+//!   concurrent links.
+//! - `server.max_request_bytes` (default 1048576, 16384..16777216): the
+//!   largest Spawn or Run request frame (it carries the script). Create and
+//!   Echo frames may have 64 KiB, every other request 16 KiB.
+//! - `server.max_buffered_bytes` (default 16777216, at least
+//!   `max_request_bytes`): the bytes of request frames over 4 KiB that all
+//!   connections together may be receiving at once; a request that does
+//!   not fit is answered "server busy" and its connection closed.
+//! - `server.request_timeout` (seconds, default 30, 1..3600): once a
+//!   request frame has started to arrive, the whole of it must arrive
+//!   within this time, or the connection is closed. Idle connections
+//!   (between requests) are never timed out.
+//!
 //! Defaults of the extensions:
 //! - `resource_prefix`: `w`; must match `[a-z0-9]{1,6}`.
 //! - `scripts_path`: `<dir of warden exe>/../share/warden/rootfs-scripts` if
@@ -106,6 +127,10 @@ pub struct Config {
     pub resource_prefix: String,
     pub scripts_path: PathBuf,
     pub bin_path: PathBuf,
+    pub max_connections: usize,
+    pub max_request_bytes: usize,
+    pub max_buffered_bytes: usize,
+    pub request_timeout: Duration,
     pub log_level: String,
     pub log_file: Option<PathBuf>,
     pub pool_network: Ipv4Net,
@@ -167,6 +192,10 @@ impl Default for Config {
             resource_prefix: "w".into(),
             scripts_path: default_scripts_path(),
             bin_path: default_bin_path(),
+            max_connections: 512,
+            max_request_bytes: 1 << 20,
+            max_buffered_bytes: 16 << 20,
+            request_timeout: Duration::from_secs(30),
             log_level: "info".into(),
             log_file: None,
             pool_network: Ipv4Net::parse("10.254.0.0/24").expect("valid default"),
@@ -195,6 +224,14 @@ fn int(key: &str, v: &Value) -> Result<u64, ConfigError> {
         }
         _ => Err(bad(key, "expected a non-negative integer")),
     }
+}
+
+fn ranged(key: &str, v: &Value, lo: u64, hi: u64) -> Result<u64, ConfigError> {
+    let n = int(key, v)?;
+    if !(lo..=hi).contains(&n) {
+        return Err(bad(key, format!("must be within {lo}..{hi}")));
+    }
+    Ok(n)
 }
 
 fn int32(key: &str, v: &Value) -> Result<u32, ConfigError> {
@@ -346,11 +383,32 @@ impl Config {
                         }
                         c.resource_prefix = p;
                     }
+                    "max_connections" => {
+                        c.max_connections = ranged(&key, v, 1, 65536)? as usize;
+                    }
+                    "max_request_bytes" => {
+                        c.max_request_bytes = ranged(&key, v, 16 << 10, 16 << 20)? as usize;
+                    }
+                    "max_buffered_bytes" => {
+                        c.max_buffered_bytes = ranged(&key, v, 16 << 10, 1 << 32)? as usize;
+                    }
+                    "request_timeout" => {
+                        c.request_timeout = Duration::from_secs(ranged(&key, v, 1, 3600)?);
+                    }
                     "scripts_path" => c.scripts_path = string(&key, v)?.into(),
                     "bin_path" => c.bin_path = string(&key, v)?.into(),
                     _ => c.warnings.push(format!("ignoring unknown key {key}")),
                 }
             }
+        }
+        if c.max_buffered_bytes < c.max_request_bytes {
+            return Err(bad(
+                "server.max_buffered_bytes",
+                format!(
+                    "{} is less than server.max_request_bytes ({})",
+                    c.max_buffered_bytes, c.max_request_bytes
+                ),
+            ));
         }
         if let Some(s) = section(&root, "logging")? {
             for (k, v) in keys(s) {
@@ -495,6 +553,19 @@ mod tests {
         assert_eq!(c.uid_start, 10000);
         assert_eq!(c.job_output_limit, 10 << 20);
         assert_eq!(c.resource_prefix, "w");
+        assert_eq!(c.max_connections, 512);
+        assert_eq!(c.max_request_bytes, 1 << 20);
+        assert_eq!(c.max_buffered_bytes, 16 << 20);
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        let c = Config::parse(
+            "server:\n  max_connections: 8\n  max_request_bytes: 65536\n  max_buffered_bytes: 65536\n  request_timeout: 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.max_connections, c.max_request_bytes, c.max_buffered_bytes),
+            (8, 65536, 65536)
+        );
+        assert_eq!(c.request_timeout, Duration::from_secs(2));
     }
 
     #[test]
@@ -544,6 +615,16 @@ mod tests {
                 "network:\n  allow_host_access: maybe\n",
                 "network.allow_host_access",
             ),
+            ("server:\n  max_connections: 0\n", "server.max_connections"),
+            (
+                "server:\n  max_request_bytes: 100\n",
+                "server.max_request_bytes",
+            ),
+            (
+                "server:\n  max_request_bytes: 2097152\n  max_buffered_bytes: 1048576\n",
+                "server.max_buffered_bytes",
+            ),
+            ("server:\n  request_timeout: 0\n", "server.request_timeout"),
         ] {
             let e = Config::parse(text).unwrap_err().to_string();
             assert!(e.contains(key), "{e} should name {key}");

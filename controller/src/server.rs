@@ -14,6 +14,7 @@
 //! counter is reserved in blocks of 1000 so restarts never reuse an id).
 
 use crate::config::Config;
+use crate::conn::{self, RequestReader};
 use crate::container::{self, Container, Resources, State};
 use crate::job::Job;
 use crate::pool::Pool;
@@ -105,6 +106,8 @@ pub struct Server {
     draining: AtomicBool,
     busy: Mutex<usize>,
     idle: Condvar,
+    /// Bytes of large request frames being received (crate::conn).
+    budget: Arc<conn::Budget>,
 }
 
 impl Server {
@@ -128,6 +131,7 @@ impl Server {
                 ceiling: next,
                 path: ids_path,
             }),
+            budget: conn::Budget::new(cfg.max_buffered_bytes),
             cfg,
             registry: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashSet::new()),
@@ -1027,17 +1031,30 @@ impl Server {
         refs.push(c.clone());
     }
 
+    /// Bounds for reading this server's requests (see crate::conn).
+    pub fn limits(&self) -> conn::Limits {
+        conn::Limits {
+            max_request: self.cfg.max_request_bytes,
+            timeout: self.cfg.request_timeout,
+            budget: self.budget.clone(),
+        }
+    }
+
     /// Serves one client until it disconnects.
     pub fn serve(self: &Arc<Self>, stream: UnixStream) {
         let Ok(rd) = stream.try_clone() else { return };
-        let mut rd = BufReader::new(rd);
+        let mut rd = RequestReader::new(rd, self.limits());
         let mut w = stream;
         let mut refs: Vec<Arc<Container>> = Vec::new();
         loop {
             if self.draining() {
                 break;
             }
-            let m = match proto::read_message(&mut rd) {
+            let m = match rd.read() {
+                Ok(p) => proto::Message::decode(p.as_slice()).map_err(FrameError::from),
+                Err(e) => Err(e),
+            };
+            let m = match m {
                 Ok(m) => m,
                 Err(FrameError::Eof) => break,
                 Err(FrameError::Decode(e)) => {
@@ -1048,6 +1065,9 @@ impl Server {
                 }
                 Err(FrameError::Io(_)) => break,
                 Err(e) => {
+                    // A bounded error reply: the client may not be reading.
+                    log::warn!("client {}: {e}; closing the connection", peer(&w));
+                    let _ = w.set_write_timeout(Some(Duration::from_secs(5)));
                     let _ = send_error(&mut w, &format!("protocol error: {e}"));
                     break;
                 }
@@ -2005,16 +2025,56 @@ pub fn listen(cfg: &Config) -> Result<UnixListener, ServerError> {
     r
 }
 
-/// Accepts clients until drain; each client gets its own thread.
+/// `pid N uid N` of a connected client (SO_PEERCRED), for the log.
+fn peer(s: &UnixStream) -> String {
+    match nix::sys::socket::getsockopt(s, nix::sys::socket::sockopt::PeerCredentials) {
+        Ok(c) => format!("pid {} uid {}", c.pid(), c.uid()),
+        Err(_) => "(unknown peer)".into(),
+    }
+}
+
+/// Accepts clients until drain; each client gets its own thread, at most
+/// `server.max_connections` at once. One more is answered with an error
+/// and closed at once; that is logged as one warning line, at most one a
+/// second (with the number refused since the last line).
 pub fn accept_loop(srv: &Arc<Server>, l: UnixListener) {
+    let slots = conn::Slots::new(srv.cfg.max_connections);
+    let mut last_warning: Option<Instant> = None;
+    let mut refused = 0u64;
     for s in l.incoming() {
         if srv.draining() {
             break;
         }
         match s {
-            Ok(s) => {
+            Ok(mut s) => {
+                let Some(slot) = slots.take() else {
+                    refused += 1;
+                    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                        log::warn!(
+                            "refused a connection from {}: {} connections open (server.max_connections); {refused} refused since the last warning",
+                            peer(&s),
+                            slots.max()
+                        );
+                        last_warning = Some(Instant::now());
+                        refused = 0;
+                    }
+                    // Never blocks the accept loop: a fresh socket's send
+                    // buffer holds this small frame.
+                    let _ = s.set_nonblocking(true);
+                    let _ = send_error(
+                        &mut s,
+                        &format!(
+                            "too many connections: the server serves at most {} at once (server.max_connections)",
+                            slots.max()
+                        ),
+                    );
+                    continue;
+                };
                 let srv = srv.clone();
-                spawn_thread("conn", move || srv.serve(s));
+                spawn_thread("conn", move || {
+                    let _slot = slot;
+                    srv.serve(s)
+                });
             }
             Err(e) => {
                 log::warn!("accept: {e}");

@@ -1680,3 +1680,207 @@ fn socket_mode_is_atomic_and_refuses_other_users() {
     );
     std::fs::set_permissions(&s.sock, std::fs::Permissions::from_mode(0o700)).unwrap();
 }
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in kB.
+fn rss_kb(pid: i32) -> (u64, u64) {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        st.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// `n` clients connect at once and each writes `bytes` (errors ignored: the
+/// server may refuse and close); the open connections.
+fn flood(sock: &Path, n: usize, bytes: &[u8]) -> Vec<UnixStream> {
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..n)
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut c = UnixStream::connect(sock).ok()?;
+                    c.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+                    let _ = c.write_all(bytes);
+                    Some(c)
+                })
+            })
+            .collect();
+        hs.into_iter().filter_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// The message of the first response frame (an error) on a raw
+/// connection, or None at EOF or after 10 s.
+fn raw_error(c: &mut UnixStream) -> Option<String> {
+    raw_error_within(c, Duration::from_secs(10))
+}
+
+fn raw_error_within(c: &mut UnixStream, t: Duration) -> Option<String> {
+    c.set_read_timeout(Some(t)).unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let m = proto::read_message(&mut r).ok()?;
+    assert_eq!(m.r#type, Some(Type::Error as i32));
+    proto::ErrorResponse::decode(m.payload.unwrap().as_slice())
+        .unwrap()
+        .message
+}
+
+fn ping_within(c: &mut Client, limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    let _: proto::PingResponse = c.call(Type::Ping, &proto::PingRequest {}).unwrap();
+    let t = t0.elapsed();
+    assert!(t < limit, "ping took {t:?}");
+    t
+}
+
+/// Finding 8: 200 clients each sending 1 MiB of a 16 MiB frame took the
+/// server from 3.3 MB to 212 MB. Now a frame over its type's cap is refused
+/// on its length line or first two bytes, payloads grow only as bytes
+/// arrive, and large frames share one budget: with the same 200 clients,
+/// and then 200 more sending all but the last byte of a Spawn frame at the
+/// cap (1 MiB), and 200 more holding all but the trailer of a 16 KiB Info
+/// frame, the server's peak RSS stays under 40 MB, and a client connected
+/// before gets its ping answered at once throughout.
+#[test]
+fn slow_clients_cannot_grow_the_server() {
+    let s = Srv::start("slow", Opts::default());
+    let mut c = s.client();
+    ping_within(&mut c, Duration::from_secs(1));
+    let (base, _) = rss_kb(s.pid());
+
+    // The finding's attack.
+    let mut big = format!("{}\r\n", 16 << 20).into_bytes();
+    big.resize(big.len() + (1 << 20), 0);
+    let mut a1 = flood(&s.sock, 200, &big);
+    let t1 = ping_within(&mut c, Duration::from_secs(1));
+    let (rss1, hwm1) = rss_kb(s.pid());
+    eprintln!("server RSS {base} kB at rest, {rss1} kB (peak {hwm1} kB) with 200 x 1 MiB of a 16 MiB frame");
+    let e = raw_error(&mut a1[0]).expect("an error response");
+    assert_eq!(
+        e,
+        "protocol error: frame of 16777216 bytes exceeds the maximum of 1048576 bytes"
+    );
+    drop(a1);
+
+    // Within the caps: Spawn frames of 1 MiB, all but their last byte.
+    let script = "x".repeat((1 << 20) - 16);
+    let env = proto::Message {
+        r#type: Some(Type::Spawn as i32),
+        payload: Some(
+            proto::SpawnRequest {
+                handle: Some("h".into()),
+                script: Some(script),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+    }
+    .encode_to_vec();
+    assert!(env.len() <= 1 << 20, "{}", env.len());
+    let mut f = format!("{}\r\n", env.len()).into_bytes();
+    f.extend_from_slice(&env);
+    f.extend_from_slice(b"\r");
+    let mut a2 = flood(&s.sock, 200, &f);
+    let t2 = ping_within(&mut c, Duration::from_secs(1));
+    // Small frames need no budget: 200 clients stuck in 16 KiB Info frames.
+    let info = proto::Message {
+        r#type: Some(Type::Info as i32),
+        payload: Some(vec![b'y'; (16 << 10) - 8]),
+    }
+    .encode_to_vec();
+    let mut f = format!("{}\r\n", info.len()).into_bytes();
+    f.extend_from_slice(&info);
+    let a3 = flood(&s.sock, 200, &f);
+    let t3 = ping_within(&mut c, Duration::from_secs(1));
+    // A new client too.
+    ping_within(&mut s.client(), Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(300));
+    let (rss2, hwm2) = rss_kb(s.pid());
+    // The budget (16 MiB) holds 16 of them; the others were refused.
+    let busy = a2
+        .iter_mut()
+        .filter_map(|x| raw_error_within(x, Duration::from_millis(100)))
+        .filter(|e| e.contains("server busy"))
+        .count();
+    assert!(busy >= 150, "{busy} of 200 large requests refused as busy");
+    eprintln!(
+        "server RSS: {base} kB at rest; 200 x 1 MiB of a 16 MiB frame: {rss1} kB (peak {hwm1} kB), ping {t1:?}; \
+         + 200 x 1 MiB-1 of a Spawn + 200 x 16 KiB-2 of an Info: {rss2} kB (peak {hwm2} kB), ping {t2:?} / {t3:?}"
+    );
+    assert!(hwm2 < 40_000, "peak RSS {hwm2} kB");
+    drop((a2, a3));
+    let log = s.log();
+    assert!(log.contains("exceeds the maximum"), "{log}");
+    assert!(log.contains("server busy"), "{log}");
+}
+
+/// Finding 8: at most server.max_connections connections; one more gets an
+/// error at once and is closed, with one warning line, while the open ones
+/// are served; and a request frame that stalls half-way is dropped after
+/// server.request_timeout, while an idle connection is not.
+#[test]
+fn connection_cap_and_request_timeout() {
+    let s = Srv::start(
+        "cap",
+        Opts {
+            server_keys: vec!["max_connections: 20".into(), "request_timeout: 2".into()],
+            ..Default::default()
+        },
+    );
+    let mut c = s.client();
+    ping_within(&mut c, Duration::from_secs(1));
+    let idle: Vec<UnixStream> = (0..19)
+        .map(|_| UnixStream::connect(&s.sock).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..10 {
+        let t0 = Instant::now();
+        let mut x = UnixStream::connect(&s.sock).unwrap();
+        let e = raw_error(&mut x).expect("an error response");
+        assert_eq!(
+            e,
+            "too many connections: the server serves at most 20 at once (server.max_connections)"
+        );
+        let mut rest = Vec::new();
+        assert_eq!(x.read_to_end(&mut rest).unwrap_or(0), 0, "then closed");
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    }
+    ping_within(&mut c, Duration::from_secs(1));
+    let warnings = s
+        .log()
+        .lines()
+        .filter(|l| l.contains("refused a connection"))
+        .count();
+    assert!(
+        (1..=3).contains(&warnings),
+        "{warnings} warning lines:\n{}",
+        s.log()
+    );
+    // Slots come back when clients go.
+    drop(idle);
+    assert!(wait_for(Duration::from_secs(5), || {
+        Client::connect(&s.sock)
+            .and_then(|mut x| x.call::<_, proto::PingResponse>(Type::Ping, &proto::PingRequest {}))
+            .is_ok()
+    }));
+    // Idle for longer than request_timeout: still served.
+    std::thread::sleep(Duration::from_millis(2500));
+    ping_within(&mut c, Duration::from_secs(1));
+    // A frame that starts and stalls: dropped after about 2 s.
+    let mut x = UnixStream::connect(&s.sock).unwrap();
+    x.write_all(b"100000\r\n\x08\x15\x12").unwrap();
+    let t0 = Instant::now();
+    let e = raw_error(&mut x).expect("an error response");
+    let t = t0.elapsed();
+    assert_eq!(
+        e,
+        "protocol error: request frame not received within 2 s (server.request_timeout)"
+    );
+    assert!(
+        t > Duration::from_millis(1500) && t < Duration::from_secs(8),
+        "{t:?}"
+    );
+}

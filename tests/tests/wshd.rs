@@ -1067,3 +1067,42 @@ fn silent_connections_never_delay_a_real_wsh() {
         "{still_waiting}: only the oldest are dropped"
     );
 }
+
+/// Finding 8: the running init (pid 1) keeps no host file open as its
+/// stdio: fds 0-2 are /dev/null (char device 1:3), none is the stderr file
+/// wshd was started with, while errors during boot still reach that file
+/// (`failing_or_missing_hooks_fail_start_and_leave_nothing`).
+#[test]
+fn running_init_has_dev_null_as_stdio() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let c = boot("stdio");
+    let err = std::fs::metadata(c.dir.path.join("wshd.err")).unwrap();
+    let fds: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{}/fd", c.pid))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for fd in &fds {
+        let Ok(md) = std::fs::metadata(fd) else {
+            continue;
+        };
+        assert!(
+            (md.dev(), md.ino()) != (err.dev(), err.ino()),
+            "{} is the host's stderr file",
+            fd.display()
+        );
+    }
+    for n in 0..3 {
+        let p = format!("/proc/{}/fd/{n}", c.pid);
+        let md = std::fs::metadata(&p).unwrap();
+        assert!(md.file_type().is_char_device(), "{p}");
+        assert_eq!(
+            (
+                nix::sys::stat::major(md.rdev()),
+                nix::sys::stat::minor(md.rdev())
+            ),
+            (1, 3),
+            "{p} is /dev/null"
+        );
+    }
+    assert_eq!(c.ok(&["echo", "up"]), "up\n");
+}

@@ -10,6 +10,33 @@
 //! a leading zero (`unix_domain_permissions: 0755`) are octal, as YAML 1.1
 //! and Ruby read them.
 //!
+//! Defaults that differ from warden's:
+//! - `server.unix_domain_path`: [`DEFAULT_SOCKET`] (`/run/warden/warden.sock`;
+//!   warden's was `/tmp/warden.sock`). Its parent directory is created
+//!   (0755) if missing; the socket gets `unix_domain_permissions`
+//!   atomically (see `server::listen`).
+//!
+//! Keys of ours that bound what clients can make the server hold (see
+//! `crate::conn`; with the defaults, requests being received take at most
+//! about 512 x 12 KiB + 16 MiB):
+//! - `server.max_connections` (default 512, 1..65536): connections served
+//!   at once; one more gets the error "too many connections" and is closed
+//!   at once (one warning line a second at most is logged), the others are
+//!   not affected. Each connection is a thread and may hold a link or
+//!   stream open for as long as its job runs, so size it for the clients'
+//!   concurrent links.
+//! - `server.max_request_bytes` (default 1048576, 16384..16777216): the
+//!   largest Spawn or Run request frame (it carries the script). Create and
+//!   Echo frames may have 64 KiB, every other request 16 KiB.
+//! - `server.max_buffered_bytes` (default 16777216, at least
+//!   `max_request_bytes`): the bytes of request frames over 4 KiB that all
+//!   connections together may be receiving at once; a request that does
+//!   not fit is answered "server busy" and its connection closed.
+//! - `server.request_timeout` (seconds, default 30, 1..3600): once a
+//!   request frame has started to arrive, the whole of it must arrive
+//!   within this time, or the connection is closed. Idle connections
+//!   (between requests) are never timed out.
+//!
 //! Defaults of the extensions:
 //! - `resource_prefix`: `w`; must match `[a-z0-9]{1,6}`.
 //! - `scripts_path`: `<dir of warden exe>/../share/warden/rootfs-scripts` if
@@ -83,6 +110,10 @@ impl std::fmt::Display for Ipv4Net {
     }
 }
 
+/// Default `server.unix_domain_path` (warden's was `/tmp/warden.sock`, in
+/// a world-writable directory).
+pub const DEFAULT_SOCKET: &str = "/run/warden/warden.sock";
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub unix_domain_path: PathBuf,
@@ -102,6 +133,10 @@ pub struct Config {
     pub bin_path: PathBuf,
     /// Bounds on one copy_out stream (see [`crate::tarstream::Limits`]).
     pub copy_limits: crate::tarstream::Limits,
+    pub max_connections: usize,
+    pub max_request_bytes: usize,
+    pub max_buffered_bytes: usize,
+    pub request_timeout: Duration,
     pub log_level: String,
     pub log_file: Option<PathBuf>,
     pub pool_network: Ipv4Net,
@@ -149,7 +184,7 @@ impl Default for Config {
     fn default() -> Self {
         let start = ephemeral_end() + 1;
         Config {
-            unix_domain_path: PathBuf::from("/tmp/warden.sock"),
+            unix_domain_path: PathBuf::from(DEFAULT_SOCKET),
             unix_domain_permissions: 0o755,
             container_depot_path: PathBuf::from("/tmp/warden/containers"),
             container_rootfs_path: PathBuf::from("/tmp/warden/rootfs"),
@@ -164,6 +199,10 @@ impl Default for Config {
             scripts_path: default_scripts_path(),
             bin_path: default_bin_path(),
             copy_limits: crate::tarstream::Limits::default(),
+            max_connections: 512,
+            max_request_bytes: 1 << 20,
+            max_buffered_bytes: 16 << 20,
+            request_timeout: Duration::from_secs(30),
             log_level: "info".into(),
             log_file: None,
             pool_network: Ipv4Net::parse("10.254.0.0/24").expect("valid default"),
@@ -192,6 +231,14 @@ fn int(key: &str, v: &Value) -> Result<u64, ConfigError> {
         }
         _ => Err(bad(key, "expected a non-negative integer")),
     }
+}
+
+fn ranged(key: &str, v: &Value, lo: u64, hi: u64) -> Result<u64, ConfigError> {
+    let n = int(key, v)?;
+    if !(lo..=hi).contains(&n) {
+        return Err(bad(key, format!("must be within {lo}..{hi}")));
+    }
+    Ok(n)
 }
 
 fn int32(key: &str, v: &Value) -> Result<u32, ConfigError> {
@@ -343,6 +390,18 @@ impl Config {
                         }
                         c.resource_prefix = p;
                     }
+                    "max_connections" => {
+                        c.max_connections = ranged(&key, v, 1, 65536)? as usize;
+                    }
+                    "max_request_bytes" => {
+                        c.max_request_bytes = ranged(&key, v, 16 << 10, 16 << 20)? as usize;
+                    }
+                    "max_buffered_bytes" => {
+                        c.max_buffered_bytes = ranged(&key, v, 16 << 10, 1 << 32)? as usize;
+                    }
+                    "request_timeout" => {
+                        c.request_timeout = Duration::from_secs(ranged(&key, v, 1, 3600)?);
+                    }
                     "scripts_path" => c.scripts_path = string(&key, v)?.into(),
                     "bin_path" => c.bin_path = string(&key, v)?.into(),
                     "copy_max_bytes" | "copy_max_entries" => {
@@ -359,6 +418,15 @@ impl Config {
                     _ => c.warnings.push(format!("ignoring unknown key {key}")),
                 }
             }
+        }
+        if c.max_buffered_bytes < c.max_request_bytes {
+            return Err(bad(
+                "server.max_buffered_bytes",
+                format!(
+                    "{} is less than server.max_request_bytes ({})",
+                    c.max_buffered_bytes, c.max_request_bytes
+                ),
+            ));
         }
         if let Some(s) = section(&root, "logging")? {
             for (k, v) in keys(s) {
@@ -497,6 +565,7 @@ mod tests {
     fn defaults() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.unix_domain_permissions, 0o755);
+        assert_eq!(c.unix_domain_path, Path::new("/run/warden/warden.sock"));
         assert_eq!(c.container_grace_time, Some(300));
         assert_eq!(c.pool_network.to_string(), "10.254.0.0/24");
         assert_eq!(c.uid_start, 10000);
@@ -514,6 +583,19 @@ mod tests {
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         let e = Config::parse("server:\n  copy_max_entries: 0\n").unwrap_err();
         assert!(e.to_string().contains("server.copy_max_entries"), "{e}");
+        assert_eq!(c.max_connections, 512);
+        assert_eq!(c.max_request_bytes, 1 << 20);
+        assert_eq!(c.max_buffered_bytes, 16 << 20);
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        let c = Config::parse(
+            "server:\n  max_connections: 8\n  max_request_bytes: 65536\n  max_buffered_bytes: 65536\n  request_timeout: 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.max_connections, c.max_request_bytes, c.max_buffered_bytes),
+            (8, 65536, 65536)
+        );
+        assert_eq!(c.request_timeout, Duration::from_secs(2));
     }
 
     #[test]
@@ -563,6 +645,16 @@ mod tests {
                 "network:\n  allow_host_access: maybe\n",
                 "network.allow_host_access",
             ),
+            ("server:\n  max_connections: 0\n", "server.max_connections"),
+            (
+                "server:\n  max_request_bytes: 100\n",
+                "server.max_request_bytes",
+            ),
+            (
+                "server:\n  max_request_bytes: 2097152\n  max_buffered_bytes: 1048576\n",
+                "server.max_buffered_bytes",
+            ),
+            ("server:\n  request_timeout: 0\n", "server.request_timeout"),
         ] {
             let e = Config::parse(text).unwrap_err().to_string();
             assert!(e.contains(key), "{e} should name {key}");

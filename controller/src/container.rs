@@ -464,10 +464,17 @@ pub fn generate_id() -> String {
 /// A handle a client may use (S15). warden accepted any string; handles
 /// never become paths here (the depot directory is named by the id), but
 /// one that could name a path component outside its own is refused:
-/// empty, longer than 255 bytes, containing `/` or NUL, or `.`/`..`.
-/// Anything else, Unicode and control characters included, is accepted.
+/// empty, longer than 255 bytes, containing `/`, or `.`/`..`. So is one
+/// holding an ASCII control character (0x00-0x1f, 0x7f): a newline or an
+/// escape in a handle would forge lines in `warden list`, the log and
+/// `info` output. Anything else is accepted, all of Unicode included (C1
+/// controls too: warden's spec round-trips the handle `"\xC2\x82"`).
 pub fn handle_is_safe(h: &str) -> bool {
-    !h.is_empty() && h.len() <= 255 && h != "." && h != ".." && !h.contains(['/', '\0'])
+    !h.is_empty()
+        && h.len() <= 255
+        && h != "."
+        && h != ".."
+        && !h.bytes().any(|b| b == b'/' || b.is_ascii_control())
 }
 
 #[cfg(test)]
@@ -488,7 +495,23 @@ mod tests {
     #[test]
     fn unsafe_handles() {
         let long = "x".repeat(256);
-        for h in ["", "a/b", "..", ".", "/", "a\0b", "a/../b", long.as_str()] {
+        for h in [
+            "",
+            "a/b",
+            "..",
+            ".",
+            "/",
+            "a\0b",
+            "a/../b",
+            long.as_str(),
+            "a\nb",
+            "x\n17c2bk3nd4u",
+            "a\rb",
+            "a\tb",
+            "\x1b[2Jx",
+            "a\x7fb",
+            "\x01",
+        ] {
             assert!(!handle_is_safe(h), "{h:?}");
         }
         for h in [

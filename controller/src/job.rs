@@ -24,7 +24,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Condvar, Mutex};
 
 pub const OUTPUT_EXCEEDED: &str = "command exceeded maximum output";
@@ -205,11 +205,10 @@ impl Job {
     /// Starts `iomux-link -w DIR/cursors DIR`. The returned child must be
     /// given to [`Job::collect`].
     pub fn start_link(&self, iomux_link: &std::path::Path) -> std::io::Result<Child> {
-        let child = Command::new(iomux_link)
+        let child = crate::sh::command(iomux_link)
             .arg("-w")
             .arg(self.dir.join("cursors"))
             .arg(&self.dir)
-            .env("PATH", crate::sh::PATH)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -432,7 +431,7 @@ mod tests {
     }
 
     fn sh(script: &str) -> Child {
-        Command::new("/bin/sh")
+        std::process::Command::new("/bin/sh")
             .args(["-c", script])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod container;
 pub mod copy;
 pub mod job;

@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Args, Clone)]
 struct Conn {
     /// Client commands: the server's unix socket (before or after the command).
-    #[arg(long, default_value = "/tmp/warden.sock", global = true)]
+    #[arg(long, default_value = warden::config::DEFAULT_SOCKET, global = true)]
     socket: PathBuf,
     /// Client commands: print the response as JSON.
     #[arg(long, global = true)]
@@ -585,11 +585,8 @@ fn init_logging(cfg: &Config) -> Result<()> {
         b.parse_filters(&s);
     }
     if let Some(f) = &cfg.log_file {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(f)
-            .with_context(|| format!("logging.file {}", f.display()))?;
+        let file =
+            open_own_file(f, true).with_context(|| format!("logging.file {}", f.display()))?;
         b.target(env_logger::Target::Pipe(Box::new(file)));
     }
     let _ = b.try_init();
@@ -597,6 +594,55 @@ fn init_logging(cfg: &Config) -> Result<()> {
         log::warn!("config: {w}");
     }
     Ok(())
+}
+
+/// Opens a file the server writes (`logging.file`, `server.pidfile`):
+/// created 0644 if missing, never through a symlink (O_NOFOLLOW: a symlink
+/// planted at the path fails with a clear error and its target is not
+/// touched), never blocking on a FIFO (O_NONBLOCK), and only a regular
+/// file is accepted. `append`: for the log; otherwise the caller truncates
+/// after these checks.
+fn open_own_file(path: &Path, append: bool) -> Result<std::fs::File> {
+    use nix::fcntl::OFlag;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Checked before the open for a clear message (opening a FIFO with no
+    // reader fails with ENXIO), and again on the open file (no race).
+    if let Ok(md) = std::fs::symlink_metadata(path) {
+        refuse_non_file(md.file_type())?;
+    }
+    let r = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .append(append)
+        .mode(0o644)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
+        .open(path);
+    let f = match r {
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            bail!("is a symbolic link; refusing to follow it")
+        }
+        r => r?,
+    };
+    refuse_non_file(f.metadata()?.file_type())?;
+    Ok(f)
+}
+
+fn refuse_non_file(t: std::fs::FileType) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if t.is_file() {
+        return Ok(());
+    } else if t.is_symlink() {
+        bail!("is a symbolic link; refusing to follow it")
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    };
+    bail!("is {what}; refusing to write to it")
 }
 
 fn serve(path: &Path) -> Result<()> {
@@ -610,6 +656,13 @@ fn serve(path: &Path) -> Result<()> {
     let cfg = Config::load(path)?;
     init_logging(&cfg)?;
     cfg.check_paths()?;
+    // Checked before anything is set up; written once the socket listens.
+    let pidfile = match &cfg.pidfile {
+        Some(p) => Some(
+            open_own_file(p, false).with_context(|| format!("server.pidfile {}", p.display()))?,
+        ),
+        None => None,
+    };
     raise_nofile();
 
     let srv: Arc<Server> = Server::new(cfg.clone())?;
@@ -618,8 +671,9 @@ fn serve(path: &Path) -> Result<()> {
     srv.sweep_stale();
     let listener = server::listen(&cfg)?;
     log::info!("Listening on {}", cfg.unix_domain_path.display());
-    if let Some(p) = &cfg.pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id()))
+    if let (Some(mut f), Some(p)) = (pidfile, &cfg.pidfile) {
+        f.set_len(0)
+            .and_then(|_| f.write_all(format!("{}\n", std::process::id()).as_bytes()))
             .with_context(|| format!("server.pidfile {}", p.display()))?;
     }
     {

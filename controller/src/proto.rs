@@ -12,8 +12,10 @@
 //! where PAYLOAD is an encoded [`Message`] envelope (`type` = 1, `payload` =
 //! 2). The length line holds at most [`MAX_LEN_DIGITS`] ASCII digits and the
 //! payload at most [`MAX_FRAME`] bytes (16 MiB); both bounds are enforced
-//! before any buffer for the payload is allocated. A frame that breaks them
-//! is a [`FrameError`] for that connection only.
+//! before any buffer for the payload is allocated, which then grows only as
+//! bytes arrive. A frame that breaks them is a [`FrameError`] for that
+//! connection only. The server reads requests with tighter, per-type
+//! bounds (`crate::conn`).
 //!
 //! # Messages
 //!
@@ -25,7 +27,7 @@
 
 use prost::Message as _;
 use serde::Serialize;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 
 /// Serializes job output (raw bytes) as a JSON string, invalid UTF-8
 /// replaced by U+FFFD.
@@ -50,8 +52,14 @@ pub enum FrameError {
     Io(#[from] io::Error),
     #[error("bad frame length line")]
     BadLength,
-    #[error("frame of {0} bytes exceeds the maximum of {MAX_FRAME} bytes")]
-    TooLarge(usize),
+    #[error("frame of {0} bytes exceeds the maximum of {1} bytes")]
+    TooLarge(usize, usize),
+    #[error("{2}Request frame of {0} bytes exceeds the maximum of {1} bytes")]
+    TooLargeFor(usize, usize, &'static str),
+    #[error("server busy: a request of {0} bytes does not fit in what all connections may be sending at once ({1} bytes, server.max_buffered_bytes); try again")]
+    Busy(usize, usize),
+    #[error("request frame not received within {0} s (server.request_timeout)")]
+    Timeout(u64),
     #[error("frame not terminated by CRLF")]
     BadTrailer,
     #[error("undecodable message: {0}")]
@@ -91,10 +99,14 @@ pub fn read_frame<R: BufRead>(r: &mut R) -> Result<Vec<u8>, FrameError> {
         .and_then(|s| s.parse().ok())
         .ok_or(FrameError::BadLength)?;
     if len > MAX_FRAME {
-        return Err(FrameError::TooLarge(len));
+        return Err(FrameError::TooLarge(len, MAX_FRAME));
     }
-    let mut buf = vec![0u8; len + 2];
-    r.read_exact(&mut buf)?;
+    // Grows as the bytes arrive, never to the declared length up front.
+    let mut buf = Vec::new();
+    r.by_ref().take(len as u64 + 2).read_to_end(&mut buf)?;
+    if buf.len() < len + 2 {
+        return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
     if &buf[len..] != b"\r\n" {
         return Err(FrameError::BadTrailer);
     }
@@ -672,7 +684,10 @@ mod tests {
         let mut r = Cursor::new(b"99999999999999\r\n".to_vec());
         assert!(matches!(read_frame(&mut r), Err(FrameError::BadLength)));
         let mut r = Cursor::new(format!("{}\r\n", MAX_FRAME + 1).into_bytes());
-        assert!(matches!(read_frame(&mut r), Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            read_frame(&mut r),
+            Err(FrameError::TooLarge(_, MAX_FRAME))
+        ));
         let mut r = Cursor::new(b"3\r\nabcXY".to_vec());
         assert!(matches!(read_frame(&mut r), Err(FrameError::BadTrailer)));
         let mut r = Cursor::new(b"3\nabc\r\n".to_vec());

@@ -14,6 +14,7 @@
 //! counter is reserved in blocks of 1000 so restarts never reuse an id).
 
 use crate::config::Config;
+use crate::conn::{self, RequestReader};
 use crate::container::{self, Container, Resources, State};
 use crate::copy;
 use crate::job::Job;
@@ -108,6 +109,8 @@ pub struct Server {
     draining: AtomicBool,
     busy: Mutex<usize>,
     idle: Condvar,
+    /// Bytes of large request frames being received (crate::conn).
+    budget: Arc<conn::Budget>,
 }
 
 impl Server {
@@ -131,6 +134,7 @@ impl Server {
                 ceiling: next,
                 path: ids_path,
             }),
+            budget: conn::Budget::new(cfg.max_buffered_bytes),
             cfg,
             registry: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashSet::new()),
@@ -558,7 +562,7 @@ impl Server {
             "vcap"
         };
         let bin = c.path.join("bin");
-        let mut cmd = Command::new(bin.join("iomux-spawn"));
+        let mut cmd = sh::command(bin.join("iomux-spawn"));
         cmd.arg(&dir)
             .arg(bin.join("wsh"))
             .arg("--socket")
@@ -566,12 +570,7 @@ impl Server {
             .arg("--user")
             .arg(user)
             .arg("/bin/bash")
-            .env_clear()
-            .env("PATH", sh::PATH)
-            .env(
-                "LANG",
-                std::env::var("LANG").unwrap_or_else(|_| "en_US.UTF-8".into()),
-            )
+            .env("LANG", job_lang(std::env::var("LANG").ok()))
             .envs(env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -851,7 +850,7 @@ impl Server {
     /// killed with its session if wsh goes away (a copy the server abandons
     /// does not keep running inside).
     fn wsh(&self, c: &Container, script: &str, args: &[&OsStr]) -> Command {
-        let mut cmd = Command::new(c.path.join("bin/wsh"));
+        let mut cmd = sh::command(c.path.join("bin/wsh"));
         cmd.arg("--socket")
             .arg(c.path.join("run/wshd.sock"))
             .arg("--user")
@@ -861,9 +860,7 @@ impl Server {
             .arg("-c")
             .arg(script)
             .arg("sh")
-            .args(args)
-            .env_clear()
-            .env("PATH", sh::PATH);
+            .args(args);
         cmd
     }
 
@@ -1022,17 +1019,30 @@ impl Server {
         refs.push(c.clone());
     }
 
+    /// Bounds for reading this server's requests (see crate::conn).
+    pub fn limits(&self) -> conn::Limits {
+        conn::Limits {
+            max_request: self.cfg.max_request_bytes,
+            timeout: self.cfg.request_timeout,
+            budget: self.budget.clone(),
+        }
+    }
+
     /// Serves one client until it disconnects.
     pub fn serve(self: &Arc<Self>, stream: UnixStream) {
         let Ok(rd) = stream.try_clone() else { return };
-        let mut rd = BufReader::new(rd);
+        let mut rd = RequestReader::new(rd, self.limits());
         let mut w = stream;
         let mut refs: Vec<Arc<Container>> = Vec::new();
         loop {
             if self.draining() {
                 break;
             }
-            let m = match proto::read_message(&mut rd) {
+            let m = match rd.read() {
+                Ok(p) => proto::Message::decode(p.as_slice()).map_err(FrameError::from),
+                Err(e) => Err(e),
+            };
+            let m = match m {
                 Ok(m) => m,
                 Err(FrameError::Eof) => break,
                 Err(FrameError::Decode(e)) => {
@@ -1043,6 +1053,9 @@ impl Server {
                 }
                 Err(FrameError::Io(_)) => break,
                 Err(e) => {
+                    // A bounded error reply: the client may not be reading.
+                    log::warn!("client {}: {e}; closing the connection", peer(&w));
+                    let _ = w.set_write_timeout(Some(Duration::from_secs(5)));
                     let _ = send_error(&mut w, &format!("protocol error: {e}"));
                     break;
                 }
@@ -1538,7 +1551,7 @@ impl Server {
                 "removing stale nft rules: {}",
                 cmds.trim().replace('\n', "; ")
             );
-            let r = Command::new("nft")
+            let r = sh::command("nft")
                 .args(["-f", "-"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
@@ -1740,6 +1753,23 @@ fn wait_or_kill(
     }
 }
 
+/// LANG of a job (warden: the server's LANG, else `en_US.UTF-8`). The one
+/// value of the server's environment that reaches a container, and only
+/// when it looks like a locale name (`[A-Za-z0-9_.@-]`, at most 64 bytes).
+fn job_lang(server: Option<String>) -> String {
+    match server {
+        Some(l)
+            if !l.is_empty()
+                && l.len() <= 64
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.@-".contains(&b)) =>
+        {
+            l
+        }
+        _ => "en_US.UTF-8".into(),
+    }
+}
+
 fn env0() -> [(&'static str, &'static str); 0] {
     []
 }
@@ -1932,41 +1962,151 @@ fn hard_limit(name: &str) -> Option<u64> {
     }
 }
 
-/// Binds the socket with the configured permissions.
+/// Binds the socket with the configured permissions, atomically: the
+/// socket is made in a fresh private (0700) directory next to the
+/// configured path, with its mode set before `bind` creates the file
+/// (fchmod of the socket; the umask can only narrow it) and set exactly
+/// (chmod) before it is renamed into place. There is no moment at which
+/// the path exists with a mode wider than configured, and none at which
+/// anyone but root can reach the socket before it has its final mode.
+///
+/// A socket already at the path is replaced when no server answers on it;
+/// a live one fails the start, and so does anything that is not a socket.
 pub fn listen(cfg: &Config) -> Result<UnixListener, ServerError> {
+    use nix::sys::socket::{bind, listen as listen_on, socket, AddressFamily, Backlog};
+    use nix::sys::socket::{SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
     let p = &cfg.unix_domain_path;
-    if p.exists() {
-        if UnixStream::connect(p).is_ok() {
-            return Err(ServerError::Io {
-                what: "another server is listening on",
-                path: p.clone(),
-                err: std::io::ErrorKind::AddrInUse.into(),
-            });
+    let bad = |what: &'static str, err: std::io::Error| ServerError::Io {
+        what,
+        path: p.clone(),
+        err,
+    };
+    let name = p
+        .file_name()
+        .ok_or_else(|| bad("no file name in", std::io::ErrorKind::InvalidInput.into()))?;
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match std::fs::symlink_metadata(p) {
+        Ok(md) if md.file_type().is_socket() => {
+            if UnixStream::connect(p).is_ok() {
+                return Err(bad(
+                    "another server is listening on",
+                    std::io::ErrorKind::AddrInUse.into(),
+                ));
+            }
         }
-        std::fs::remove_file(p).map_err(io_err("cannot remove stale socket", p))?;
+        Ok(_) => {
+            return Err(bad(
+                "refusing to replace a non-socket at",
+                std::io::ErrorKind::AlreadyExists.into(),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bad("cannot stat", e)),
     }
-    if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d).map_err(io_err("cannot create", d))?;
-    }
-    let l = UnixListener::bind(p).map_err(io_err("cannot listen on", p))?;
-    std::fs::set_permissions(
-        p,
-        std::fs::Permissions::from_mode(cfg.unix_domain_permissions),
-    )
-    .map_err(io_err("cannot chmod", p))?;
-    Ok(l)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&parent)
+        .map_err(io_err("cannot create", &parent))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}", container::generate_id()));
+    let tmp = parent.join(tmp_name);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(io_err("cannot create", &tmp))?;
+    let inner = tmp.join("s");
+    let r = (|| {
+        // The directory is ours and private even under a loose umask.
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err("cannot chmod", &tmp))?;
+        let dir = std::fs::File::open(&tmp).map_err(io_err("cannot open", &tmp))?;
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| bad("cannot create a socket for", e.into()))?;
+        let mode = nix::sys::stat::Mode::from_bits_truncate(cfg.unix_domain_permissions & 0o777);
+        nix::sys::stat::fchmod(fd.as_raw_fd(), mode)
+            .map_err(|e| bad("cannot set the mode of the socket for", e.into()))?;
+        // Through the directory's fd: a short path whatever the parent's
+        // length (the final path must still fit a sockaddr_un to be used).
+        let at = UnixAddr::new(format!("/proc/self/fd/{}/s", dir.as_raw_fd()).as_str())
+            .map_err(|e| bad("cannot listen on", e.into()))?;
+        bind(fd.as_raw_fd(), &at).map_err(|e| bad("cannot listen on", e.into()))?;
+        std::fs::set_permissions(
+            &inner,
+            std::fs::Permissions::from_mode(cfg.unix_domain_permissions),
+        )
+        .map_err(io_err("cannot chmod", &inner))?;
+        listen_on(&fd, Backlog::new(1024).unwrap_or(Backlog::MAXCONN))
+            .map_err(|e| bad("cannot listen on", e.into()))?;
+        std::fs::rename(&inner, p).map_err(|e| bad("cannot move the socket to", e))?;
+        Ok(UnixListener::from(fd))
+    })();
+    let _ = std::fs::remove_file(&inner);
+    let _ = std::fs::remove_dir(&tmp);
+    r
 }
 
-/// Accepts clients until drain; each client gets its own thread.
+/// `pid N uid N` of a connected client (SO_PEERCRED), for the log.
+fn peer(s: &UnixStream) -> String {
+    match nix::sys::socket::getsockopt(s, nix::sys::socket::sockopt::PeerCredentials) {
+        Ok(c) => format!("pid {} uid {}", c.pid(), c.uid()),
+        Err(_) => "(unknown peer)".into(),
+    }
+}
+
+/// Accepts clients until drain; each client gets its own thread, at most
+/// `server.max_connections` at once. One more is answered with an error
+/// and closed at once; that is logged as one warning line, at most one a
+/// second (with the number refused since the last line).
 pub fn accept_loop(srv: &Arc<Server>, l: UnixListener) {
+    let slots = conn::Slots::new(srv.cfg.max_connections);
+    let mut last_warning: Option<Instant> = None;
+    let mut refused = 0u64;
     for s in l.incoming() {
         if srv.draining() {
             break;
         }
         match s {
-            Ok(s) => {
+            Ok(mut s) => {
+                let Some(slot) = slots.take() else {
+                    refused += 1;
+                    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                        log::warn!(
+                            "refused a connection from {}: {} connections open (server.max_connections); {refused} refused since the last warning",
+                            peer(&s),
+                            slots.max()
+                        );
+                        last_warning = Some(Instant::now());
+                        refused = 0;
+                    }
+                    // Never blocks the accept loop: a fresh socket's send
+                    // buffer holds this small frame.
+                    let _ = s.set_nonblocking(true);
+                    let _ = send_error(
+                        &mut s,
+                        &format!(
+                            "too many connections: the server serves at most {} at once (server.max_connections)",
+                            slots.max()
+                        ),
+                    );
+                    continue;
+                };
                 let srv = srv.clone();
-                spawn_thread("conn", move || srv.serve(s));
+                spawn_thread("conn", move || {
+                    let _slot = slot;
+                    srv.serve(s)
+                });
             }
             Err(e) => {
                 log::warn!("accept: {e}");
@@ -1981,6 +2121,16 @@ pub use ServerError as Error;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_lang_is_a_locale_name_or_the_default() {
+        assert_eq!(job_lang(Some("de_DE.UTF-8".into())), "de_DE.UTF-8");
+        assert_eq!(job_lang(Some("C".into())), "C");
+        for bad in ["", "x y", "a\nb", "$(id)", &"x".repeat(65)] {
+            assert_eq!(job_lang(Some(bad.into())), "en_US.UTF-8", "{bad:?}");
+        }
+        assert_eq!(job_lang(None), "en_US.UTF-8");
+    }
 
     #[test]
     fn snake_names() {
@@ -2004,6 +2154,50 @@ mod tests {
         assert!(read_line_until(&mut r, "child_pid="));
         assert!(read_line_until(&mut r, "child active"));
         assert!(!read_line_until(&mut r, "x"));
+    }
+
+    #[test]
+    fn listen_sets_the_mode_atomically_and_replaces_only_stale_sockets() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = std::env::temp_dir().join(format!("warden-listen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let sock = dir.join("sub/w.sock");
+        let mut cfg = Config {
+            unix_domain_path: sock.clone(),
+            unix_domain_permissions: 0o660,
+            ..Config::default()
+        };
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+        let l = listen(&cfg).unwrap();
+        assert_eq!(mode(&sock), 0o660);
+        // Nothing is left of the private directory.
+        let names: Vec<_> = std::fs::read_dir(dir.join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["w.sock"]);
+        // It serves at its final path.
+        UnixStream::connect(&sock).unwrap();
+        // A live server is not replaced.
+        let e = listen(&cfg).unwrap_err().to_string();
+        assert!(e.starts_with("another server is listening on"), "{e}");
+        // A stale one is, with the new mode.
+        drop(l);
+        cfg.unix_domain_permissions = 0o600;
+        let _l = listen(&cfg).unwrap();
+        assert_eq!(mode(&sock), 0o600);
+        assert!(std::fs::symlink_metadata(&sock)
+            .unwrap()
+            .file_type()
+            .is_socket());
+        // Anything else at the path is left alone.
+        let f = dir.join("file");
+        std::fs::write(&f, "x").unwrap();
+        cfg.unix_domain_path = f.clone();
+        let e = listen(&cfg).unwrap_err().to_string();
+        assert!(e.starts_with("refusing to replace a non-socket at"), "{e}");
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "x");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

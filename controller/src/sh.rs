@@ -1,6 +1,8 @@
 //! Running lifecycle scripts and helpers as command-line steps.
 //!
-//! Each step runs with a fixed PATH plus the given environment, stdin from
+//! Each step runs with an explicit environment: [`PATH`] plus the variables
+//! the caller gives (the contract in `rootfs-scripts/README.md`), nothing
+//! of the server's own environment (see [`command`]); stdin from
 //! /dev/null, and stdout/stderr captured. A non-zero exit becomes a
 //! [`StepError`] naming the step and carrying the tail of its stderr.
 //! A step that runs longer than [`STEP_TIMEOUT`] is killed (SIGKILL to its
@@ -16,6 +18,17 @@ use std::process::{Command, Stdio};
 pub const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A command for any program the controller starts (scripts, helpers,
+/// `tar`, `nft`, ...): its environment is cleared and holds only
+/// `PATH=`[`PATH`]; callers add the documented variables of that program.
+/// Nothing of the server's environment reaches a script, a helper or,
+/// through them, a container.
+pub fn command<S: AsRef<OsStr>>(program: S) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear().env("PATH", PATH);
+    c
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -78,9 +91,8 @@ where
 {
     use std::os::unix::process::CommandExt;
     let t0 = std::time::Instant::now();
-    let child = Command::new(path)
+    let child = command(path)
         .args(args)
-        .env("PATH", PATH)
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -172,6 +184,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o, b"v\n");
+    }
+
+    #[test]
+    fn steps_see_only_path_and_their_variables() {
+        // HOME is set in any test environment; it must not get through.
+        assert!(std::env::var_os("HOME").is_some() || std::env::var_os("PATH").is_some());
+        let o = run("env", Path::new("/usr/bin/env"), &[], [("X", "1")]).unwrap();
+        let mut vars: Vec<String> = String::from_utf8(o)
+            .unwrap()
+            .lines()
+            .map(|l| l.split('=').next().unwrap().to_string())
+            .collect();
+        vars.sort();
+        assert_eq!(vars, ["PATH", "X"]);
     }
 
     #[test]

@@ -32,7 +32,10 @@ fi
 nested=
 [ "${allow_nested_warden:-false}" = true ] && nested=--allow-nested
 
-if ! ./bin/wshd --run run --lib lib --root mnt --title "wshd: $id" --hostname "$id" $nested \
+# wshd gets an explicit environment, nothing of ours: only the PATH its
+# hooks use (its init's /proc/1/environ is readable by container root).
+if ! env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+  ./bin/wshd --run run --lib lib --root mnt --title "wshd: $id" --hostname "$id" $nested \
   </dev/null >run/wshd.out.log 2>run/wshd.err.log; then
   reason=$(grep -v '^[[:space:]]*$' run/wshd.err.log | tail -n 3 | paste -sd ';' - | sed 's/;/; /g')
   die "wshd failed to start: ${reason:-no message (see run/wshd.err.log)}"

@@ -54,6 +54,10 @@ pub struct Opts {
     pub allow_host_access: bool,
     /// `network.allow_networks` (default none).
     pub allow_networks: Vec<String>,
+    /// Variables added to the server process's environment.
+    pub env: Vec<(String, String)>,
+    /// Lines added to the `server:` section of the config.
+    pub server_keys: Vec<String>,
 }
 
 impl Default for Opts {
@@ -67,6 +71,8 @@ impl Default for Opts {
             rootfs: None,
             allow_host_access: false,
             allow_networks: vec![],
+            env: vec![],
+            server_keys: vec![],
         }
     }
 }
@@ -80,6 +86,7 @@ pub struct Srv {
     pub depot: PathBuf,
     pub prefix: String,
     pub child: Option<Child>,
+    env: Vec<(String, String)>,
     alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
     // Dropped last: kills the server, runs `warden clear`, removes dir.
     _guard: Cleanup,
@@ -103,7 +110,7 @@ impl Srv {
         std::fs::write(
             &cfg,
             format!(
-                "server:\n  unix_domain_path: {sock}\n  unix_domain_permissions: 0700\n  container_depot_path: {depot}\n  container_rootfs_path: {rootfs}\n  container_grace_time: {grace}\n  job_output_limit: {limit}\n  resource_prefix: {prefix}\n  scripts_path: {scripts}\n  bin_path: {bins}\n  pidfile: {pidfile}\n  container_klass: Warden::Container::Linux\nlogging:\n  level: debug\n  file: {log}\nnetwork:\n  pool_network: {pool}\n  release_delay: 0\n  allow_host_access: {host_access}\n  allow_networks: [{allow}]\nport:\n  pool_start_port: {port_start}\n  pool_size: {port_size}\nuser:\n  pool_start_uid: 20000\n  pool_size: 200\n",
+                "server:\n  unix_domain_path: {sock}\n  unix_domain_permissions: 0700\n  container_depot_path: {depot}\n  container_rootfs_path: {rootfs}\n  container_grace_time: {grace}\n  job_output_limit: {limit}\n  resource_prefix: {prefix}\n  scripts_path: {scripts}\n  bin_path: {bins}\n  pidfile: {pidfile}\n  container_klass: Warden::Container::Linux\n{extra}logging:\n  level: debug\n  file: {log}\nnetwork:\n  pool_network: {pool}\n  release_delay: 0\n  allow_host_access: {host_access}\n  allow_networks: [{allow}]\nport:\n  pool_start_port: {port_start}\n  pool_size: {port_size}\nuser:\n  pool_start_uid: 20000\n  pool_size: 200\n",
                 sock = sock.display(),
                 depot = depot.display(),
                 rootfs = o.rootfs.clone().unwrap_or_else(rootfs).display(),
@@ -119,6 +126,11 @@ impl Srv {
                 port_size = o.port_size,
                 host_access = o.allow_host_access,
                 allow = o.allow_networks.join(", "),
+                extra = o
+                    .server_keys
+                    .iter()
+                    .map(|k| format!("  {k}\n"))
+                    .collect::<String>(),
             ),
         )
         .unwrap();
@@ -141,6 +153,7 @@ impl Srv {
             depot,
             prefix,
             child: None,
+            env: o.env,
             alive: Default::default(),
             _guard: guard,
         };
@@ -153,6 +166,7 @@ impl Srv {
         let child = Command::new(bin("warden"))
             .args(["server", "--config"])
             .arg(&self.cfg)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -148,7 +148,23 @@ fn protocol_ping_echo_list_and_bad_frames() {
         },
     );
     assert!(err_text(r).starts_with("invalid handle"));
-    for bad in [".", "..", "a\0b", &"x".repeat(256)] {
+    // S15: nothing that could name a path outside the depot; finding 8:
+    // no control character that could forge a line of `warden list`.
+    for bad in [
+        ".",
+        "..",
+        "../x",
+        "/etc",
+        "a/b",
+        "a\0b",
+        &"x".repeat(256),
+        "a\nb",
+        "fake\nforged-handle",
+        "a\r",
+        "tab\there",
+        "\x1b[31mred",
+        "del\x7f",
+    ] {
         let r: Result<proto::CreateResponse, _> = c.call(
             Type::Create,
             &proto::CreateRequest {
@@ -156,8 +172,20 @@ fn protocol_ping_echo_list_and_bad_frames() {
                 ..Default::default()
             },
         );
-        assert!(err_text(r).starts_with("invalid handle"), "{bad:?}");
+        let e = err_text(r);
+        assert!(e.starts_with("invalid handle"), "{bad:?}: {e}");
+        assert!(
+            !e.contains(['\n', '\r', '\x1b']),
+            "the error quotes it escaped: {e:?}"
+        );
     }
+    assert!(list(&mut c).is_empty());
+    let (code, out, _) = s.warden(&["list"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, ""),
+        "no forged line in `warden list`"
+    );
 }
 
 #[test]
@@ -1269,4 +1297,588 @@ fn failing_hook_fails_create_and_undoes_it() {
     std::fs::remove_file(scripts.join("create.sh")).unwrap();
     let e = err_text(create(&mut c, Default::default()));
     assert!(e.starts_with("create.sh: cannot run "), "{e}");
+}
+
+/// Environment blocks (`/proc/PID/environ`) of the host processes whose
+/// command line names `dir` (the helpers the server started for a
+/// container: iomux-spawn, iomux-link, wsh) and of every process in the
+/// container's cgroups (its init and jobs): (pid, environ).
+fn environs_of_container(dir: &Path) -> Vec<(i32, Vec<u8>)> {
+    let mut pids: Vec<i32> = Vec::new();
+    let cg = std::fs::read_to_string(dir.join("run/cgroups")).unwrap_or_default();
+    for l in cg.lines() {
+        if let Some((_, p)) = l.split_once(' ') {
+            let procs =
+                std::fs::read_to_string(Path::new(p).join("cgroup.procs")).unwrap_or_default();
+            pids.extend(
+                procs
+                    .split_whitespace()
+                    .filter_map(|x| x.parse::<i32>().ok()),
+            );
+        }
+    }
+    let d = dir.as_os_str().as_encoded_bytes();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if cmd.windows(d.len()).any(|w| w == d) {
+            pids.push(pid);
+        }
+    }
+    pids.sort();
+    pids.dedup();
+    pids.into_iter()
+        .filter_map(|p| Some((p, std::fs::read(format!("/proc/{p}/environ")).ok()?)))
+        .collect()
+}
+
+/// Finding 6 / S20: nothing of the server's environment reaches a script
+/// the controller runs, wshd, a helper, or any process in a container.
+#[test]
+fn server_environment_reaches_no_script_helper_or_container() {
+    let (tmp, _g) = scratch("env");
+    let name = format!(
+        "WARDEN_CANARY_{:08x}",
+        std::process::id().wrapping_mul(2654435761)
+    );
+    let value = format!("secret{:x}", Instant::now().elapsed().as_nanos() ^ 0x5eed);
+    // Scripts that append their whole environment to a file.
+    let scripts = tmp.join("rootfs-scripts");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(workspace().join("rootfs-scripts"))
+        .arg(&scripts)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let dump = tmp.join("scripts.env");
+    for f in [
+        "setup.sh",
+        "create.sh",
+        "destroy.sh",
+        "skeleton/setup.sh",
+        "skeleton/start.sh",
+        "skeleton/stop.sh",
+        "skeleton/net.sh",
+        "skeleton/lib/hook-parent-after-clone.sh",
+    ] {
+        let p = scripts.join(f);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let (shebang, rest) = text.split_once('\n').unwrap();
+        std::fs::write(
+            &p,
+            format!(
+                "{shebang}\n{{ echo \"== {f}\"; env; }} >>'{}'\n{rest}",
+                dump.display()
+            ),
+        )
+        .unwrap();
+    }
+    let s = Srv::start(
+        "env",
+        Opts {
+            scripts: Some(scripts),
+            env: vec![(name.clone(), value.clone())],
+            ..Default::default()
+        },
+    );
+    // The canary is really in the server's environment.
+    let own = std::fs::read(format!("/proc/{}/environ", s.pid())).unwrap();
+    assert!(String::from_utf8_lossy(&own).contains(&format!("{name}={value}")));
+    let leaks = |b: &[u8]| {
+        let t = String::from_utf8_lossy(b);
+        t.contains(&name) || t.contains(&value)
+    };
+
+    let mut c = s.client();
+    let h = create_default(&mut c);
+    let dir = PathBuf::from(info(&mut c, &h).unwrap().container_path.unwrap());
+    // A job keeps running while every environment is read from the host.
+    let j = spawn(&mut c, &h, "sleep 100");
+    std::thread::sleep(Duration::from_millis(300));
+    let envs = environs_of_container(&dir);
+    let wshd: i32 = std::fs::read_to_string(dir.join("run/wshd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let init_env = envs
+        .iter()
+        .find(|(p, _)| *p == wshd)
+        .map(|(_, e)| e.clone())
+        .expect("the container's init is in its cgroup");
+    assert_eq!(
+        String::from_utf8_lossy(&init_env),
+        "PATH=/usr/sbin:/usr/bin:/sbin:/bin\0",
+        "the init's environment is wshd's documented one"
+    );
+    assert!(
+        envs.len() >= 4,
+        "init, job, iomux-spawn, iomux-link, wsh: {envs:?}"
+    );
+    for (p, e) in &envs {
+        assert!(
+            !leaks(e),
+            "pid {p} carries the canary: {}",
+            String::from_utf8_lossy(e)
+        );
+    }
+    // From inside, as root: every /proc/*/environ that can be read.
+    let r = warden_tests::server::run_privileged(
+        &mut c,
+        &h,
+        "n=0; for f in /proc/[0-9]*/environ; do if cat \"$f\" >/tmp/e 2>/dev/null; then n=$((n+1)); cat /tmp/e; echo; fi; done; echo \"read=$n\"",
+    );
+    let out = r.stdout.clone().unwrap();
+    assert!(!leaks(&out), "{}", String::from_utf8_lossy(&out));
+    let n: u32 = String::from_utf8_lossy(&out)
+        .rsplit("read=")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(n >= 3, "read {n} environ files inside");
+    stop_and_destroy(&mut c, &h, j);
+    // Every instrumented script ran, and none saw the canary.
+    let d = std::fs::read(&dump).unwrap();
+    let t = String::from_utf8_lossy(&d);
+    for f in [
+        "setup.sh",
+        "create.sh",
+        "skeleton/start.sh",
+        "destroy.sh",
+        "skeleton/lib/hook-parent-after-clone.sh",
+    ] {
+        assert!(t.contains(&format!("== {f}\n")), "{f} did not run: {t}");
+    }
+    assert!(
+        t.contains("network_container_ip="),
+        "create.sh's variables: {t}"
+    );
+    assert!(!leaks(&d), "a script saw the canary: {t}");
+}
+
+fn stop_and_destroy(c: &mut Client, h: &str, job: u32) {
+    let _: proto::StopResponse = c
+        .call(
+            Type::Stop,
+            &proto::StopRequest {
+                handle: Some(h.into()),
+                kill: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let l = link(c, h, job).unwrap();
+    assert_ne!(l.exit_status, Some(0));
+    destroy_or_retry(c, h);
+}
+
+/// Runs `warden server --config CFG`, which must fail within 20 s; its
+/// (exit status, stderr). A server that comes up instead is killed and
+/// its config cleared before the test fails.
+fn server_start_fails(cfg: &Path) -> (i32, String) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(bin("warden"))
+        .args(["server", "--config"])
+        .arg(cfg)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (st.code().unwrap_or(128 + st.signal().unwrap_or(0)), err);
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = Command::new(bin("warden"))
+                .args(["clear", "--config"])
+                .arg(cfg)
+                .status();
+            panic!("the server started instead of failing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Finding 8: the pidfile and the log file are opened with O_NOFOLLOW (and
+/// must be regular files): a symlink planted at either path makes startup
+/// fail with a clear error before anything is set up, and its target is
+/// left untouched; a FIFO there fails too, instead of hanging the start.
+#[test]
+fn planted_symlink_at_pidfile_or_log_fails_startup() {
+    use std::os::unix::fs::symlink;
+    warden_tests::require_root();
+    let (dir, _g) = scratch("nofollow");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let fifo = dir.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let pid = std::process::id();
+    for (i, (key, planted, want)) in [
+        ("pidfile", "link", "server.pidfile"),
+        ("log", "link", "logging.file"),
+        ("pidfile", "fifo", "server.pidfile"),
+        ("log", "fifo", "logging.file"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let link = dir.join(format!("{key}-{i}"));
+        if planted == "link" {
+            symlink(&victim, &link).unwrap();
+        }
+        let path = if planted == "fifo" {
+            fifo.clone()
+        } else {
+            link.clone()
+        };
+        let (pidfile, log) = if key == "pidfile" {
+            (path.clone(), dir.join(format!("ok-{i}.log")))
+        } else {
+            (dir.join(format!("ok-{i}.pid")), path.clone())
+        };
+        let cfg = dir.join(format!("w{i}.yml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "server:\n  unix_domain_path: {d}/w{i}.sock\n  container_depot_path: {d}/depot{i}\n  container_rootfs_path: {rootfs}\n  scripts_path: {scripts}\n  bin_path: {bins}\n  resource_prefix: n{p}{i}\n  pidfile: {pidfile}\nlogging:\n  file: {log}\n",
+                d = dir.display(),
+                rootfs = warden_tests::rootfs().display(),
+                scripts = workspace().join("rootfs-scripts").display(),
+                bins = warden_tests::bin_dir().display(),
+                p = warden_tests::server::b36(pid % 46656, 3),
+                pidfile = pidfile.display(),
+                log = log.display(),
+            ),
+        )
+        .unwrap();
+        let (code, err) = server_start_fails(&cfg);
+        assert_eq!(code, 1, "{err}");
+        let what = if planted == "link" {
+            "is a symbolic link; refusing to follow it"
+        } else {
+            "is a FIFO; refusing to write to it"
+        };
+        assert!(
+            err.contains(&format!("{want} {}: {what}", path.display())),
+            "{key}/{planted}: {err}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        if planted == "link" {
+            assert!(std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink());
+        }
+        // Nothing was set up: no socket, no depot.
+        assert!(!dir.join(format!("w{i}.sock")).exists());
+    }
+}
+
+/// Finding 8 / S12: the socket gets its mode atomically (made in a private
+/// directory with its mode set before it is renamed into place), so a
+/// watcher polling the directory during startup never sees it, or its
+/// temporary name, with any mode but the configured 0700; and a non-root
+/// user cannot connect to it (but can once it is opened up, so the
+/// refusal is the mode's doing).
+#[test]
+fn socket_mode_is_atomic_and_refuses_other_users() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut s = Srv::start("sockmode", Opts::default());
+    let seen = |dir: &Path, out: &mut Vec<(String, u32)>| {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.contains("warden.sock") {
+                continue;
+            }
+            let Ok(md) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if md.file_type().is_socket() {
+                out.push((name, md.permissions().mode() & 0o7777));
+            } else if md.is_dir() {
+                out.push((name.clone() + "/", md.permissions().mode() & 0o7777));
+                if let Ok(inner) = std::fs::read_dir(e.path()) {
+                    for f in inner.flatten() {
+                        if let Ok(m) = std::fs::symlink_metadata(f.path()) {
+                            out.push((
+                                format!("{name}/{}", f.file_name().to_string_lossy()),
+                                m.permissions().mode() & 0o7777,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let mut all = Vec::new();
+    for _ in 0..3 {
+        s.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+        assert!(!s.sock.exists());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, dir) = (stop.clone(), s.dir.clone());
+        let watcher = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            while !st.load(Ordering::SeqCst) {
+                seen(&dir, &mut out);
+            }
+            out
+        });
+        s.run();
+        stop.store(true, Ordering::SeqCst);
+        all.extend(watcher.join().unwrap());
+    }
+    assert!(all.iter().any(|(n, _)| n == "warden.sock"), "{all:?}");
+    // The private directory and every socket seen: 0700, never wider.
+    for (n, m) in &all {
+        assert_eq!(*m, 0o700, "{n} seen with mode {m:o}");
+    }
+    // A pool uid (not root) is refused by the mode...
+    let ping_as = |uid: u32| {
+        let mut cmd = Command::new(bin("warden"));
+        cmd.args(["ping", "--socket"])
+            .arg(&s.sock)
+            .uid(uid)
+            .gid(uid);
+        warden_tests::run(&mut cmd)
+    };
+    let (code, _, err) = ping_as(20123);
+    let err = String::from_utf8_lossy(&err);
+    assert_ne!(code, 0);
+    assert!(err.contains("Permission denied"), "{err}");
+    // ...and nothing else: opened up, the same uid gets its pong.
+    std::fs::set_permissions(&s.sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, out, err) = ping_as(20123);
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).trim()),
+        (0, "pong"),
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+    std::fs::set_permissions(&s.sock, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in kB.
+fn rss_kb(pid: i32) -> (u64, u64) {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        st.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// `n` clients connect at once and each writes `bytes` (errors ignored: the
+/// server may refuse and close); the open connections.
+fn flood(sock: &Path, n: usize, bytes: &[u8]) -> Vec<UnixStream> {
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..n)
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut c = UnixStream::connect(sock).ok()?;
+                    c.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+                    let _ = c.write_all(bytes);
+                    Some(c)
+                })
+            })
+            .collect();
+        hs.into_iter().filter_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// The message of the first response frame (an error) on a raw
+/// connection, or None at EOF or after 10 s.
+fn raw_error(c: &mut UnixStream) -> Option<String> {
+    raw_error_within(c, Duration::from_secs(10))
+}
+
+fn raw_error_within(c: &mut UnixStream, t: Duration) -> Option<String> {
+    c.set_read_timeout(Some(t)).unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let m = proto::read_message(&mut r).ok()?;
+    assert_eq!(m.r#type, Some(Type::Error as i32));
+    proto::ErrorResponse::decode(m.payload.unwrap().as_slice())
+        .unwrap()
+        .message
+}
+
+fn ping_within(c: &mut Client, limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    let _: proto::PingResponse = c.call(Type::Ping, &proto::PingRequest {}).unwrap();
+    let t = t0.elapsed();
+    assert!(t < limit, "ping took {t:?}");
+    t
+}
+
+/// Finding 8: 200 clients each sending 1 MiB of a 16 MiB frame took the
+/// server from 3.3 MB to 212 MB. Now a frame over its type's cap is refused
+/// on its length line or first two bytes, payloads grow only as bytes
+/// arrive, and large frames share one budget: with the same 200 clients,
+/// and then 200 more sending all but the last byte of a Spawn frame at the
+/// cap (1 MiB), and 200 more holding all but the trailer of a 16 KiB Info
+/// frame, the server's peak RSS stays under 40 MB, and a client connected
+/// before gets its ping answered at once throughout.
+#[test]
+fn slow_clients_cannot_grow_the_server() {
+    let s = Srv::start("slow", Opts::default());
+    let mut c = s.client();
+    ping_within(&mut c, Duration::from_secs(1));
+    let (base, _) = rss_kb(s.pid());
+
+    // The finding's attack.
+    let mut big = format!("{}\r\n", 16 << 20).into_bytes();
+    big.resize(big.len() + (1 << 20), 0);
+    let mut a1 = flood(&s.sock, 200, &big);
+    let t1 = ping_within(&mut c, Duration::from_secs(1));
+    let (rss1, hwm1) = rss_kb(s.pid());
+    eprintln!("server RSS {base} kB at rest, {rss1} kB (peak {hwm1} kB) with 200 x 1 MiB of a 16 MiB frame");
+    let e = raw_error(&mut a1[0]).expect("an error response");
+    assert_eq!(
+        e,
+        "protocol error: frame of 16777216 bytes exceeds the maximum of 1048576 bytes"
+    );
+    drop(a1);
+
+    // Within the caps: Spawn frames of 1 MiB, all but their last byte.
+    let script = "x".repeat((1 << 20) - 16);
+    let env = proto::Message {
+        r#type: Some(Type::Spawn as i32),
+        payload: Some(
+            proto::SpawnRequest {
+                handle: Some("h".into()),
+                script: Some(script),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+    }
+    .encode_to_vec();
+    assert!(env.len() <= 1 << 20, "{}", env.len());
+    let mut f = format!("{}\r\n", env.len()).into_bytes();
+    f.extend_from_slice(&env);
+    f.extend_from_slice(b"\r");
+    let mut a2 = flood(&s.sock, 200, &f);
+    let t2 = ping_within(&mut c, Duration::from_secs(1));
+    // Small frames need no budget: 200 clients stuck in 16 KiB Info frames.
+    let info = proto::Message {
+        r#type: Some(Type::Info as i32),
+        payload: Some(vec![b'y'; (16 << 10) - 8]),
+    }
+    .encode_to_vec();
+    let mut f = format!("{}\r\n", info.len()).into_bytes();
+    f.extend_from_slice(&info);
+    let a3 = flood(&s.sock, 200, &f);
+    let t3 = ping_within(&mut c, Duration::from_secs(1));
+    // A new client too.
+    ping_within(&mut s.client(), Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(300));
+    let (rss2, hwm2) = rss_kb(s.pid());
+    // The budget (16 MiB) holds 16 of them; the others were refused.
+    let busy = a2
+        .iter_mut()
+        .filter_map(|x| raw_error_within(x, Duration::from_millis(100)))
+        .filter(|e| e.contains("server busy"))
+        .count();
+    assert!(busy >= 150, "{busy} of 200 large requests refused as busy");
+    eprintln!(
+        "server RSS: {base} kB at rest; 200 x 1 MiB of a 16 MiB frame: {rss1} kB (peak {hwm1} kB), ping {t1:?}; \
+         + 200 x 1 MiB-1 of a Spawn + 200 x 16 KiB-2 of an Info: {rss2} kB (peak {hwm2} kB), ping {t2:?} / {t3:?}"
+    );
+    assert!(hwm2 < 40_000, "peak RSS {hwm2} kB");
+    drop((a2, a3));
+    let log = s.log();
+    assert!(log.contains("exceeds the maximum"), "{log}");
+    assert!(log.contains("server busy"), "{log}");
+}
+
+/// Finding 8: at most server.max_connections connections; one more gets an
+/// error at once and is closed, with one warning line, while the open ones
+/// are served; and a request frame that stalls half-way is dropped after
+/// server.request_timeout, while an idle connection is not.
+#[test]
+fn connection_cap_and_request_timeout() {
+    let s = Srv::start(
+        "cap",
+        Opts {
+            server_keys: vec!["max_connections: 20".into(), "request_timeout: 2".into()],
+            ..Default::default()
+        },
+    );
+    let mut c = s.client();
+    ping_within(&mut c, Duration::from_secs(1));
+    let idle: Vec<UnixStream> = (0..19)
+        .map(|_| UnixStream::connect(&s.sock).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..10 {
+        let t0 = Instant::now();
+        let mut x = UnixStream::connect(&s.sock).unwrap();
+        let e = raw_error(&mut x).expect("an error response");
+        assert_eq!(
+            e,
+            "too many connections: the server serves at most 20 at once (server.max_connections)"
+        );
+        let mut rest = Vec::new();
+        assert_eq!(x.read_to_end(&mut rest).unwrap_or(0), 0, "then closed");
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    }
+    ping_within(&mut c, Duration::from_secs(1));
+    let warnings = s
+        .log()
+        .lines()
+        .filter(|l| l.contains("refused a connection"))
+        .count();
+    assert!(
+        (1..=3).contains(&warnings),
+        "{warnings} warning lines:\n{}",
+        s.log()
+    );
+    // Slots come back when clients go.
+    drop(idle);
+    assert!(wait_for(Duration::from_secs(5), || {
+        Client::connect(&s.sock)
+            .and_then(|mut x| x.call::<_, proto::PingResponse>(Type::Ping, &proto::PingRequest {}))
+            .is_ok()
+    }));
+    // Idle for longer than request_timeout: still served.
+    std::thread::sleep(Duration::from_millis(2500));
+    ping_within(&mut c, Duration::from_secs(1));
+    // A frame that starts and stalls: dropped after about 2 s.
+    let mut x = UnixStream::connect(&s.sock).unwrap();
+    x.write_all(b"100000\r\n\x08\x15\x12").unwrap();
+    let t0 = Instant::now();
+    let e = raw_error(&mut x).expect("an error response");
+    let t = t0.elapsed();
+    assert_eq!(
+        e,
+        "protocol error: request frame not received within 2 s (server.request_timeout)"
+    );
+    assert!(
+        t > Duration::from_millis(1500) && t < Duration::from_secs(8),
+        "{t:?}"
+    );
 }

@@ -1010,3 +1010,99 @@ fn serves_after_idle_text_shedding() {
     assert_eq!(c.ok(&["echo", "after"]), "after\n");
     assert_eq!(c.sh(&["sh", "-c", "exit 7"]).0, 7);
 }
+
+/// Finding 8 / S22: 600 connections that send nothing (and some that send
+/// only part of a header) never delay a real `wsh`: wshd keeps at most
+/// MAX_PENDING (512) waiting and drops the one that has waited longest to
+/// make room, so `wsh` is served at once (600 silent connections held it
+/// in the backlog for 10 s before).
+#[test]
+fn silent_connections_never_delay_a_real_wsh() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let c = boot("silent");
+    // 600 sockets here, next to whatever the other tests hold.
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < 4096 {
+        setrlimit(Resource::RLIMIT_NOFILE, hard.min(4096), hard).unwrap();
+    }
+    let mut conns = Vec::new();
+    for i in 0..600 {
+        let fd = raw_connect(&c.sock());
+        if i % 10 == 0 {
+            // Part of a header ("WSH", version, kind, then nothing).
+            nix::sys::socket::send(fd.as_raw_fd(), b"WS", nix::sys::socket::MsgFlags::empty())
+                .unwrap();
+        }
+        conns.push(fd);
+    }
+    for _ in 0..5 {
+        let t0 = std::time::Instant::now();
+        assert_eq!(c.ok(&["echo", "served"]), "served\n");
+        let t = t0.elapsed();
+        assert!(t < Duration::from_secs(1), "wsh took {t:?}");
+    }
+    let t0 = std::time::Instant::now();
+    let (code, _, err) = c.sh(&["true"]);
+    assert_eq!(code, 0, "{err}");
+    eprintln!(
+        "wsh true with 600 silent connections open: {:?}",
+        t0.elapsed()
+    );
+    // wshd holds at most 512 of them; the others got an ERROR (or, for the
+    // partial headers, their "bad request") and were closed.
+    let still_waiting = conns
+        .iter()
+        .filter(|fd| {
+            let mut b = [0u8; 512];
+            nix::sys::socket::recv(
+                fd.as_raw_fd(),
+                &mut b,
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            ) == Err(nix::errno::Errno::EAGAIN)
+        })
+        .count();
+    assert!(still_waiting <= 512, "{still_waiting} still waiting");
+    assert!(
+        still_waiting >= 400,
+        "{still_waiting}: only the oldest are dropped"
+    );
+}
+
+/// Finding 8: the running init (pid 1) keeps no host file open as its
+/// stdio: fds 0-2 are /dev/null (char device 1:3), none is the stderr file
+/// wshd was started with, while errors during boot still reach that file
+/// (`failing_or_missing_hooks_fail_start_and_leave_nothing`).
+#[test]
+fn running_init_has_dev_null_as_stdio() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let c = boot("stdio");
+    let err = std::fs::metadata(c.dir.path.join("wshd.err")).unwrap();
+    let fds: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{}/fd", c.pid))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for fd in &fds {
+        let Ok(md) = std::fs::metadata(fd) else {
+            continue;
+        };
+        assert!(
+            (md.dev(), md.ino()) != (err.dev(), err.ino()),
+            "{} is the host's stderr file",
+            fd.display()
+        );
+    }
+    for n in 0..3 {
+        let p = format!("/proc/{}/fd/{n}", c.pid);
+        let md = std::fs::metadata(&p).unwrap();
+        assert!(md.file_type().is_char_device(), "{p}");
+        assert_eq!(
+            (
+                nix::sys::stat::major(md.rdev()),
+                nix::sys::stat::minor(md.rdev())
+            ),
+            (1, 3),
+            "{p} is /dev/null"
+        );
+    }
+    assert_eq!(c.ok(&["echo", "up"]), "up\n");
+}

@@ -29,7 +29,8 @@
 //!                                        stdin/stdout -> /dev/null of the host
 //!                                        (opened before pivot), SIGCHLD ->
 //!                                        signalfd, seccomp filter installed
-//!                                        (wshd::harden), PDEATHSIG cleared
+//!                                        (wshd::harden), PDEATHSIG cleared,
+//!                                        stderr -> /dev/null too
 //!                                        writes "ready", drops its boot-time
 //!                                        program text from RSS, serves
 //! reads "ready" -> exit 0
@@ -42,6 +43,13 @@
 //! process of its pid namespace with it) and reaped, so nothing stays up.
 //! Because the socket is listening before the invoker exits 0, a caller can
 //! run `wsh` as soon as wshd returns.
+//!
+//! The init's stderr is the invoker's (start.sh: `run/wshd.err.log`) until
+//! boot is done, so boot errors of the init reach it; right before "ready"
+//! it is moved to /dev/null, so the running init keeps no host file open
+//! (its fds 0-2 are all /dev/null). What the serving loop would print
+//! later (poll and accept failures) is lost; those are transient and wshd
+//! recovers from them by itself.
 
 use crate::hook::{self, HookError};
 use nix::errno::Errno;
@@ -317,7 +325,6 @@ fn init(
 
     dup2(null.as_raw_fd(), 0).map_err(sys("dup2 stdin"))?;
     dup2(null.as_raw_fd(), 1).map_err(sys("dup2 stdout"))?;
-    drop(null);
 
     let limits = crate::server::raise_nofile();
 
@@ -332,6 +339,9 @@ fn init(
     // failure fails the start.
     me.policy.seal_init()?;
     wsys::proc_::set_pdeathsig(None).map_err(sys("prctl(PDEATHSIG)"))?;
+    // Last use of the invoker's stderr: the running init keeps no host file.
+    dup2(null.as_raw_fd(), 2).map_err(sys("dup2 stderr"))?;
+    drop(null);
     write(&ready_w, b"r").map_err(sys("report ready"))?;
     drop(ready_w);
     // Boot-only code pages need not stay resident for the container's life.

@@ -13,6 +13,15 @@
 //! EROFS, whether or not a wshd is running, and the host's file and mount
 //! table are untouched. A wshd installed on a read-only filesystem skips all
 //! of this.
+//!
+//! The same re-execution gives wshd its documented environment: only
+//! [`ENV`] (`PATH=/usr/sbin:/usr/bin:/sbin:/bin`, the hooks' PATH). The
+//! container's init is a fork of this process, and its `/proc/1/environ`
+//! (the environment block wshd was executed with) is readable by container
+//! root, so whatever the invoker had in its environment must not be there.
+//! start.sh already runs wshd under `env -i` with exactly [`ENV`]; an
+//! invoker that passes anything else (another variable, or none at all)
+//! costs one more exec, with [`ENV`] as the whole environment.
 
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
@@ -36,11 +45,40 @@ pub fn on_readonly_mount() -> Result<bool, ExeError> {
     Ok(st.flags().contains(FsFlags::ST_RDONLY))
 }
 
-/// Returns when wshd runs from a read-only mount; otherwise makes one and
-/// re-executes itself from it (and so does not return on success).
+/// The whole environment wshd runs with (and its init keeps).
+pub const ENV: &str = crate::hook::HOOK_PATH;
+
+/// True when this process's environment block (as /proc/self/environ shows
+/// it, which is what container root could read from the init) is exactly
+/// [`ENV`].
+pub fn env_is_clean() -> bool {
+    match std::fs::read("/proc/self/environ") {
+        Ok(b) => b.strip_suffix(b"\0") == Some(ENV.as_bytes()),
+        // No /proc: judge by what libc sees.
+        Err(_) => {
+            let v: Vec<_> = std::env::vars_os().collect();
+            v.len() == 1 && v[0].0 == "PATH" && Some(v[0].1.as_bytes()) == ENV.as_bytes().get(5..)
+        }
+    }
+}
+
+/// Returns when wshd runs from a read-only mount with exactly [`ENV`];
+/// otherwise makes the mount if needed and re-executes itself with the same
+/// arguments and [`ENV`] (and so does not return on success).
 pub fn ensure_readonly() -> Result<(), ExeError> {
-    if on_readonly_mount()? {
+    let readonly = on_readonly_mount()?;
+    if readonly && env_is_clean() {
         return Ok(());
+    }
+    let args: Vec<CString> = std::env::args_os()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| ExeError::Path("NUL in an argument".into()))?;
+    let env = [CString::new(ENV).expect("no NUL")];
+    if readonly {
+        // Only the environment needs replacing: the same file again.
+        let e = nix::unistd::execve(c"/proc/self/exe", &args, &env).unwrap_err();
+        return Err(ExeError::Seal("re-exec", e));
     }
     let exe = std::fs::read_link("/proc/self/exe").map_err(|e| ExeError::Path(e.to_string()))?;
     if !exe.is_absolute() || exe.as_os_str().as_bytes().ends_with(b" (deleted)") {
@@ -66,10 +104,6 @@ pub fn ensure_readonly() -> Result<(), ExeError> {
     .map_err(|e| ExeError::Seal("remount read-only", e))?;
     let path = CString::new(exe.as_os_str().as_bytes())
         .map_err(|_| ExeError::Path("NUL in path".into()))?;
-    let args: Vec<CString> = std::env::args_os()
-        .map(|a| CString::new(a.as_bytes()))
-        .collect::<Result<_, _>>()
-        .map_err(|_| ExeError::Path("NUL in an argument".into()))?;
-    let e = nix::unistd::execv(&path, &args).unwrap_err();
+    let e = nix::unistd::execve(&path, &args, &env).unwrap_err();
     Err(ExeError::Seal("re-exec", e))
 }

@@ -5,7 +5,13 @@
 //! [`MAX_PENDING`], each dropped after [`REQUEST_TIMEOUT`]). A request is
 //! read with one non-blocking `recv`, so a slow, silent or hostile client
 //! never blocks the others; anything malformed gets an ERROR (see
-//! [`crate::proto`]) and only that connection is closed.
+//! [`crate::proto`]) and only that connection is closed. Every reply is
+//! sent non-blocking. The listener is always polled: when [`MAX_PENDING`]
+//! connections are waiting and another arrives, the one that has waited
+//! longest without sending a request is dropped (with an ERROR) to make
+//! room, so silent connections, however many, never keep a real client in
+//! the backlog (at most [`MAX_PENDING`] are accepted per loop turn, so
+//! a flood cannot starve the rest of the loop either).
 //!
 //! A session: look the user up in the container's /etc/passwd and
 //! /etc/group, create three pipes (or a pty pair from the container's
@@ -421,6 +427,24 @@ fn handle(conn: &OwnedFd, buf: &mut [u8], limits: Limits, policy: &Policy) -> Op
     }
 }
 
+/// Drops the pending connection that has waited longest without sending
+/// its request (one silent client must not keep out a real one).
+fn evict_oldest(pending: &mut Vec<(OwnedFd, Instant)>) {
+    let oldest = pending
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, (_, t))| *t)
+        .map(|(i, _)| i);
+    if let Some(i) = oldest {
+        let (conn, _) = pending.swap_remove(i);
+        error(
+            &conn,
+            255,
+            "dropped: too many connections waiting to send a request".into(),
+        );
+    }
+}
+
 /// Serves the socket forever (as pid 1 of the container).
 /// `text`: wshd's own program text; after [`IDLE_SHED`] without activity its
 /// resident pages are dropped again (they come back from the page cache on
@@ -456,7 +480,7 @@ pub fn serve(
             });
         // Out of fds: leave new connections in the backlog for a moment
         // instead of spinning on a listener we cannot accept from.
-        let accepting = pending.len() < MAX_PENDING && !matches!(paused_until, Some(t) if now < t);
+        let accepting = !matches!(paused_until, Some(t) if now < t);
         let timeout = match paused_until {
             Some(t) if t > now => {
                 let wait = PollTimeout::try_from((t - now).as_millis() as i32 + 1)
@@ -543,9 +567,14 @@ pub fn serve(
             }
         }
         if ready_listen {
-            while pending.len() < MAX_PENDING {
+            for _ in 0..MAX_PENDING {
                 match wsys::fdpass::accept(listener.as_fd()) {
-                    Ok(fd) => pending.push((fd, Instant::now())),
+                    Ok(fd) => {
+                        if pending.len() >= MAX_PENDING {
+                            evict_oldest(&mut pending);
+                        }
+                        pending.push((fd, Instant::now()));
+                    }
                     Err(Errno::EINTR) => continue,
                     Err(Errno::EAGAIN) | Err(Errno::ECONNABORTED) => break,
                     Err(Errno::EMFILE) | Err(Errno::ENFILE) => {

@@ -782,7 +782,7 @@ fn failing_or_missing_hooks_fail_start_and_leave_nothing() {
         // serves. (Without the after-clone hook nothing records the
         // init's pid for cleanup, so that one is covered by
         // `no_hooks_at_all` instead.)
-        let mut d = prepare("hookmissing");
+        let d = prepare("hookmissing");
         std::fs::remove_file(d.path.join("lib").join(hook)).unwrap();
         if hook != "hook-parent-after-clone.sh" {
             let c = d.boot();

@@ -8,7 +8,9 @@
 //! - `ns`, `mount`, `fdpass`, `pty`, `proc_`,
 //!   `caps`, `seccomp`                      : container init and shell (wshd/wsh)
 //! - `event`, `spawn`                        : poll/FIONREAD helpers, held child (iomux/oom)
+//! - `alloc`                                 : allocation-measuring allocator for fuzz targets and their regression tests
 
+pub mod alloc;
 pub mod caps;
 pub mod event;
 pub mod fdpass;

@@ -1,0 +1,100 @@
+//! An allocation-measuring global allocator for the fuzz targets (`fuzz/`)
+//! and the tests that replay their regressions: it proves that a decoder's
+//! allocations stay bounded by its input, not by a length field in it.
+//!
+//! Install it with `#[global_allocator] static A: wsys::alloc::Measuring =
+//! wsys::alloc::Measuring;` in a test or fuzz binary (never in a helper),
+//! then wrap the code under test in [`measure`]. A single allocation larger
+//! than [`HARD_CAP`] is refused outright: the process aborts with a message,
+//! which libFuzzer records as a crash with its input.
+//!
+//! Counters are process-wide; [`measure`] is meant for binaries that run one
+//! measured thing at a time (libFuzzer's loop, a one-test replay binary).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// Largest single allocation ever allowed (64 MiB: above every frame and
+/// message limit of warden-rs).
+pub const HARD_CAP: usize = 64 << 20;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+static LARGEST: AtomicUsize = AtomicUsize::new(0);
+
+/// The system allocator plus live/peak/largest-allocation counters.
+pub struct Measuring;
+
+fn refuse(size: usize) -> ! {
+    let mut msg = *b"wsys::alloc: allocation of 0x0000000000000000 bytes exceeds HARD_CAP\n";
+    let hex = b"0123456789abcdef";
+    for i in 0..16 {
+        msg[30 + i] = hex[(size >> (60 - 4 * i)) & 0xf];
+    }
+    // SAFETY: writes a valid buffer to fd 2; abort never returns.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::abort()
+    }
+}
+
+fn note(size: usize) {
+    if size > HARD_CAP {
+        refuse(size);
+    }
+    let live = LIVE.fetch_add(size, Relaxed) + size;
+    PEAK.fetch_max(live, Relaxed);
+    LARGEST.fetch_max(size, Relaxed);
+}
+
+// SAFETY: every call is forwarded to `System` with the caller's layout and
+// pointer unchanged; the counters only observe sizes.
+unsafe impl GlobalAlloc for Measuring {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        note(l.size());
+        System.alloc(l)
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        note(l.size());
+        System.alloc_zeroed(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Relaxed);
+        System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // Counted as a new block while the old one still exists, as the
+        // worst case of a moving realloc.
+        note(new);
+        let q = System.realloc(p, l, new);
+        if q.is_null() {
+            LIVE.fetch_sub(new, Relaxed);
+        } else {
+            LIVE.fetch_sub(l.size(), Relaxed);
+        }
+        q
+    }
+}
+
+/// What [`measure`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Most bytes live at once above what was live at the start.
+    pub peak: usize,
+    /// Largest single allocation.
+    pub largest: usize,
+}
+
+/// Runs `f` and reports its allocations (meaningful only where
+/// [`Measuring`] is the global allocator).
+pub fn measure<T>(f: impl FnOnce() -> T) -> (T, Usage) {
+    let base = LIVE.load(Relaxed);
+    PEAK.store(base, Relaxed);
+    LARGEST.store(0, Relaxed);
+    let r = f();
+    let u = Usage {
+        peak: PEAK.load(Relaxed).saturating_sub(base),
+        largest: LARGEST.load(Relaxed),
+    };
+    (r, u)
+}

@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 
 pub mod boot;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod harden;
 pub mod hook;
 pub mod passwd;

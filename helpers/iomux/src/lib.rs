@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 
 pub mod files;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod link;
 pub mod proto;
 pub mod ring;

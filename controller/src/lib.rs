@@ -4,6 +4,8 @@
 pub mod client;
 pub mod config;
 pub mod container;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod job;
 pub mod pool;
 pub mod proto;

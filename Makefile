@@ -6,6 +6,7 @@
 #   make lint      cargo fmt --check and clippy -D warnings
 #   make install PREFIX=/usr/local   install the static binaries and the scripts
 #   make rootfs    (re)build the default busybox root filesystem in build/rootfs
+#   make fuzz      every fuzz target for FUZZ_SECONDS (600) each; make fuzz-short: 20 s each (CI)
 
 TRIPLE   := x86_64-unknown-linux-gnu
 BIN_DIR  := $(CURDIR)/target/$(TRIPLE)/release
@@ -14,11 +15,13 @@ PREFIX   ?= /usr/local
 HELPERS  := wshd wsh iomux-spawn iomux-link oom
 BINARIES := $(HELPERS) warden
 CARGO    ?= cargo
+FUZZ_SECONDS       ?= 600
+FUZZ_SHORT_SECONDS ?= 20
 
 export WARDEN_BIN_DIR := $(BIN_DIR)
 export WARDEN_ROOTFS  := $(ROOTFS)
 
-.PHONY: all build test unit e2e bench lint install rootfs demo clean check-static
+.PHONY: all build test unit e2e bench lint install rootfs demo clean check-static fuzz fuzz-short
 
 all: build
 
@@ -45,6 +48,15 @@ test: build rootfs
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Coverage-guided fuzzing (cargo-fuzz, installed when missing; fuzz/README.md).
+# A crash fails the run and is saved in fuzz/regressions/<target>/, which
+# `cargo test` replays.
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-short:
+	bash fuzz/run.sh $(FUZZ_SHORT_SECONDS)
 
 bench: build rootfs
 	bash tests/bench/run.sh

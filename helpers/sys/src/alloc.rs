@@ -26,12 +26,16 @@ static LARGEST: AtomicUsize = AtomicUsize::new(0);
 pub struct Measuring;
 
 fn refuse(size: usize) -> ! {
-    let mut msg = *b"wsys::alloc: allocation of 0x0000000000000000 bytes exceeds HARD_CAP\n";
-    let hex = b"0123456789abcdef";
+    // No allocation here: the message is assembled on the stack.
+    const HEAD: &[u8] = b"wsys::alloc: allocation of 0x";
+    const TAIL: &[u8] = b" bytes exceeds HARD_CAP\n";
+    let mut msg = [0u8; HEAD.len() + 16 + TAIL.len()];
+    msg[..HEAD.len()].copy_from_slice(HEAD);
     for i in 0..16 {
-        msg[30 + i] = hex[(size >> (60 - 4 * i)) & 0xf];
+        msg[HEAD.len() + i] = b"0123456789abcdef"[(size >> (60 - 4 * i)) & 0xf];
     }
-    // SAFETY: writes a valid buffer to fd 2; abort never returns.
+    msg[HEAD.len() + 16..].copy_from_slice(TAIL);
+    // SAFETY: writes a valid stack buffer to fd 2; abort never returns.
     unsafe {
         libc::write(2, msg.as_ptr().cast(), msg.len());
         libc::abort()

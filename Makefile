@@ -10,6 +10,7 @@
 #   make rootfs    (re)build the default busybox root filesystem in build/rootfs
 #   make rootfs-debian   Debian bookworm minbase root filesystem in build/rootfs-debian (debootstrap;
 #                  built once, then cached: remove the directory to rebuild it)
+#   make fuzz      every fuzz target for FUZZ_SECONDS (600) each; make fuzz-short: 20 s each (CI)
 
 TRIPLE   := x86_64-unknown-linux-gnu
 BIN_DIR  := $(CURDIR)/target/$(TRIPLE)/release
@@ -21,12 +22,14 @@ PREFIX   ?= /usr/local
 HELPERS  := wshd wsh iomux-spawn iomux-link oom
 BINARIES := $(HELPERS) warden
 CARGO    ?= cargo
+FUZZ_SECONDS       ?= 600
+FUZZ_SHORT_SECONDS ?= 20
 
 export WARDEN_BIN_DIR := $(BIN_DIR)
 export WARDEN_ROOTFS  := $(ROOTFS)
 export WARDEN_ROOTFS_DEBIAN := $(ROOTFS_DEBIAN)
 
-.PHONY: all build test test-v2 unit e2e bench lint install rootfs rootfs-debian demo clean check-static
+.PHONY: all build test test-v2 unit e2e bench lint install rootfs rootfs-debian demo clean check-static fuzz fuzz-short
 
 all: build
 
@@ -74,6 +77,15 @@ test-v2: build rootfs
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Coverage-guided fuzzing (cargo-fuzz, installed when missing; fuzz/README.md).
+# A crash fails the run and is saved in fuzz/regressions/<target>/, which
+# `cargo test` replays.
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-short:
+	bash fuzz/run.sh $(FUZZ_SHORT_SECONDS)
 
 bench: build rootfs
 	bash tests/bench/run.sh

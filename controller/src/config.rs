@@ -153,6 +153,11 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+/// Largest `network.release_delay`, in seconds (one day).
+pub const MAX_RELEASE_DELAY: u64 = 86_400;
+/// Largest `user.pool_size` (the network pool's largest size too).
+pub const MAX_UID_POOL: u32 = 1 << 20;
+
 fn ephemeral_end() -> u32 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -458,7 +463,15 @@ impl Config {
                         start_addr = Some((key.clone(), a));
                     }
                     "pool_size" => pool_size = Some(int(&key, v)?),
-                    "release_delay" => c.release_delay = Duration::from_secs(int(&key, v)?),
+                    "release_delay" => {
+                        // The server adds it to an Instant: bounded so that
+                        // cannot overflow (which panics).
+                        let d = int(&key, v)?;
+                        if d > MAX_RELEASE_DELAY {
+                            return Err(bad(&key, format!("must be at most {MAX_RELEASE_DELAY}")));
+                        }
+                        c.release_delay = Duration::from_secs(d);
+                    }
                     "mtu" => {
                         let m = int32(&key, v)?;
                         if !(68..=65535).contains(&m) {
@@ -513,6 +526,23 @@ impl Config {
                     _ => c.warnings.push(format!("ignoring unknown key {key}")),
                 }
             }
+        }
+        // The server builds the whole uid pool at start (4 bytes a uid), uid 0
+        // is root, and (uid_t)-1 means "unchanged" to setresuid and chown.
+        if c.uid_start == 0 {
+            return Err(bad(
+                "user.pool_start_uid",
+                "must be at least 1 (uid 0 is root)",
+            ));
+        }
+        if c.uid_size == 0 || c.uid_size > MAX_UID_POOL {
+            return Err(bad(
+                "user.pool_size",
+                format!("must be within 1..{MAX_UID_POOL}"),
+            ));
+        }
+        if u64::from(c.uid_start) + u64::from(c.uid_size) > u64::from(u32::MAX) {
+            return Err(bad("user.pool_size", "uid pool goes beyond uid 4294967294"));
         }
         // Interface names P-N-0 must fit IFNAMSIZ (15 bytes).
         let max_index = c.pool_network.size() / 4 - 1;
@@ -655,6 +685,17 @@ mod tests {
                 "server.max_buffered_bytes",
             ),
             ("server:\n  request_timeout: 0\n", "server.request_timeout"),
+            (
+                "network:\n  release_delay: 18446744073709551615\n",
+                "network.release_delay",
+            ),
+            ("user:\n  pool_start_uid: 0\n", "user.pool_start_uid"),
+            ("user:\n  pool_size: 0\n", "user.pool_size"),
+            ("user:\n  pool_size: 4294967295\n", "user.pool_size"),
+            (
+                "user:\n  pool_start_uid: 4294967290\n  pool_size: 64\n",
+                "user.pool_size",
+            ),
         ] {
             let e = Config::parse(text).unwrap_err().to_string();
             assert!(e.contains(key), "{e} should name {key}");

@@ -6,6 +6,8 @@ pub mod config;
 pub mod conn;
 pub mod container;
 pub mod copy;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod job;
 pub mod pool;
 pub mod proto;

@@ -17,6 +17,10 @@
 //! connection only. The server reads requests with tighter, per-type
 //! bounds (`crate::conn`).
 //!
+//! The server decodes request payloads with [`decode_request`], which refuses
+//! a message of more than [`MAX_FIELDS`] fields before decoding it, so the
+//! memory a request costs stays proportional to its size.
+//!
 //! # Messages
 //!
 //! Field numbers and labels follow warden-protocol's `pb/*.proto` exactly.
@@ -42,6 +46,15 @@ fn text<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Err
 pub const MAX_FRAME: usize = 16 << 20;
 /// Most digits accepted in the length line.
 pub const MAX_LEN_DIGITS: usize = 10;
+/// The payload buffer of a frame starts at (at most) this size and then
+/// doubles as bytes arrive.
+pub const READ_CHUNK: usize = 8 << 10;
+/// Most fields in one request message (counting each entry of a repeated
+/// field; `CreateRequest.bind_mounts` is the only repeated field of any
+/// request). Each decoded entry costs a struct several times larger than its
+/// two-byte encoding, so an unbounded count would let one 16 MiB frame cost
+/// the server about a gigabyte.
+pub const MAX_FIELDS: usize = 1024;
 
 /// Errors of framing and decoding.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +77,15 @@ pub enum FrameError {
     BadTrailer,
     #[error("undecodable message: {0}")]
     Decode(#[from] prost::DecodeError),
+}
+
+/// Why [`decode_request`] refused a payload.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    Decode(#[from] prost::DecodeError),
+    #[error("message has more than {MAX_FIELDS} fields")]
+    TooManyFields,
 }
 
 /// Reads one frame's payload. `Eof` only when the stream ends cleanly
@@ -138,6 +160,48 @@ pub fn write_message<W: Write, M: prost::Message>(w: &mut W, ty: Type, m: &M) ->
 pub fn read_message<R: BufRead>(r: &mut R) -> Result<Message, FrameError> {
     let buf = read_frame(r)?;
     Ok(Message::decode(buf.as_slice())?)
+}
+
+/// Decodes a request payload as the server does: [`RequestError::TooManyFields`]
+/// when it holds more than [`MAX_FIELDS`] top-level fields (counted before
+/// anything is decoded), else `M::decode`.
+pub fn decode_request<M: prost::Message + Default>(p: &[u8]) -> Result<M, RequestError> {
+    if count_fields(p) > MAX_FIELDS {
+        return Err(RequestError::TooManyFields);
+    }
+    Ok(M::decode(p)?)
+}
+
+/// Number of top-level fields in an encoded message, counted up to
+/// `MAX_FIELDS + 1`; a malformed tail ends the count (decoding then
+/// reports it).
+fn count_fields(mut b: &[u8]) -> usize {
+    use prost::encoding::decode_varint;
+    let mut n = 0;
+    while !b.is_empty() && n <= MAX_FIELDS {
+        n += 1;
+        let Ok(key) = decode_varint(&mut b) else {
+            break;
+        };
+        let skip = match key & 7 {
+            0 => match decode_varint(&mut b) {
+                Ok(_) => 0,
+                Err(_) => break,
+            },
+            1 => 8,
+            2 => match decode_varint(&mut b) {
+                Ok(l) => usize::try_from(l).unwrap_or(usize::MAX),
+                Err(_) => break,
+            },
+            5 => 4,
+            _ => break,
+        };
+        if skip > b.len() {
+            break;
+        }
+        b = &b[skip..];
+    }
+    n
 }
 
 /// `Message.Type` values.

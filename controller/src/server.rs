@@ -1139,7 +1139,7 @@ impl Server {
 
     fn dispatch(self: &Arc<Self>, ty: Type, p: &[u8], refs: &mut Vec<Arc<Container>>) -> Reply {
         fn dec<M: prost::Message + Default>(p: &[u8], name: &str) -> Result<M, String> {
-            M::decode(p).map_err(|e| format!("undecodable {name}: {e}"))
+            proto::decode_request(p).map_err(|e| format!("undecodable {name}: {e}"))
         }
         match ty {
             Type::Ping => ok(ty, proto::PingResponse {}),

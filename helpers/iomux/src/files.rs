@@ -120,35 +120,38 @@ pub fn read_exit_status(path: &Path) -> Result<Option<Exit>, FileError> {
     let Some(s) = read_small(path)? else {
         return Ok(None);
     };
-    let bad = |why| FileError::Malformed {
-        path: path.to_path_buf(),
-        why,
-    };
+    parse_exit_status(&s)
+        .map(Some)
+        .map_err(|why| FileError::Malformed {
+            path: path.to_path_buf(),
+            why,
+        })
+}
+
+/// Parses the text of an `exit_status` file; the error says what is wrong.
+pub fn parse_exit_status(s: &str) -> Result<Exit, &'static str> {
     let mut lines = s.lines();
     let code: i32 = lines
         .next()
         .and_then(|l| l.parse().ok())
-        .ok_or_else(|| bad("line 1 is not a number"))?;
-    let words: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| bad("no line 2"))?
-        .split(' ')
-        .collect();
+        .ok_or("line 1 is not a number")?;
+    let words: Vec<&str> = lines.next().ok_or("no line 2")?.split(' ').collect();
     let n = |w: Option<&&str>| w.and_then(|w| w.parse::<u8>().ok());
     let exit = match (
         words.first().copied(),
         n(words.get(1)),
         words.get(2).copied(),
+        words.len(),
     ) {
-        (Some("exited"), Some(c), None) => Exit::Exited(c),
-        (Some("signaled"), Some(sig), None) => Exit::Signaled { sig, core: false },
-        (Some("signaled"), Some(sig), Some("core")) => Exit::Signaled { sig, core: true },
-        _ => return Err(bad("line 2 is not `exited N` or `signaled N`")),
+        (Some("exited"), Some(c), None, 2) => Exit::Exited(c),
+        (Some("signaled"), Some(sig), None, 2) => Exit::Signaled { sig, core: false },
+        (Some("signaled"), Some(sig), Some("core"), 3) => Exit::Signaled { sig, core: true },
+        _ => return Err("line 2 is not `exited N` or `signaled N`"),
     };
     if exit.code() != code || lines.next().is_some() {
-        return Err(bad("lines disagree"));
+        return Err("lines disagree");
     }
-    Ok(Some(exit))
+    Ok(exit)
 }
 
 /// Text of a cursors file.
@@ -170,7 +173,8 @@ pub fn read_cursors(path: &Path) -> Result<Cursors, FileError> {
     })
 }
 
-fn parse_cursors(s: &str) -> Option<Cursors> {
+/// Parses the text of a cursors file.
+pub fn parse_cursors(s: &str) -> Option<Cursors> {
     let mut lines = s.lines();
     if lines.next()? != "iomux-cursors 1" {
         return None;

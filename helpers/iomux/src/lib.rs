@@ -7,6 +7,8 @@
 //! * [`files`]: `exit_status` and cursors file formats.
 
 pub mod files;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod link;
 pub mod proto;
 pub mod ring;

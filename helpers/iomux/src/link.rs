@@ -223,7 +223,7 @@ impl Stream {
     /// Sends (what is left of) an ACK for the current cursor.
     fn flush_ack(&mut self) {
         if self.ack_pos == proto::ACK_LEN && self.ack_val != self.cursor {
-            self.ack = self.cursor.to_le_bytes();
+            self.ack = proto::ack(self.cursor);
             self.ack_val = self.cursor;
             self.ack_pos = 0;
         }

@@ -33,7 +33,7 @@
 //!    streams' final offsets are known (STATUS, 32 bytes):
 //!    `b"IOMXSTS1"`, u8 `kind` (1 = exited, 2 = killed by a signal), u8
 //!    `code` (exit code, or signal number), u8 `core` (1 if a core was
-//!    dumped), 5 zero bytes, u64 `stdout_end`, u64 `stderr_end` (total bytes
+//!    dumped; 0 when exited), 5 zero bytes, u64 `stdout_end`, u64 `stderr_end` (total bytes
 //!    the job wrote to each stream). Then the spawner closes.
 //!    A linker has everything once both DATA pipes hit EOF with its cursors
 //!    at `stdout_end` / `stderr_end`; an EOF anywhere else means iomux-spawn
@@ -43,7 +43,8 @@
 //!    8 bytes each, u64 `written`: the offset up to which the linker has
 //!    written the stream to its own output. ACKs never decrease and never
 //!    exceed what was put in the DATA pipe (initially the ack is `first`);
-//!    anything else is a protocol error. On status.sock the linker sends nothing after HELLO.
+//!    anything else is a protocol error ([`AckReader`] checks this). On
+//!    status.sock the linker sends nothing after HELLO.
 //!    On a protocol error the spawner drops that connection. A linker that
 //!    closes its connection is detached; the spawner forgets it (the linker
 //!    keeps its cursors itself, see `files`).
@@ -105,6 +106,10 @@ pub enum ProtoError {
     Magic([u8; 8]),
     #[error("bad status kind {0}")]
     Kind(u8),
+    #[error("bad STATUS byte {at}: {value}")]
+    StatusByte { at: usize, value: u8 },
+    #[error("ACK {ack} outside [{acked}, {sent}]")]
+    Ack { ack: u64, acked: u64, sent: u64 },
 }
 
 /// Encodes HELLO.
@@ -163,22 +168,91 @@ pub fn status(s: &Status) -> [u8; STATUS_LEN] {
     b
 }
 
-/// Decodes STATUS.
+/// Decodes STATUS. Only what [`status`] writes is accepted: `core` is 0 or
+/// 1 (and 0 for an exit), the padding is zero.
 pub fn parse_status(b: &[u8; STATUS_LEN]) -> Result<Status, ProtoError> {
     magic(b, STATUS_MAGIC)?;
+    let max_core = match b[8] {
+        1 => 0,
+        2 => 1,
+        k => return Err(ProtoError::Kind(k)),
+    };
+    if b[10] > max_core {
+        return Err(ProtoError::StatusByte {
+            at: 10,
+            value: b[10],
+        });
+    }
+    if let Some(at) = (11..16).find(|&i| b[i] != 0) {
+        return Err(ProtoError::StatusByte { at, value: b[at] });
+    }
     let exit = match b[8] {
         1 => Exit::Exited(b[9]),
-        2 => Exit::Signaled {
+        _ => Exit::Signaled {
             sig: b[9],
-            core: b[10] != 0,
+            core: b[10] == 1,
         },
-        k => return Err(ProtoError::Kind(k)),
     };
     Ok(Status {
         exit,
         stdout_end: u64_at(b, 16),
         stderr_end: u64_at(b, 24),
     })
+}
+
+/// Encodes an ACK.
+pub fn ack(written: u64) -> [u8; ACK_LEN] {
+    written.to_le_bytes()
+}
+
+/// Spawner side: the ACKs of one stream connection, which arrive in pieces
+/// of any size. Enforces rule 4: an ACK never decreases and never exceeds
+/// what was put in the DATA pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckReader {
+    part: [u8; ACK_LEN],
+    len: usize,
+    acked: u64,
+}
+
+impl AckReader {
+    /// Before any ACK: everything before `first` (the HEADER's) counts as
+    /// written.
+    pub fn new(first: u64) -> Self {
+        AckReader {
+            part: [0; ACK_LEN],
+            len: 0,
+            acked: first,
+        }
+    }
+
+    /// The last ACK: the linker has written everything before it.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Takes the next bytes read from the socket; `sent` is the offset up
+    /// to which bytes went into the DATA pipe. An error is a protocol error
+    /// (the connection is dropped; the reader is then of no further use).
+    pub fn feed(&mut self, bytes: &[u8], sent: u64) -> Result<(), ProtoError> {
+        for &byte in bytes {
+            self.part[self.len] = byte;
+            self.len += 1;
+            if self.len == ACK_LEN {
+                self.len = 0;
+                let ack = u64::from_le_bytes(self.part);
+                if ack < self.acked || ack > sent {
+                    return Err(ProtoError::Ack {
+                        ack,
+                        acked: self.acked,
+                        sent,
+                    });
+                }
+                self.acked = ack;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn magic(b: &[u8], want: [u8; 8]) -> Result<(), ProtoError> {
@@ -238,6 +312,32 @@ mod tests {
         });
         s[8] = 9;
         assert_eq!(parse_status(&s), Err(ProtoError::Kind(9)));
+        s[8] = 1;
+        s[10] = 1;
+        assert_eq!(
+            parse_status(&s),
+            Err(ProtoError::StatusByte { at: 10, value: 1 })
+        );
+        s[8] = 2;
+        assert!(parse_status(&s).is_ok());
+        s[15] = 7;
+        assert_eq!(
+            parse_status(&s),
+            Err(ProtoError::StatusByte { at: 15, value: 7 })
+        );
+    }
+
+    #[test]
+    fn acks_in_pieces() {
+        let mut r = AckReader::new(10);
+        let a = ack(15);
+        r.feed(&a[..3], 20).unwrap();
+        assert_eq!(r.acked(), 10);
+        r.feed(&a[3..], 20).unwrap();
+        assert_eq!(r.acked(), 15);
+        assert!(r.feed(&ack(14), 20).is_err(), "decreasing");
+        let mut r = AckReader::new(10);
+        assert!(r.feed(&ack(21), 20).is_err(), "beyond what was sent");
     }
 
     #[test]

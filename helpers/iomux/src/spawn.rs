@@ -328,10 +328,8 @@ struct Conn {
     ctl_pos: usize,
     /// Next offset to send (stream connections).
     cursor: u64,
-    /// Last ACK: the linker has written everything before it.
-    acked: u64,
-    ack: [u8; proto::ACK_LEN],
-    ack_len: usize,
+    /// ACKs received: the linker has written everything before `acked()`.
+    acks: proto::AckReader,
     accepted: Instant,
     /// Stream connections: the write end of the data pipe whose read end
     /// went to the linker with HEADER.
@@ -673,7 +671,7 @@ impl Spawner {
             .conns
             .iter()
             .filter(|c| c.kind as usize == i && c.state == ConnState::Active)
-            .map(|c| c.acked)
+            .map(|c| c.acks.acked())
             .min();
         let mut room = match needed {
             Some(n) => cap.saturating_sub((s.ring.end() - n) as usize),
@@ -906,9 +904,7 @@ impl Spawner {
                         ctl_len: 0,
                         ctl_pos: 0,
                         cursor: 0,
-                        acked: 0,
-                        ack: [0; proto::ACK_LEN],
-                        ack_len: 0,
+                        acks: proto::AckReader::new(0),
                         accepted: Instant::now(),
                         data: None,
                     });
@@ -974,7 +970,7 @@ impl Spawner {
                             return;
                         }
                         c.cursor = offset.max(ring.start());
-                        c.acked = c.cursor;
+                        c.acks = proto::AckReader::new(c.cursor);
                         match send_header(&c.sock, c.cursor) {
                             Ok(w) => c.data = Some(w),
                             Err(_) => {
@@ -1002,18 +998,8 @@ impl Spawner {
                     c.state = ConnState::Done; // nothing may follow HELLO
                     return;
                 }
-                for &byte in &b[..n] {
-                    c.ack[c.ack_len] = byte;
-                    c.ack_len += 1;
-                    if c.ack_len == proto::ACK_LEN {
-                        c.ack_len = 0;
-                        let v = u64::from_le_bytes(c.ack);
-                        if v < c.acked || v > c.cursor {
-                            c.state = ConnState::Done;
-                            return;
-                        }
-                        c.acked = v;
-                    }
+                if c.acks.feed(&b[..n], c.cursor).is_err() {
+                    c.state = ConnState::Done;
                 }
             }
             ConnState::Done => {}

@@ -18,7 +18,9 @@
 //! - `event`, `spawn`                        : poll/FIONREAD helpers, held child (iomux/oom)
 //! - `args`                                  : the helpers' command lines
 //! - `bpf`                                   : device control on cgroup v2 (wshd's `devices`)
+//! - `alloc`                                 : allocation-measuring allocator for fuzz targets and their regression tests
 
+pub mod alloc;
 pub mod args;
 pub mod bpf;
 pub mod event;

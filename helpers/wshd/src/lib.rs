@@ -14,6 +14,8 @@
 pub mod boot;
 pub mod devices;
 pub mod exe;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod harden;
 pub mod hook;
 pub mod passwd;

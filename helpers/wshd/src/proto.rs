@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! header   magic "WSH" (3 bytes) | version u8 (= 1) | kind u8
-//! str8     len u8  | bytes        (no NUL bytes)
-//! str16    len u16 | bytes        (no NUL bytes)
+//! str8     len u8  | bytes        (UTF-8, no NUL bytes)
+//! str16    len u16 | bytes        (UTF-8, no NUL bytes)
 //!
 //! kind 1 REQUEST  client -> wshd, first and only client message
 //!   flags u8          bit 0: tty session; bit 1: kill the command's process
@@ -32,7 +32,7 @@
 //!   SCM_RIGHTS fds    non-tty: [stdin write end, stdout read end, stderr read end]
 //!                     tty:     [pty master]
 //! kind 3 EXIT     wshd -> client, after READY, when the command ended
-//!   signaled u8       0: exited, 1: killed by a signal
+//!   signaled u8       0: exited, 1: killed by a signal (nothing else)
 //!   code u8           exit status, or the signal number
 //! kind 4 ERROR    wshd -> client, the session failed and nothing runs: sent
 //!                   instead of READY (bad request, unknown user, no pty), or
@@ -41,7 +41,9 @@
 //!                   the first ERROR
 //!   status u8         exit status wsh should use (127 command not found,
 //!                     126 not executable, 255 otherwise)
-//!   message str16     <= 4096 bytes, one line, e.g. "unknown user 'bob'"
+//!   message str16     <= 4096 bytes, one line, e.g. "unknown user 'bob'";
+//!                     both ends pass it through [`one_line`] (a decoder
+//!                     also replaces invalid UTF-8)
 //! ```
 //!
 //! A malformed, oversized or unexpected message gets an ERROR naming the
@@ -106,6 +108,10 @@ pub enum ProtoError {
     TooMany(&'static str, usize),
     #[error("{0} contains a NUL byte")]
     Nul(&'static str),
+    #[error("{0} is not UTF-8")]
+    Utf8(&'static str),
+    #[error("bad {0} value {1}")]
+    Value(&'static str, u8),
     #[error("unknown flags {0:#x}")]
     Flags(u8),
     #[error("unknown rlimit id {0}")]
@@ -192,9 +198,10 @@ pub fn encode_request(r: &Request) -> Result<Vec<u8>, ProtoError> {
         return Err(ProtoError::TooMany("rlimits", MAX_RLIMITS));
     }
     out.push(r.rlimits.len() as u8);
-    for &(id, soft, hard) in &r.rlimits {
-        if id as usize >= RLIMITS.len() {
-            return Err(ProtoError::Rlimit(id));
+    for (i, &(id, soft, hard)) in r.rlimits.iter().enumerate() {
+        let name = *RLIMITS.get(id as usize).ok_or(ProtoError::Rlimit(id))?;
+        if r.rlimits[..i].iter().any(|&(j, _, _)| j == id) {
+            return Err(ProtoError::RlimitTwice(name));
         }
         out.push(id);
         out.extend_from_slice(&soft.to_le_bytes());
@@ -233,17 +240,23 @@ pub fn encode_reply(r: &Reply) -> Vec<u8> {
         Reply::Error { status, message } => {
             header(KIND_ERROR, &mut out);
             out.push(*status);
-            // Keep it one bounded line whatever the caller passed.
-            let mut m: Vec<u8> = message
-                .bytes()
-                .map(|b| if b == b'\n' || b == 0 { b' ' } else { b })
-                .collect();
-            m.truncate(MAX_ERROR);
+            let m = one_line(message);
             out.extend_from_slice(&(m.len() as u16).to_le_bytes());
-            out.extend_from_slice(&m);
+            out.extend_from_slice(m.as_bytes());
         }
     }
     out
+}
+
+/// An ERROR message as it goes on the wire: one line (newlines and NULs
+/// become spaces) of at most [`MAX_ERROR`] bytes, cut at a character
+/// boundary so it stays UTF-8.
+pub fn one_line(message: &str) -> String {
+    let mut end = message.len().min(MAX_ERROR);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message[..end].replace(['\n', '\0'], " ")
 }
 
 struct Reader<'a> {
@@ -287,7 +300,8 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
     fn string(&mut self, name: &'static str, n: usize, max: usize) -> Result<String, ProtoError> {
-        Ok(String::from_utf8_lossy(self.bytes(name, n, max)?).into_owned())
+        let b = self.bytes(name, n, max)?;
+        String::from_utf8(b.to_vec()).map_err(|_| ProtoError::Utf8(name))
     }
     fn header(&mut self) -> Result<u8, ProtoError> {
         if self.take(3)? != MAGIC {
@@ -374,17 +388,24 @@ pub fn decode_reply(b: &[u8]) -> Result<Reply, ProtoError> {
         KIND_READY => Reply::Ready { pid: r.u32()? },
         KIND_EXIT => {
             let s = r.u8()?;
+            if s > 1 {
+                return Err(ProtoError::Value("signaled", s));
+            }
             Reply::Exit {
-                signaled: s != 0,
+                signaled: s == 1,
                 code: r.u8()?,
             }
         }
         KIND_ERROR => {
             let status = r.u8()?;
             let n = r.u16()? as usize;
+            if n > MAX_ERROR {
+                return Err(ProtoError::TooLong("message", MAX_ERROR));
+            }
+            let m = r.take(n)?;
             Reply::Error {
                 status,
-                message: r.string("message", n, MAX_ERROR)?,
+                message: one_line(&String::from_utf8_lossy(m)),
             }
         }
         k => return Err(ProtoError::Kind(k)),
@@ -455,6 +476,22 @@ mod tests {
         ] {
             assert_eq!(decode_reply(&encode_reply(&r)).unwrap(), r);
         }
+        // An ERROR's message: one line, cut at a character boundary.
+        let long = format!("{}\u{e9}", "a".repeat(MAX_ERROR - 1));
+        let e = Reply::Error {
+            status: 1,
+            message: format!("x\ny\0{long}"),
+        };
+        let Ok(Reply::Error { message, .. }) = decode_reply(&encode_reply(&e)) else {
+            panic!("no ERROR back")
+        };
+        assert_eq!(message, format!("x y {}", "a".repeat(MAX_ERROR - 4)));
+        let mut exit = encode_reply(&Reply::Exit {
+            signaled: true,
+            code: 9,
+        });
+        exit[5] = 2;
+        assert_eq!(decode_reply(&exit), Err(ProtoError::Value("signaled", 2)));
     }
 
     #[test]
@@ -494,8 +531,18 @@ mod tests {
         assert_eq!(encode_request(&r), Err(ProtoError::Nul("argument")));
         let mut r = sample();
         r.rlimits = vec![(9, 1, 1), (9, 2, 2)];
+        assert_eq!(encode_request(&r), Err(ProtoError::RlimitTwice("NOFILE")));
+        r.rlimits = vec![(9, 1, 1), (8, u64::MAX, u64::MAX)];
         let mut enc = encode_request(&r).unwrap();
+        let at = enc.windows(8).position(|w| w == [0xff; 8]).unwrap() - 1;
+        enc[at] = 9;
         assert_eq!(decode_request(&enc), Err(ProtoError::RlimitTwice("NOFILE")));
+        let mut r = sample();
+        r.user = "\u{e9}".into();
+        let mut x = encode_request(&r).unwrap();
+        let at = x.windows(2).position(|w| w == [0xc3, 0xa9]).unwrap();
+        x[at] = 0xff;
+        assert_eq!(decode_request(&x), Err(ProtoError::Utf8("user")));
         r.rlimits = vec![(99, 1, 1)];
         assert_eq!(encode_request(&r), Err(ProtoError::Rlimit(99)));
         enc.clear();

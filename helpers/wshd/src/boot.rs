@@ -65,8 +65,11 @@ pub struct Config {
     pub lib: PathBuf,
     pub root: PathBuf,
     pub title: Option<String>,
-    /// Root sessions may mount and create user namespaces (nested warden).
+    /// Root sessions may mount and create namespaces (nested warden).
     pub allow_nested: bool,
+    /// Root sessions' capabilities (`--root-caps`); None: the default of
+    /// [`crate::harden`].
+    pub root_caps: Option<Vec<caps::Capability>>,
     /// Hostname of the container (its UTS namespace keeps the host's when
     /// unset).
     pub hostname: Option<String>,
@@ -144,7 +147,7 @@ pub fn start(cfg: &Config) -> Result<(), BootError> {
     let lib = dir(&cfg.lib, "--lib")?;
     let root = dir(&cfg.root, "--root")?;
     // Compiled once, before the clone (no threads); see crate::harden.
-    let policy = crate::harden::Policy::build(cfg.allow_nested)?;
+    let policy = crate::harden::Policy::build(cfg.allow_nested, cfg.root_caps.as_deref())?;
     // Read from the host's /proc now; the container may have none.
     let me = Me {
         argv_area: wsys::proc_::ArgvArea::current(),

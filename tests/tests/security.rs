@@ -15,8 +15,9 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use warden_tests::server::{create_default, run_privileged, Opts, Srv, Txt};
 use warden_tests::wshd::{ContainerDir, RECORD_PID};
-use warden_tests::{bin, cc_static, require_root, run, scratch, Cleanup};
+use warden_tests::{bin, cc_static, require_root, rootfs_debian, run, scratch, Cleanup};
 
 const PROBE_C: &str = r#"/* warden-rs security probe: calls each named syscall with harmless
  * arguments and prints NAME=ok or NAME=<errno name>, one per line. */
@@ -969,6 +970,218 @@ fn finding1_root_cannot_reach_host_files_beside_a_bind_mount() {
     assert_eq!(
         (after.mtime(), after.mtime_nsec(), after.len()),
         (before.mtime(), before.mtime_nsec(), before.len())
+    );
+}
+
+/// Capability names by number (linux/capability.h, 0..=40).
+const CAP_NAMES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// The bits of capability names (`CAP_` optional).
+fn names_mask<S: AsRef<str>>(names: &[S]) -> u64 {
+    names.iter().fold(0, |m, n| {
+        let n = n.as_ref().trim_start_matches("CAP_");
+        let i = CAP_NAMES
+            .iter()
+            .position(|c| *c == n)
+            .unwrap_or_else(|| panic!("unknown capability {n}"));
+        m | 1 << i
+    })
+}
+
+/// `Cap*` lines of a privileged (or not) job, as field -> bits.
+fn job_caps(cl: &mut warden::client::Client, h: &str, privileged: bool) -> BTreeMap<String, u64> {
+    let script = "grep ^Cap /proc/self/status";
+    let r = if privileged {
+        run_privileged(cl, h, script)
+    } else {
+        warden_tests::server::run(cl, h, script)
+    };
+    assert_eq!(r.exit_status, Some(0), "{r:?}");
+    r.stdout
+        .txt()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), u64::from_str_radix(v.trim(), 16).unwrap()))
+        .collect()
+}
+
+#[test]
+fn documented_capability_sets_agree() {
+    // The controller's documented lists (config.rs), the scripts' and
+    // wshd's (checked by the tests above through these constants) name the
+    // same sets.
+    use warden::config::{DEFAULT_ROOT_CAPS as DEF, GRANTABLE_CAPS, HOST_CAPS as HOST};
+    assert_eq!(names_mask(DEF), DEFAULT_ROOT_CAPS);
+    assert_eq!(names_mask(HOST), mask(HOST_CAPS));
+    assert_eq!(names_mask(GRANTABLE_CAPS), grantable_mask());
+    let grantable: Vec<&str> = GRANTABLE.split(',').collect();
+    assert_eq!(names_mask(&grantable), grantable_mask());
+    // create.sh accepts exactly the grantable ones (common.sh is_root_caps).
+    let common = warden_tests::workspace().join("rootfs-scripts/skeleton/lib/common.sh");
+    for (i, name) in CAP_NAMES.iter().enumerate() {
+        let (code, _, _) = run(Command::new("sh").arg("-c").arg(format!(
+            "script=t; . '{}'; is_root_caps CAP_{name}",
+            common.display()
+        )));
+        assert_eq!(code == 0, grantable_mask() & 1 << i != 0, "CAP_{name}");
+    }
+}
+
+#[test]
+fn privileged_jobs_hold_the_configured_capabilities() {
+    // S17 through the whole path: server config -> create.sh env ->
+    // etc/config -> start.sh -> wshd --root-caps -> the job.
+    let s = Srv::start("caps-default", Opts::default());
+    let mut cl = s.client();
+    let h = create_default(&mut cl);
+    let caps = job_caps(&mut cl, &h, true);
+    for k in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(caps[k], DEFAULT_ROOT_CAPS, "{k}: {caps:?}");
+    }
+    assert_eq!(caps["CapInh"] | caps["CapAmb"], 0, "{caps:?}");
+    let caps = job_caps(&mut cl, &h, false);
+    assert!(caps.values().all(|v| *v == 0), "{caps:?}");
+    drop(s);
+
+    // The default set plus NET_RAW, as an operator would write it.
+    let mut names: Vec<String> = warden::config::DEFAULT_ROOT_CAPS
+        .iter()
+        .map(|c| c.to_lowercase())
+        .collect();
+    names.push("NET_RAW".into());
+    let s = Srv::start(
+        "caps-netraw",
+        Opts {
+            root_capabilities: Some(names),
+            ..Default::default()
+        },
+    );
+    let mut cl = s.client();
+    let h = create_default(&mut cl);
+    let caps = job_caps(&mut cl, &h, true);
+    for k in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(caps[k], DEFAULT_ROOT_CAPS | 1 << 13, "{k}: {caps:?}");
+    }
+    let caps = job_caps(&mut cl, &h, false);
+    assert!(caps.values().all(|v| *v == 0), "{caps:?}");
+}
+
+/// What an ordinary job does, run by bash as vcap and as root on the Debian
+/// rootfs: package tools, shells, coreutils, archives, perl, background
+/// jobs, timers. Each line's output is checked.
+const DEBIAN_WORK: &str = r#"set -e
+apt-get --version | head -n 1 | cut -d' ' -f1
+dpkg-query -W -f='${Package}
+' coreutils
+sh -c 'echo sh-ok'
+echo "$((6 * 7))"
+cd "$(mktemp -d)"
+mkdir -p d/e && echo hello > d/e/f && cp -a d d2 && mv d2 d3 && ln -s d3/e/f l && cat l
+tar -cf t.tar d3 && tar -tf t.tar | sort | tail -n 1
+gzip -c t.tar | gunzip | cmp - t.tar && echo gzip-ok
+sha256sum d3/e/f | cut -c1-8
+find . -type f | wc -l
+printf 'b
+a
+b
+' | sort -u | tr '
+' ' '; echo
+awk 'BEGIN { print "awk-ok" }'
+sed -n 's/^root:.*/sed-ok/p' /etc/passwd
+stat -c %s d3/e/f
+timeout 5 sleep 0.1 && echo timeout-ok
+sleep 0.05 & wait; echo bg-ok
+perl -e 'print "perl-ok
+"'
+getent passwd vcap | cut -d: -f1
+uname -s
+cd / && rm -rf "$OLDPWD"
+"#;
+
+const DEBIAN_WORK_OUT: &str = "apt\ncoreutils\nsh-ok\n42\nhello\nd3/e/f\ngzip-ok\n5891b5b5\n3\n\
+a b \nawk-ok\nsed-ok\n6\ntimeout-ok\nbg-ok\nperl-ok\nvcap\nLinux\n";
+
+#[test]
+fn ordinary_workloads_still_work_on_debian() {
+    let s = Srv::start(
+        "work-deb",
+        Opts {
+            rootfs: Some(rootfs_debian()),
+            ..Default::default()
+        },
+    );
+    let mut cl = s.client();
+    let h = create_default(&mut cl);
+    for privileged in [false, true] {
+        let r = if privileged {
+            run_privileged(&mut cl, &h, DEBIAN_WORK)
+        } else {
+            warden_tests::server::run(&mut cl, &h, DEBIAN_WORK)
+        };
+        assert_eq!(
+            (r.exit_status, r.stdout.txt()),
+            (Some(0), Some(DEBIAN_WORK_OUT)),
+            "privileged={privileged}: stderr {:?}",
+            r.stderr.txt()
+        );
+    }
+    // What a privileged job does with the default set: chown, switch user
+    // (setpriv: setgroups, setresgid, setresuid), apt's own checks.
+    let r = run_privileged(
+        &mut cl,
+        &h,
+        r#"set -e; f=$(mktemp); chown vcap:vcap "$f"; stat -c %U "$f"; rm "$f"
+         setpriv --reuid=vcap --regid=vcap --init-groups id -un
+         apt-get check >/dev/null && echo apt-check-ok"#,
+    );
+    assert_eq!(
+        (r.exit_status, r.stdout.txt()),
+        (Some(0), Some("vcap\nvcap\napt-check-ok\n")),
+        "stderr {:?}",
+        r.stderr.txt()
     );
 }
 

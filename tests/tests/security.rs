@@ -722,6 +722,16 @@ fn root_session_is_filtered_with_the_default_capabilities() {
     let c = boot("sec-root", &[], |_, _| {});
     assert_filtered(&c, "root");
     assert_root_caps(&c, DEFAULT_ROOT_CAPS);
+    // The init itself can never pass on more: its bounding set is the root
+    // set, nothing inheritable or ambient.
+    let init: BTreeMap<String, String> = std::fs::read_to_string(format!("/proc/{}/status", c.pid))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect();
+    assert_eq!(hex(&init, "CapBnd"), DEFAULT_ROOT_CAPS, "{init:?}");
+    assert_eq!(hex(&init, "CapInh") | hex(&init, "CapAmb"), 0, "{init:?}");
     // What the set means: chown works (CAP_CHOWN); device nodes, packet
     // sockets and the host name need capabilities root does not hold.
     let got = c.probe("root", &["chown", "mknod", "packet", "sethostname"]);

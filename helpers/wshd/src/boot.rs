@@ -26,8 +26,10 @@
 //!                                        setsid, title, non-dumpable,
 //!                                        stdin/stdout -> /dev/null of the host
 //!                                        (opened before pivot), SIGCHLD ->
-//!                                        signalfd, seccomp filter installed
-//!                                        (wshd::harden), PDEATHSIG cleared
+//!                                        signalfd, bounding set cut to the
+//!                                        root sessions' set and seccomp
+//!                                        filter installed (wshd::harden),
+//!                                        PDEATHSIG cleared
 //!                                        writes "ready", drops its boot-time
 //!                                        program text from RSS, serves
 //! reads "ready" -> exit 0
@@ -326,8 +328,9 @@ fn init(
         .map_err(sys("signalfd"))?;
 
     // Boot is done: from here on the init and every session it forks run
-    // under the seccomp filter (see crate::harden). Before "ready", so a
-    // failure fails the start.
+    // under the seccomp filter, with at most the root sessions' capability
+    // set as bounding set (see crate::harden). Before "ready", so a failure
+    // fails the start.
     me.policy.seal_init()?;
     wsys::proc_::set_pdeathsig(None).map_err(sys("prctl(PDEATHSIG)"))?;
     write(&ready_w, b"r").map_err(sys("report ready"))?;

@@ -69,9 +69,9 @@
 //! what Docker grants with capabilities that stay harmless here: chroot
 //! (CAP_SYS_CHROOT is in the default set), sethostname/setdomainname (the
 //! container's own UTS namespace; the kernel still wants CAP_SYS_ADMIN), and
-//! the newer file_getattr/file_setattr (what the FS_IOC_FSGETXATTR/FS_IOC_FSSETXATTR
-//! ioctls already do) and uprobe/uretprobe (only ever called from
-//! kernel-made trampolines).
+//! the newer file_getattr/file_setattr (what the FS_IOC_FSGETXATTR and
+//! FS_IOC_FSSETXATTR ioctls already do) and uprobe/uretprobe (only ever
+//! called from kernel-made trampolines).
 //!
 //! [`CONDITIONAL`]:
 //!

@@ -4,6 +4,8 @@
 //! - [`boot`]: from the invoking process to pid 1 serving `<run>/wshd.sock`
 //! - [`exe`]: wshd runs only from a read-only mount (CVE-2019-5736)
 //! - [`harden`]: capabilities, no_new_privs and seccomp for sessions
+//! - [`syscalls`]: the syscall table of the seccomp policy (build.rs
+//!   compiles it into the programs with `src/filter.rs`)
 //! - [`hook`]: running the hook scripts (clean, documented environment)
 //! - [`server`]: the poll loop, sessions, reaping
 //! - [`setup`]: the container's mounts and hostname, made natively
@@ -12,9 +14,12 @@
 
 pub mod boot;
 pub mod exe;
+#[cfg(test)]
+mod filter;
 pub mod harden;
 pub mod hook;
 pub mod passwd;
 pub mod proto;
 pub mod server;
 pub mod setup;
+pub mod syscalls;

@@ -45,6 +45,7 @@ for key in id prefix network_index network_host_ip network_container_ip network_
 done
 container_iface_mtu=${container_iface_mtu:-1500}
 allow_nested_warden=${allow_nested_warden:-false}
+root_capabilities=${root_capabilities:-}
 dns_servers=${dns_servers:-}
 bind_mounts=${bind_mounts:-}
 
@@ -71,6 +72,10 @@ case "$allow_nested_warden" in
   true | false) ;;
   *) die "bad allow_nested_warden (want true or false): $allow_nested_warden" ;;
 esac
+if [ -n "$root_capabilities" ]; then
+  is_root_caps "$root_capabilities" ||
+    die "bad root_capabilities (want none or comma-separated CAP_ names; host-wide ones are never granted): $bad_cap"
+fi
 for server in $dns_servers; do
   is_ipv4 "$server" || die "bad dns server: $server"
 done
@@ -155,7 +160,7 @@ quote() {
   echo "# written by create.sh; sourced by the container's scripts and hooks"
   for key in id prefix network_index network_host_ip network_container_ip network_netmask \
     network_prefix_len network_host_iface network_container_iface container_iface_mtu user_uid \
-    rootfs_path allow_nested_warden dns_servers bin_dir; do
+    rootfs_path allow_nested_warden root_capabilities dns_servers bin_dir; do
     eval "quote \"\${$key}\""
     echo "$key=$q"
   done

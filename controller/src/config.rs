@@ -1,7 +1,7 @@
 //! Server configuration: warden's YAML config file (`server`, `network`,
 //! `port`, `user`, `logging` sections) with warden's defaults, plus our
-//! extensions `server.resource_prefix`, `server.scripts_path` and
-//! `server.bin_path`.
+//! extensions `server.resource_prefix`, `server.scripts_path`,
+//! `server.bin_path` and `server.container_root_capabilities`.
 //!
 //! Format: a YAML mapping of sections; each known key is checked for its
 //! type and range, and a bad value is an error naming `section.key`.
@@ -38,6 +38,19 @@
 //!   (between requests) are never timed out.
 //!
 //! Defaults of the extensions:
+//! - `container_root_capabilities`: unset, so root sessions (privileged
+//!   jobs) hold wshd's default, [`DEFAULT_ROOT_CAPS`] (Docker's default set
+//!   without NET_RAW and MKNOD; with `allow_nested_warden` every capability
+//!   in [`GRANTABLE_CAPS`]). A list replaces that set for every container:
+//!   names from [`GRANTABLE_CAPS`], `CAP_` optional, any case; `[]` for
+//!   none. Capabilities that act on the whole host (SYS_MODULE, SYS_PTRACE,
+//!   DAC_READ_SEARCH, SYS_TIME, ...) are refused. What an added capability
+//!   widens: only what the kernel checks it for in the syscalls wshd's
+//!   seccomp filter allows (NET_RAW: raw and packet sockets; NET_ADMIN: the
+//!   container's own interfaces and routes; MKNOD: device nodes within the
+//!   device cgroup; SYS_ADMIN: sethostname and the like, never mount,
+//!   fanotify, bpf or namespaces). See `helpers/wshd/src/harden.rs`. Flows
+//!   to the scripts as `root_capabilities` (comma-separated, or `none`).
 //! - `resource_prefix`: `w`; must match `[a-z0-9]{1,6}`.
 //! - `scripts_path`: `<dir of warden exe>/../share/warden/rootfs-scripts` if
 //!   that directory exists, else the `rootfs-scripts/` directory of the
@@ -126,6 +139,9 @@ pub struct Config {
     pub job_output_limit: u64,
     pub disk_quota_enabled: bool,
     pub allow_nested_warden: bool,
+    /// Root sessions' capabilities, canonical names (`CAP_CHOWN`); None:
+    /// wshd's default.
+    pub container_root_capabilities: Option<Vec<String>>,
     pub pidfile: Option<PathBuf>,
     pub syslog_socket: Option<String>,
     pub resource_prefix: String,
@@ -157,6 +173,103 @@ pub struct Config {
 pub const MAX_RELEASE_DELAY: u64 = 86_400;
 /// Largest `user.pool_size` (the network pool's largest size too).
 pub const MAX_UID_POOL: u32 = 1 << 20;
+/// Capabilities `server.container_root_capabilities` may name: every one
+/// but those acting on the whole host (wshd's `harden::HOST_CAPS`).
+pub const GRANTABLE_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_SETFCAP",
+];
+
+/// Capabilities that act on the whole host: never granted.
+pub const HOST_CAPS: &[&str] = &[
+    "CAP_DAC_READ_SEARCH",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_AUDIT_CONTROL",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Root sessions' capabilities when `container_root_capabilities` is unset
+/// (wshd's `harden::DEFAULT_ROOT_CAPS`).
+pub const DEFAULT_ROOT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_AUDIT_WRITE",
+    "CAP_SETFCAP",
+];
+
+/// `server.container_root_capabilities`: canonical, deduplicated names.
+fn root_capabilities(key: &str, v: &Value) -> Result<Option<Vec<String>>, ConfigError> {
+    let names = match v {
+        Value::Null => return Ok(None),
+        Value::Sequence(_) => strings(key, v)?,
+        _ => return Err(bad(key, "expected a list of capability names")),
+    };
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        let up = n.trim().to_ascii_uppercase();
+        let canon = if up.starts_with("CAP_") {
+            up
+        } else {
+            format!("CAP_{up}")
+        };
+        if HOST_CAPS.contains(&canon.as_str()) {
+            return Err(bad(
+                key,
+                format!("{canon} acts on the whole host and is never granted"),
+            ));
+        }
+        if !GRANTABLE_CAPS.contains(&canon.as_str()) {
+            return Err(bad(key, format!("unknown capability {n:?}")));
+        }
+        if !out.contains(&canon) {
+            out.push(canon);
+        }
+    }
+    Ok(Some(out))
+}
 
 fn ephemeral_end() -> u32 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
@@ -198,6 +311,7 @@ impl Default for Config {
             job_output_limit: 10 * 1024 * 1024,
             disk_quota_enabled: true,
             allow_nested_warden: false,
+            container_root_capabilities: None,
             pidfile: None,
             syslog_socket: None,
             resource_prefix: "w".into(),
@@ -381,6 +495,9 @@ impl Config {
                         }
                     }
                     "allow_nested_warden" => c.allow_nested_warden = boolean(&key, v)?,
+                    "container_root_capabilities" => {
+                        c.container_root_capabilities = root_capabilities(&key, v)?
+                    }
                     "pidfile" => c.pidfile = opt_string(&key, v)?.map(PathBuf::from),
                     "syslog_socket" => c.syslog_socket = opt_string(&key, v)?,
                     "resource_prefix" => {
@@ -626,6 +743,42 @@ mod tests {
             (8, 65536, 65536)
         );
         assert_eq!(c.request_timeout, Duration::from_secs(2));
+        assert_eq!(c.container_root_capabilities, None);
+    }
+
+    #[test]
+    fn root_capabilities() {
+        let c = Config::parse(
+            "server:\n  container_root_capabilities: [chown, CAP_NET_RAW, Net_Raw, sys_admin]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.container_root_capabilities.unwrap(),
+            vec!["CAP_CHOWN", "CAP_NET_RAW", "CAP_SYS_ADMIN"]
+        );
+        let c = Config::parse("server:\n  container_root_capabilities: []\n").unwrap();
+        assert_eq!(c.container_root_capabilities, Some(vec![]));
+        let c = Config::parse("server:\n  container_root_capabilities: ~\n").unwrap();
+        assert_eq!(c.container_root_capabilities, None);
+        for bad in [
+            "[sys_module]",
+            "[CAP_DAC_READ_SEARCH]",
+            "[bogus]",
+            "chown",
+            "[\"chown,kill\"]",
+        ] {
+            let e = Config::parse(&format!("server:\n  container_root_capabilities: {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("server.container_root_capabilities"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(DEFAULT_ROOT_CAPS.iter().all(|c| GRANTABLE_CAPS.contains(c)));
+        assert!(HOST_CAPS.iter().all(|c| !GRANTABLE_CAPS.contains(c)));
+        // Linux knows 41 capabilities (0..=40).
+        assert_eq!(HOST_CAPS.len() + GRANTABLE_CAPS.len(), 41);
     }
 
     #[test]

@@ -228,6 +228,14 @@ impl Server {
                 "allow_nested_warden".into(),
                 c.allow_nested_warden.to_string(),
             ),
+            (
+                "root_capabilities".into(),
+                match &c.container_root_capabilities {
+                    None => String::new(),
+                    Some(v) if v.is_empty() => "none".into(),
+                    Some(v) => v.join(","),
+                },
+            ),
             ("dns_servers".into(), c.dns_servers.join(" ")),
             ("bin_dir".into(), c.bin_path.display().to_string()),
             ("bind_mounts".into(), bind_mounts.into()),

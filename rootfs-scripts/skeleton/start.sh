@@ -1,6 +1,7 @@
 #!/bin/sh
 # start.sh: starts the container. Runs
-# `bin/wshd --run run --lib lib --root mnt --title "wshd: <id>" --hostname <id>`, which runs
+# `bin/wshd --run run --lib lib --root mnt --title "wshd: <id>" --hostname <id>
+# [--allow-nested] [--root-caps LIST]`, which runs
 # the lib/hook-*.sh scripts (hook-parent-after-clone.sh runs `net.sh setup`
 # with PID) and exits 0 only once run/wshd.sock accepts
 # connections. wshd's output goes to run/wshd.out.log and run/wshd.err.log.
@@ -27,15 +28,17 @@ fi
 # with PID), which makes the container end of the veth pair right in the
 # container's network namespace.
 
-# A nested warden needs root jobs that may mount and create user namespaces;
-# wshd's seccomp filter denies that unless told otherwise.
-nested=
-[ "${allow_nested_warden:-false}" = true ] && nested=--allow-nested
+# A nested warden needs root jobs that may mount and create namespaces;
+# wshd's seccomp filter denies that unless told otherwise. Root jobs'
+# capabilities: wshd's default unless root_capabilities says otherwise.
+set --
+[ "${allow_nested_warden:-false}" = true ] && set -- "$@" --allow-nested
+[ -z "${root_capabilities:-}" ] || set -- "$@" --root-caps "$root_capabilities"
 
 # wshd gets an explicit environment, nothing of ours: only the PATH its
 # hooks use (its init's /proc/1/environ is readable by container root).
 if ! env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-  ./bin/wshd --run run --lib lib --root mnt --title "wshd: $id" --hostname "$id" $nested \
+  ./bin/wshd --run run --lib lib --root mnt --title "wshd: $id" --hostname "$id" "$@" \
   </dev/null >run/wshd.out.log 2>run/wshd.err.log; then
   reason=$(grep -v '^[[:space:]]*$' run/wshd.err.log | tail -n 3 | paste -sd ';' - | sed 's/;/; /g')
   die "wshd failed to start: ${reason:-no message (see run/wshd.err.log)}"

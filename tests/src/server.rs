@@ -58,6 +58,8 @@ pub struct Opts {
     pub env: Vec<(String, String)>,
     /// Lines added to the `server:` section of the config.
     pub server_keys: Vec<String>,
+    /// `server.container_root_capabilities` (default unset).
+    pub root_capabilities: Option<Vec<String>>,
 }
 
 impl Default for Opts {
@@ -73,6 +75,7 @@ impl Default for Opts {
             allow_networks: vec![],
             env: vec![],
             server_keys: vec![],
+            root_capabilities: None,
         }
     }
 }
@@ -110,7 +113,12 @@ impl Srv {
         std::fs::write(
             &cfg,
             format!(
-                "server:\n  unix_domain_path: {sock}\n  unix_domain_permissions: 0700\n  container_depot_path: {depot}\n  container_rootfs_path: {rootfs}\n  container_grace_time: {grace}\n  job_output_limit: {limit}\n  resource_prefix: {prefix}\n  scripts_path: {scripts}\n  bin_path: {bins}\n  pidfile: {pidfile}\n  container_klass: Warden::Container::Linux\n{extra}logging:\n  level: debug\n  file: {log}\nnetwork:\n  pool_network: {pool}\n  release_delay: 0\n  allow_host_access: {host_access}\n  allow_networks: [{allow}]\nport:\n  pool_start_port: {port_start}\n  pool_size: {port_size}\nuser:\n  pool_start_uid: 20000\n  pool_size: 200\n",
+                "server:\n{root_caps}  unix_domain_path: {sock}\n  unix_domain_permissions: 0700\n  container_depot_path: {depot}\n  container_rootfs_path: {rootfs}\n  container_grace_time: {grace}\n  job_output_limit: {limit}\n  resource_prefix: {prefix}\n  scripts_path: {scripts}\n  bin_path: {bins}\n  pidfile: {pidfile}\n  container_klass: Warden::Container::Linux\n{extra}logging:\n  level: debug\n  file: {log}\nnetwork:\n  pool_network: {pool}\n  release_delay: 0\n  allow_host_access: {host_access}\n  allow_networks: [{allow}]\nport:\n  pool_start_port: {port_start}\n  pool_size: {port_size}\nuser:\n  pool_start_uid: 20000\n  pool_size: 200\n",
+                root_caps = o
+                    .root_capabilities
+                    .as_ref()
+                    .map(|v| format!("  container_root_capabilities: [{}]\n", v.join(", ")))
+                    .unwrap_or_default(),
                 sock = sock.display(),
                 depot = depot.display(),
                 rootfs = o.rootfs.clone().unwrap_or_else(rootfs).display(),

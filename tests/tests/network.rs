@@ -132,10 +132,11 @@ impl Frame {
     }
 }
 
-/// Runs `wnet send IFACE MAC SPECS` as root inside `c`. Should root ever
-/// lack CAP_NET_RAW there (it is configurable), the same frames are sent
-/// from the container's network namespace by the host's root instead:
-/// the rules must hold for any sender on that veth.
+/// Runs `wnet send IFACE MAC SPECS` as root inside `c` (the test's server
+/// grants root CAP_NET_RAW, which the default set lacks). Should root
+/// lack it there, the same frames are sent from the container's network
+/// namespace by the host's root instead: the rules must hold for any
+/// sender on that veth.
 fn send_frames(cl: &mut Client, c: &Ctr, host_wnet: &std::path::Path, frames: &[Frame]) {
     let specs: Vec<String> = frames.iter().map(Frame::spec).collect();
     let cmd = format!("{WNET} send {} {} {}", c.cont_if, c.mac, specs.join(" "));
@@ -215,6 +216,15 @@ fn spoofing(allow_host_access: bool) {
             rootfs: Some(root),
             allow_host_access,
             allow_networks: vec![peer.net.clone()],
+            // Container root sends the frames itself: the default set has
+            // no NET_RAW, so grant it as an operator may.
+            root_capabilities: Some(
+                warden::config::DEFAULT_ROOT_CAPS
+                    .iter()
+                    .map(|c| c.to_string())
+                    .chain(["CAP_NET_RAW".to_string()])
+                    .collect(),
+            ),
             ..Default::default()
         },
     );

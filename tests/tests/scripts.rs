@@ -437,6 +437,13 @@ fn create_failures_name_the_problem_and_leave_nothing() {
         ),
         ("user_uid", "abc", "bad user_uid: abc"),
         (
+            "root_capabilities",
+            "CAP_CHOWN,CAP_SYS_MODULE",
+            "bad root_capabilities (want none or comma-separated CAP_ names; host-wide ones are never granted): CAP_SYS_MODULE",
+        ),
+        ("root_capabilities", "chown", "bad root_capabilities"),
+        ("root_capabilities", "CAP_CHOWN,", "(empty name)"),
+        (
             "bin_dir",
             "/nonexistent/bin",
             "bin_dir /nonexistent/bin not found",
@@ -774,6 +781,52 @@ fn started(s: &Server, idx: u32, id: &str, bind_mounts: &str) -> Container {
     let (code, _, err) = c.script("start.sh", &[], &[]);
     assert_eq!(code, 0, "start.sh: {err}");
     c
+}
+
+/// CapEff of a root session in `c`.
+fn root_cap_eff(c: &Container) -> String {
+    let (code, out, err) = c.wsh("root", &["grep", "^CapEff:", "/proc/self/status"]);
+    assert_eq!(code, 0, "{err}");
+    out.trim().trim_start_matches("CapEff:").trim().to_string()
+}
+
+#[test]
+fn root_capabilities_flow_from_create_to_wshd() {
+    // Unset: wshd's default (Docker's set without NET_RAW and MKNOD); set:
+    // etc/config carries it and start.sh hands it to wshd --root-caps.
+    let s = Server::new("rootcaps", false);
+    let c = started(&s, 0, "c0caps", "");
+    assert_eq!(root_cap_eff(&c), "00000000a00405fb");
+    let config = std::fs::read_to_string(c.path.join("etc/config")).unwrap();
+    assert!(config.contains("root_capabilities=''\n"), "{config}");
+    let (code, err) = c.destroy();
+    assert_eq!(code, 0, "destroy.sh: {err}");
+
+    let mut c = s.container(1, "c1caps");
+    c.set("root_capabilities", "CAP_CHOWN,CAP_NET_RAW");
+    let (code, err) = c.create();
+    assert_eq!(code, 0, "create.sh: {err}");
+    let config = std::fs::read_to_string(c.path.join("etc/config")).unwrap();
+    assert!(
+        config.contains("root_capabilities='CAP_CHOWN,CAP_NET_RAW'\n"),
+        "{config}"
+    );
+    require_wshd();
+    let (code, _, err) = c.script("start.sh", &[], &[]);
+    assert_eq!(code, 0, "start.sh: {err}");
+    assert_eq!(root_cap_eff(&c), "0000000000002001");
+    let (code, err) = c.destroy();
+    assert_eq!(code, 0, "destroy.sh: {err}");
+
+    let mut c = s.container(2, "c2caps");
+    c.set("root_capabilities", "none");
+    let (code, err) = c.create();
+    assert_eq!(code, 0, "create.sh: {err}");
+    let (code, _, err) = c.script("start.sh", &[], &[]);
+    assert_eq!(code, 0, "start.sh: {err}");
+    assert_eq!(root_cap_eff(&c), "0000000000000000");
+    let (code, err) = c.destroy();
+    assert_eq!(code, 0, "destroy.sh: {err}");
 }
 
 #[test]
@@ -1436,6 +1489,24 @@ fn common_sh_validators() {
         ("is_clean_abs_path /a,b", 1),
         ("is_clean_abs_path /a:b", 1),
         ("is_clean_abs_path \"/a'b\"", 1),
+        ("is_root_caps none", 0),
+        ("is_root_caps CAP_CHOWN", 0),
+        (
+            "is_root_caps CAP_CHOWN,CAP_NET_RAW,CAP_SYS_ADMIN,CAP_MKNOD",
+            0,
+        ),
+        ("is_root_caps ''", 1),
+        ("is_root_caps CAP_CHOWN,", 1),
+        ("is_root_caps ,CAP_CHOWN", 1),
+        ("is_root_caps CAP_CHOWN,,CAP_KILL", 1),
+        ("is_root_caps cap_chown", 1),
+        ("is_root_caps CAP_SYS_PTRACE", 1),
+        ("is_root_caps CAP_DAC_READ_SEARCH", 1),
+        ("is_root_caps 'CAP_CHOWN CAP_KILL'", 1),
+        (
+            "is_root_caps CAP_SYS_MODULE; [ \"$bad_cap\" = CAP_SYS_MODULE ]",
+            0,
+        ),
         ("is_uint 0", 0),
         ("is_uint 1234567890", 1),
         ("is_uint -1", 1),

@@ -28,9 +28,11 @@
 //!                                        setsid, title, non-dumpable,
 //!                                        stdin/stdout -> /dev/null of the host
 //!                                        (opened before pivot), SIGCHLD ->
-//!                                        signalfd, seccomp filter installed
-//!                                        (wshd::harden), PDEATHSIG cleared,
-//!                                        stderr -> /dev/null too
+//!                                        signalfd, bounding set cut to the
+//!                                        root sessions' set and seccomp
+//!                                        filter installed (wshd::harden),
+//!                                        PDEATHSIG cleared, stderr ->
+//!                                        /dev/null too
 //!                                        writes "ready", drops its boot-time
 //!                                        program text from RSS, serves
 //! reads "ready" -> exit 0
@@ -75,8 +77,11 @@ pub struct Config {
     pub lib: PathBuf,
     pub root: PathBuf,
     pub title: Option<String>,
-    /// Root sessions may mount and create user namespaces (nested warden).
+    /// Root sessions may mount and create namespaces (nested warden).
     pub allow_nested: bool,
+    /// Root sessions' capabilities (`--root-caps`); None: the default of
+    /// [`crate::harden`].
+    pub root_caps: Option<Vec<caps::Capability>>,
     /// Hostname of the container (its UTS namespace keeps the host's when
     /// unset).
     pub hostname: Option<String>,
@@ -156,7 +161,7 @@ pub fn start(cfg: &Config) -> Result<(), BootError> {
     let lib = dir(&cfg.lib, "--lib")?;
     let root = dir(&cfg.root, "--root")?;
     // Compiled once, before the clone (no threads); see crate::harden.
-    let policy = crate::harden::Policy::build(cfg.allow_nested)?;
+    let policy = crate::harden::Policy::build(cfg.allow_nested, cfg.root_caps.as_deref())?;
     // Read from the host's /proc now; the container may have none.
     let me = Me {
         argv_area: wsys::proc_::ArgvArea::current(),
@@ -335,8 +340,9 @@ fn init(
         .map_err(sys("signalfd"))?;
 
     // Boot is done: from here on the init and every session it forks run
-    // under the seccomp filter (see crate::harden). Before "ready", so a
-    // failure fails the start.
+    // under the seccomp filter, with at most the root sessions' capability
+    // set as bounding set (see crate::harden). Before "ready", so a failure
+    // fails the start.
     me.policy.seal_init()?;
     wsys::proc_::set_pdeathsig(None).map_err(sys("prctl(PDEATHSIG)"))?;
     // Last use of the invoker's stderr: the running init keeps no host file.

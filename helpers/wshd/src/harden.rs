@@ -1,81 +1,197 @@
 //! Session hardening: what every session process gets between fork and
-//! exec (design.md section 4; failure-modes.md S5, S6, S7).
+//! exec (design.md section 4; failure-modes.md S5-S7, S16, S17; issue 9
+//! findings 1 and 8).
 //!
-//! The seccomp programs are compiled once, when wshd starts (before the
-//! clone; no threads). The main program is installed once on the container
+//! Two layers, each enough on its own for the escapes the attack review
+//! found: a capability set for root sessions close to Docker's default
+//! (no CAP_SYS_ADMIN, so the kernel itself refuses fanotify, mount,
+//! namespaces...), and a seccomp allowlist that refuses those calls even to
+//! a root session an operator gave more capabilities.
+//!
+//! # Capabilities
+//!
+//! | session | bounding = permitted = effective | inheritable, ambient |
+//! |---|---|---|
+//! | non-root (vcap) | none (and no_new_privs) | none |
+//! | root, default | [`DEFAULT_ROOT_CAPS`] | none |
+//! | root, `--root-caps LIST` | LIST | none |
+//! | root, `--allow-nested` without `--root-caps` | every capability but [`HOST_CAPS`] | none |
+//!
+//! [`DEFAULT_ROOT_CAPS`] is Docker's default set without CAP_NET_RAW and
+//! CAP_MKNOD: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
+//! SETPCAP, NET_BIND_SERVICE, SYS_CHROOT, AUDIT_WRITE, SETFCAP
+//! (`CapEff: 00000000a00405fb`). Not in it: SYS_ADMIN (mount, fanotify,
+//! namespaces, ...), NET_RAW (forged packets), MKNOD (device nodes),
+//! SYS_PTRACE, SYS_MODULE, NET_ADMIN (the container's network
+//! configuration is the host's job), SYS_RESOURCE (limits come from the
+//! request), SYS_NICE, IPC_LOCK.
+//!
+//! `--root-caps` (the server's `container_root_capabilities`) replaces the
+//! set: a comma-separated list of names (`CAP_` optional, any case), or
+//! `none`. It may name any capability except [`HOST_CAPS`], which act on the
+//! whole machine rather than the container's namespaces (modules, raw I/O,
+//! reboot, clock, MAC policy, kernel log, audit control, wake alarms,
+//! suspend blocking, ptrace, process accounting, tty config, perf/bpf,
+//! checkpoint/restore, and DAC_READ_SEARCH, which enables
+//! `open_by_handle_at`, the "shocker" escape): no option grants those.
+//! What an added capability widens is only what the kernel checks it for in
+//! the syscalls the filter allows (for example NET_RAW: raw and packet
+//! sockets; NET_ADMIN: the container's interfaces, routes and firewall;
+//! MKNOD: device nodes, within the device cgroup; SYS_ADMIN: sethostname
+//! and the ioctls and limits it guards, but never mount, fanotify, bpf or
+//! namespaces, which the filter refuses). The inheritable set stays empty
+//! even for root (as Docker does since CVE-2022-24769): a program that
+//! root's session starts as another user never picks capabilities up from
+//! file capabilities through it.
+//!
+//! # Seccomp policy (x86_64 only)
+//!
+//! An allowlist: every syscall number up to [`MAX_KNOWN`] (Linux 6.17/6.18)
+//! is classified below ([`crate::syscalls`]); the kernel's table has no
+//! other. The program is a hand-written prefix, then the part `seccompiler`
+//! compiles from [`ALLOWED`], [`CONDITIONAL`] and (with `--allow-nested`)
+//! [`NESTED`]:
+//!
+//! | condition | action |
+//! |---|---|
+//! | arch is not AUDIT_ARCH_X86_64 (i386 `int 0x80`) | kill the process |
+//! | number negative (as a signed int) | ENOSYS |
+//! | number has bit 0x40000000 (the x32 ABI) | EPERM |
+//! | clone3 | ENOSYS (libc falls back to clone, whose flags the filter can see) |
+//! | number above [`MAX_KNOWN`], or in the unassigned 337..=423 | ENOSYS: newer than this table, so libc falls back as on an older kernel |
+//! | [`ALLOWED`] | allow |
+//! | [`CONDITIONAL`], argument check passes | allow |
+//! | everything else ([`DENIED`], [`NESTED`], a failed argument check) | EPERM |
+//!
+//! [`ALLOWED`] is Docker's default allowlist (moby/profiles
+//! `seccomp/default.json`) restricted to x86_64, minus what issue 9 found
+//! usable against the host or other processes (fanotify_mark,
+//! name_to_handle_at, the keyring calls, ptrace and process_vm_*), plus
+//! what Docker grants with capabilities that stay harmless here: chroot
+//! (CAP_SYS_CHROOT is in the default set), sethostname/setdomainname (the
+//! container's own UTS namespace; the kernel still wants CAP_SYS_ADMIN), and
+//! the newer file_getattr/file_setattr (what the FS_IOC_FSGETXATTR and
+//! FS_IOC_FSSETXATTR ioctls already do) and uprobe/uretprobe (only ever
+//! called from kernel-made trampolines).
+//!
+//! [`CONDITIONAL`]:
+//!
+//! | syscall | allowed when |
+//! |---|---|
+//! | personality | persona is 0 (PER_LINUX), 0x8 (PER_LINUX32), 0x20000 (UNAME26), 0x20008 or 0xffffffff (query), as Docker |
+//! | ioprio_set | the class is NONE, BE or IDLE: never RT, whatever capabilities root holds |
+//! | socket | the family is not AF_VSOCK (as Docker: host services on vsock) |
+//! | clone | no namespace flag (NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET) |
+//! | unshare | no namespace flag (the same and NEWTIME) |
+//!
+//! [`DENIED`] (EPERM for every session), by why:
+//! - reach files, memory or fds of the host or of other processes:
+//!   fanotify_init/fanotify_mark (finding 1: a filesystem mark hands out
+//!   fds of host files outside a bind mount), name_to_handle_at,
+//!   open_by_handle_at, ptrace, process_vm_readv/writev, kcmp, pidfd_getfd,
+//!   process_madvise;
+//! - the kernel as a whole: modules, kexec, reboot, swap, acct, clock and
+//!   time setting, syslog, quotas, iopl/ioperm, vhangup, bpf,
+//!   perf_event_open, userfaultfd, the keyring (add_key, request_key,
+//!   keyctl), NUMA policy and page migration (as Docker), the LSM
+//!   attribute calls (as Docker), io_uring (bypasses seccomp for its
+//!   operations), lookup_dcookie;
+//! - obsolete calls nothing uses: uselib, ustat, sysfs, _sysctl and the
+//!   never-implemented slots (create_module, nfsservctl, tuxcall, ...).
+//!
+//! [`NESTED`]: the mount API (mount, umount2, pivot_root, open_tree,
+//! open_tree_attr, move_mount, fsopen, fsconfig, fsmount, fspick,
+//! mount_setattr) and setns, together with clone/unshare of new namespaces:
+//! EPERM, except for root sessions when wshd runs with `--allow-nested`
+//! (warden's `allow_nested_warden`; a nested warden needs mounts and
+//! namespaces). Non-root sessions are refused them either way.
+//!
+//! # What each option widens
+//!
+//! - `--root-caps LIST`: root sessions hold LIST instead of
+//!   [`DEFAULT_ROOT_CAPS`] (see above); the filter is the same.
+//! - `--allow-nested`: root sessions may mount, pivot_root, setns and
+//!   create namespaces of every kind (user namespaces included), and by
+//!   default hold every capability but [`HOST_CAPS`], as before the
+//!   allowlist; everything in [`DENIED`] stays refused.
+//!
+//! # Where and when
+//!
+//! The programs are compiled once, at build time: build.rs runs
+//! `src/filter.rs` (seccompiler) over [`crate::syscalls`] and the binary
+//! carries the result as static data, so a container start compiles
+//! nothing (a run-time compile took ~0.1 ms and left ~50 kB of the
+//! compiler's freed allocations in the init's heap for its whole life).
+//! The main program (~1700 instructions) is installed once on the container
 //! init itself, right before it starts serving (wshd needs none of the
-//! denied calls after boot), so every session inherits it through fork at
-//! no cost. Measured here: attaching the ~200-instruction program costs
-//! about 0.3 ms per `seccomp(2)` call (the kernel translates and JITs it
-//! and precomputes its per-syscall cache), which per session would have
-//! added ~30% to `wsh true`. Only with `--allow-nested` (where root
-//! sessions must be allowed to mount) do non-root sessions get a second,
-//! smaller filter (~80 instructions) with the mount/user-namespace rules,
-//! stacked right before exec (~0.25 ms per non-root session).
+//! refused calls after boot), so every session inherits it through fork at
+//! no cost: attaching it costs the kernel ~0.3 ms (it translates and JITs
+//! it, and runs it once per syscall number to find the numbers it always
+//! allows, which then bypass the filter entirely: every call of
+//! [`ALLOWED`]; split into buckets, see `compile_allowlist` in
+//! `src/filter.rs`, so that run is short), which per session would add
+//! ~20% to `wsh true`. An argument-checked call (clone, socket, ...) walks
+//! under 70 instructions. With the same step the init cuts its own
+//! bounding set to the root sessions' set, so a session drops at most that
+//! set (each PR_CAPBSET_DROP costs ~1 us). Measured against the denylist
+//! build (2-core VM, 4000 alternating runs each): `wsh true` as root or
+//! vcap ~3% faster; the seccomp() call at boot 0.30 ms instead of 0.14 ms.
+//! Only with `--allow-nested` do non-root sessions get a second, small
+//! filter with the [`NESTED`] rules (~160 instructions), stacked right
+//! before exec.
 //!
 //! Order in the session child:
 //!
 //! ```text
+//! (inherited from the init, see Policy::seal_init: bounding set = the root
+//!  set, inheritable and ambient sets empty, the main filter)
 //! setgroups, setgid
-//! drop_privileges   bounding set: every capability (non-root) or DROPPED_ROOT
-//!                   (root); ambient set emptied; inheritable set emptied;
-//!                   root: effective/permitted reduced to the new bounding set
+//! drop_privileges   root: effective and permitted set to the root set;
+//!                   non-root: bounding set emptied
 //! setuid            (non-root: the kernel clears effective/permitted)
-//! after_setuid      non-root: effective/permitted/inheritable set to 0 again
-//!                   (whatever securebits wshd inherited), no_new_privs
+//! after_setuid      non-root: effective/permitted set to 0 again (whatever
+//!                   securebits wshd inherited), no_new_privs
 //! chdir, close-on-exec of fds >= 3
 //! seal              --allow-nested, non-root only: the extra filter
 //!                   (after no_new_privs)
 //! execve            (the init's filter is inherited in every case)
 //! ```
-//!
-//! # Capabilities of root sessions (privileged jobs)
-//!
-//! Warden's privileged jobs expect to act as root inside their namespaces
-//! (network setup with CAP_NET_ADMIN, chown, mknod within the device
-//! cgroup, raising their own limits...), so root sessions keep every
-//! capability except [`DROPPED_ROOT`]: those act on the whole machine
-//! rather than on the container's namespaces (modules, raw I/O, reboot,
-//! clock, MAC policy, kernel log, audit, wake alarms, suspend blocking,
-//! ptrace, process accounting, tty config, perf/bpf, checkpoint/restore,
-//! and DAC_READ_SEARCH, which enables `open_by_handle_at`, the "shocker"
-//! escape). CAP_SYS_ADMIN stays (mount is blocked by seccomp instead, see
-//! below); dropping it would break warden's privileged scripts.
-//!
-//! Non-root sessions end with empty effective, permitted, inheritable,
-//! ambient and bounding sets and no_new_privs, so a setuid-root binary
-//! inside the container runs without privilege (S5, S6).
-//!
-//! # Seccomp policy (x86_64 only)
-//!
-//! A denylist: anything not named here is allowed, so shells, busybox and
-//! warden's jobs keep working. The program starts with a hand-written
-//! prefix, then the part compiled by `seccompiler`:
-//!
-//! | condition                                     | action            |
-//! |-----------------------------------------------|-------------------|
-//! | arch is not AUDIT_ARCH_X86_64 (i386 `int 0x80`)| kill the process |
-//! | syscall number has bit 0x40000000 (x32 ABI)   | EPERM             |
-//! | clone3                                        | ENOSYS (libc falls back to clone) |
-//! | [`DENIED`] (keyring, modules, kexec, perf, bpf, userfaultfd, ptrace, process_vm_*, swap, reboot, acct, open_by_handle_at, iopl/ioperm, io_uring) | EPERM |
-//! | [`DENIED_UNNESTED`]: mount, umount2, pivot_root, the new mount API (open_tree, move_mount, fsopen, fsconfig, fsmount, fspick, mount_setattr), and unshare/clone with CLONE_NEWUSER | EPERM, for non-root sessions always; for root sessions unless wshd runs with `--allow-nested` |
-//!
-//! With `--allow-nested` (warden's `allow_nested_warden`), root sessions
-//! may mount and create namespaces (a nested warden needs both); non-root
-//! sessions are filtered the same either way.
 
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::errno::Errno;
-use seccompiler::{
-    SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-    TargetArch,
-};
-use std::collections::BTreeMap;
 use thiserror::Error;
 use wsys::seccomp::Insn;
 
-/// Capabilities removed from root sessions' bounding set.
-pub const DROPPED_ROOT: &[Capability] = &[
+pub use crate::syscalls::{ALLOWED, CONDITIONAL, DENIED, MAX_KNOWN, NESTED};
+
+/// The programs, compiled by build.rs from `src/filter.rs` and
+/// [`crate::syscalls`] with seccompiler: `MAIN` (the main program),
+/// `MAIN_NESTED` (the same with `--allow-nested`) and `UNNESTED` (the
+/// extra program of non-root sessions with `--allow-nested`).
+mod compiled {
+    use wsys::seccomp::Insn;
+    include!(concat!(env!("OUT_DIR"), "/filters.rs"));
+}
+
+/// Root sessions' capabilities unless configured otherwise: Docker's
+/// default set without CAP_NET_RAW and CAP_MKNOD.
+pub const DEFAULT_ROOT_CAPS: &[Capability] = &[
+    Capability::CAP_CHOWN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_FOWNER,
+    Capability::CAP_FSETID,
+    Capability::CAP_KILL,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETUID,
+    Capability::CAP_SETPCAP,
+    Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_SYS_CHROOT,
+    Capability::CAP_AUDIT_WRITE,
+    Capability::CAP_SETFCAP,
+];
+
+/// Never granted to any session: they act on the whole machine.
+pub const HOST_CAPS: &[Capability] = &[
     Capability::CAP_DAC_READ_SEARCH,
     Capability::CAP_SYS_MODULE,
     Capability::CAP_SYS_RAWIO,
@@ -96,211 +212,148 @@ pub const DROPPED_ROOT: &[Capability] = &[
     Capability::CAP_CHECKPOINT_RESTORE,
 ];
 
-/// Syscalls every session gets EPERM for.
-pub const DENIED: &[(&str, i64)] = &[
-    ("add_key", libc::SYS_add_key),
-    ("request_key", libc::SYS_request_key),
-    ("keyctl", libc::SYS_keyctl),
-    ("init_module", libc::SYS_init_module),
-    ("finit_module", libc::SYS_finit_module),
-    ("delete_module", libc::SYS_delete_module),
-    ("kexec_load", libc::SYS_kexec_load),
-    ("kexec_file_load", libc::SYS_kexec_file_load),
-    ("perf_event_open", libc::SYS_perf_event_open),
-    ("bpf", libc::SYS_bpf),
-    ("userfaultfd", libc::SYS_userfaultfd),
-    ("ptrace", libc::SYS_ptrace),
-    ("process_vm_readv", libc::SYS_process_vm_readv),
-    ("process_vm_writev", libc::SYS_process_vm_writev),
-    ("swapon", libc::SYS_swapon),
-    ("swapoff", libc::SYS_swapoff),
-    ("reboot", libc::SYS_reboot),
-    ("acct", libc::SYS_acct),
-    ("open_by_handle_at", libc::SYS_open_by_handle_at),
-    ("iopl", libc::SYS_iopl),
-    ("ioperm", libc::SYS_ioperm),
-    ("io_uring_setup", libc::SYS_io_uring_setup),
-    ("io_uring_enter", libc::SYS_io_uring_enter),
-    ("io_uring_register", libc::SYS_io_uring_register),
-];
-
-/// Syscalls denied (EPERM) unless the session is root and wshd runs with
-/// `--allow-nested`; unshare and clone only with CLONE_NEWUSER in flags.
-pub const DENIED_UNNESTED: &[(&str, i64)] = &[
-    ("mount", libc::SYS_mount),
-    ("umount2", libc::SYS_umount2),
-    ("pivot_root", libc::SYS_pivot_root),
-    ("open_tree", libc::SYS_open_tree),
-    ("move_mount", libc::SYS_move_mount),
-    ("fsopen", libc::SYS_fsopen),
-    ("fsconfig", libc::SYS_fsconfig),
-    ("fsmount", libc::SYS_fsmount),
-    ("fspick", libc::SYS_fspick),
-    ("mount_setattr", libc::SYS_mount_setattr),
-    ("unshare", libc::SYS_unshare),
-    ("clone", libc::SYS_clone),
-];
-
-/// x32 syscall numbers carry this bit (`__X32_SYSCALL_BIT`).
-const X32_BIT: u32 = 0x4000_0000;
-/// `AUDIT_ARCH_X86_64`.
-const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
-// Classic BPF opcodes (linux/bpf_common.h).
-const LD_W_ABS: u16 = 0x20;
-const JEQ_K: u16 = 0x15;
-const JGE_K: u16 = 0x35;
-const RET_K: u16 = 0x06;
-const RET_KILL_PROCESS: u32 = 0x8000_0000;
-const RET_ERRNO: u32 = 0x0005_0000;
-// struct seccomp_data: int nr; __u32 arch; ...
-const OFF_NR: u32 = 0;
-const OFF_ARCH: u32 = 4;
-
 #[derive(Debug, Error)]
 pub enum HardenError {
     #[error("seccomp filter: only x86_64 is supported")]
     Arch,
-    #[error("seccomp filter: {0}")]
-    Compile(String),
     #[error("{0}: {1}")]
     Sys(&'static str, Errno),
     #[error("{0}: {1}")]
     Caps(&'static str, caps::errors::CapsError),
+    #[error("{0} acts on the whole host and is never granted")]
+    HostCap(Capability),
 }
 
-/// The compiled programs and the kernel's highest capability, built once.
+/// Parses `--root-caps`: `none`, or comma-separated capability names
+/// (`CAP_` optional, any case), none of them in [`HOST_CAPS`].
+pub fn parse_caps(list: &str) -> Result<Vec<Capability>, String> {
+    if list.trim().eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<Capability> = Vec::new();
+    for name in list.split(',') {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(format!("empty capability name in {list:?}"));
+        }
+        let cap: Capability = caps::to_canonical(name)
+            .parse()
+            .map_err(|_| format!("unknown capability {name:?}"))?;
+        if HOST_CAPS.contains(&cap) {
+            return Err(HardenError::HostCap(cap).to_string());
+        }
+        if !out.contains(&cap) {
+            out.push(cap);
+        }
+    }
+    Ok(out)
+}
+
+/// The programs and the sessions' capabilities, settled once.
 #[derive(Clone)]
 pub struct Policy {
     /// Installed on the container init before it serves (inherited by all).
-    init: Vec<Insn>,
-    /// `--allow-nested` only: [`DENIED_UNNESTED`] for non-root sessions.
-    unnested: Option<Vec<Insn>>,
+    init: &'static [Insn],
+    /// `--allow-nested` only: [`NESTED`] for non-root sessions.
+    unnested: Option<&'static [Insn]>,
     /// The capabilities this kernel knows (probed once, see `build`).
     supported: CapsHashSet,
+    /// Root sessions' bounding, permitted and effective set.
+    root_caps: CapsHashSet,
 }
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Policy")
             .field("init_insns", &self.init.len())
-            .field("unnested_insns", &self.unnested.as_ref().map(Vec::len))
+            .field("unnested_insns", &self.unnested.map(<[Insn]>::len))
             .field("supported", &self.supported.len())
+            .field("root_caps", &self.root_caps)
             .finish()
     }
 }
 
-fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
-    Insn { code, jt, jf, k }
-}
-
-/// The hand-written start of every program: arch check, x32, clone3.
-fn prefix() -> Vec<Insn> {
-    vec![
-        insn(LD_W_ABS, 0, 0, OFF_ARCH),
-        insn(JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
-        insn(RET_K, 0, 0, RET_KILL_PROCESS),
-        insn(LD_W_ABS, 0, 0, OFF_NR),
-        insn(JGE_K, 0, 1, X32_BIT),
-        insn(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),
-        insn(JEQ_K, 0, 1, libc::SYS_clone3 as u32),
-        insn(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32),
-    ]
-}
-
-/// Compiles a program: with `base`, the prefix and [`DENIED`]; with
-/// `unnested`, [`DENIED_UNNESTED`].
-fn compile(base: bool, unnested: bool) -> Result<Vec<Insn>, HardenError> {
-    let err = |e: seccompiler::BackendError| HardenError::Compile(e.to_string());
-    let newuser = || -> Result<Vec<SeccompRule>, HardenError> {
-        let c = SeccompCondition::new(
-            0,
-            SeccompCmpArgLen::Qword,
-            SeccompCmpOp::MaskedEq(libc::CLONE_NEWUSER as u64),
-            libc::CLONE_NEWUSER as u64,
-        )
-        .map_err(err)?;
-        Ok(vec![SeccompRule::new(vec![c]).map_err(err)?])
-    };
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    if base {
-        rules.extend(DENIED.iter().map(|(_, nr)| (*nr, Vec::new())));
-    }
-    if unnested {
-        for (_, nr) in DENIED_UNNESTED {
-            let r = if *nr == libc::SYS_unshare || *nr == libc::SYS_clone {
-                newuser()?
-            } else {
-                Vec::new()
-            };
-            rules.insert(*nr, r);
-        }
-    }
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        TargetArch::x86_64,
-    )
-    .map_err(err)?;
-    let body: seccompiler::BpfProgram = filter.try_into().map_err(err)?;
-    let mut prog = if base { prefix() } else { Vec::new() };
-    prog.extend(body.iter().map(|i| insn(i.code, i.jt, i.jf, i.k)));
-    Ok(prog)
-}
-
 impl Policy {
-    /// Compiles the programs and probes the capability range.
-    /// `allow_nested`: root sessions may mount and create user namespaces.
-    pub fn build(allow_nested: bool) -> Result<Policy, HardenError> {
+    /// Picks the programs and settles root sessions' capabilities.
+    /// `allow_nested`: root sessions may mount and create namespaces.
+    /// `root_caps`: `--root-caps` (None: the default, see the module docs).
+    pub fn build(
+        allow_nested: bool,
+        root_caps: Option<&[Capability]>,
+    ) -> Result<Policy, HardenError> {
         if !cfg!(target_arch = "x86_64") {
             return Err(HardenError::Arch);
         }
+        let supported = caps::runtime::thread_all_supported();
+        let wanted: CapsHashSet = match root_caps {
+            Some(list) => {
+                if let Some(c) = list.iter().find(|c| HOST_CAPS.contains(c)) {
+                    return Err(HardenError::HostCap(*c));
+                }
+                list.iter().copied().collect()
+            }
+            None if allow_nested => caps::all()
+                .into_iter()
+                .filter(|c| !HOST_CAPS.contains(c))
+                .collect(),
+            None => DEFAULT_ROOT_CAPS.iter().copied().collect(),
+        };
+        // What this kernel knows and wshd itself holds (a wshd started with
+        // fewer capabilities cannot hand out more).
+        let held =
+            caps::read(None, CapSet::Permitted).map_err(|e| HardenError::Caps("capget", e))?;
+        let root_caps = wanted
+            .into_iter()
+            .filter(|c| supported.contains(c) && held.contains(c))
+            .collect();
         Ok(Policy {
-            init: compile(true, !allow_nested)?,
-            unnested: if allow_nested {
-                Some(compile(false, true)?)
+            init: if allow_nested {
+                &compiled::MAIN_NESTED
             } else {
-                None
+                &compiled::MAIN
             },
-            supported: caps::runtime::thread_all_supported(),
+            unnested: allow_nested.then_some(&compiled::UNNESTED[..]),
+            supported,
+            root_caps,
         })
     }
 
-    /// Installs the main filter on the calling process: the container
-    /// init, once, right before it serves (it holds CAP_SYS_ADMIN, so no
-    /// no_new_privs is needed; sessions set their own).
+    /// Seals the calling process, the container init, once, right before
+    /// it serves: its bounding set becomes the root sessions' set and its
+    /// inheritable and ambient sets are emptied (it execs nothing any more,
+    /// and every session inherits them, so a session has less to drop),
+    /// then the main filter is installed (the init holds CAP_SYS_ADMIN, so
+    /// no no_new_privs is needed; sessions set their own).
     pub fn seal_init(&self) -> Result<(), HardenError> {
-        wsys::seccomp::install(&self.init)
-            .map_err(|e| HardenError::Sys("install seccomp filter", e))
-    }
-
-    /// Before setuid (still privileged): bounding, ambient and inheritable
-    /// sets; for root also effective/permitted.
-    pub fn drop_privileges(&self, root: bool) -> Result<(), HardenError> {
         let err = |what| move |e| HardenError::Caps(what, e);
-        let dropped: Vec<Capability> = if root {
-            DROPPED_ROOT
-                .iter()
-                .copied()
-                .filter(|c| self.supported.contains(c))
-                .collect()
-        } else {
-            self.supported.iter().copied().collect()
-        };
-        for cap in dropped {
-            caps::drop(None, CapSet::Bounding, cap)
+        for cap in self
+            .supported
+            .iter()
+            .filter(|c| !self.root_caps.contains(c))
+        {
+            caps::drop(None, CapSet::Bounding, *cap)
                 .map_err(err("drop capability from bounding set"))?;
         }
         caps::clear(None, CapSet::Ambient).map_err(err("clear ambient capabilities"))?;
         caps::clear(None, CapSet::Inheritable).map_err(err("capset"))?;
+        wsys::seccomp::install(self.init).map_err(|e| HardenError::Sys("install seccomp filter", e))
+    }
+
+    /// In a session of the sealed init ([`Policy::seal_init`]), before
+    /// setuid (still privileged): a root session sets its effective and
+    /// permitted sets to the root set (its bounding set already is); a
+    /// non-root session empties its bounding set.
+    pub fn drop_privileges(&self, root: bool) -> Result<(), HardenError> {
+        let err = |what| move |e| HardenError::Caps(what, e);
         if root {
             // Effective first: it must stay a subset of permitted.
-            for set in [CapSet::Effective, CapSet::Permitted] {
-                let mut now = caps::read(None, set).map_err(err("capget"))?;
-                for c in DROPPED_ROOT {
-                    now.remove(c);
-                }
-                caps::set(None, set, &now).map_err(err("capset"))?;
+            caps::set(None, CapSet::Effective, &self.root_caps).map_err(err("capset"))?;
+            caps::set(None, CapSet::Permitted, &self.root_caps).map_err(err("capset"))?;
+        } else {
+            // Dropping needs CAP_SETPCAP, still effective here.
+            for cap in &self.root_caps {
+                caps::drop(None, CapSet::Bounding, *cap)
+                    .map_err(err("drop capability from bounding set"))?;
             }
         }
         Ok(())
@@ -318,7 +371,7 @@ impl Policy {
     }
 
     /// The session's own filter, if any (the last step before exec): with
-    /// `--allow-nested`, non-root sessions stack [`DENIED_UNNESTED`] on the
+    /// `--allow-nested`, non-root sessions stack [`NESTED`] on the
     /// inherited filter. Needs no_new_privs ([`Policy::after_setuid`]).
     pub fn seal(&self, root: bool) -> Result<(), HardenError> {
         match &self.unnested {
@@ -330,7 +383,12 @@ impl Policy {
 
     /// Instruction counts (init filter, extra non-root filter or 0).
     pub fn sizes(&self) -> (usize, usize) {
-        (self.init.len(), self.unnested.as_ref().map_or(0, Vec::len))
+        (self.init.len(), self.unnested.map_or(0, <[Insn]>::len))
+    }
+
+    /// Root sessions' capabilities (bounding = permitted = effective).
+    pub fn root_caps(&self) -> &CapsHashSet {
+        &self.root_caps
     }
 }
 
@@ -339,45 +397,76 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builds_small_programs() {
-        let p = Policy::build(false).unwrap();
+    fn static_programs_are_what_the_compiler_makes() {
+        // build.rs compiled them from the same source; a fresh compile here
+        // gives the same instructions (the interpreter tests in
+        // crate::filter cover what they answer).
+        let same = |a: &[Insn], b: &[Insn]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| (x.code, x.jt, x.jf, x.k) == (y.code, y.jt, y.jf, y.k))
+        };
+        use crate::filter::{compile_allowlist, compile_unnested};
+        assert!(same(&compiled::MAIN, &compile_allowlist(false).unwrap()));
+        assert!(same(
+            &compiled::MAIN_NESTED,
+            &compile_allowlist(true).unwrap()
+        ));
+        assert!(same(&compiled::UNNESTED, &compile_unnested().unwrap()));
+        let p = Policy::build(false, None).unwrap();
+        assert!(same(p.init, &compiled::MAIN) && p.unnested.is_none());
+        let n = Policy::build(true, None).unwrap();
+        assert!(same(n.init, &compiled::MAIN_NESTED));
+        assert!(same(n.unnested.unwrap(), &compiled::UNNESTED));
+    }
+
+    #[test]
+    fn builds_and_settles_capabilities() {
+        let p = Policy::build(false, None).unwrap();
         let (init, extra) = p.sizes();
-        assert!(init > prefix().len() && init < 256, "{init}");
+        assert!(init > 1000 && init < 4096, "{init}");
         assert_eq!(extra, 0, "without --allow-nested one filter serves all");
-        let n = Policy::build(true).unwrap();
-        let (ninit, nextra) = n.sizes();
-        assert!(
-            ninit < init && nextra > 0 && nextra < init,
-            "{:?}",
-            n.sizes()
-        );
+        let n = Policy::build(true, None).unwrap();
+        assert!(n.sizes().1 > 0);
         // The kernel knows at least CAP_BLOCK_SUSPEND (36) and the caps
         // crate every capability up to CAP_CHECKPOINT_RESTORE (40).
         assert!(p.supported.contains(&Capability::CAP_BLOCK_SUSPEND));
-        assert!(DROPPED_ROOT.iter().all(|c| caps::all().contains(c)));
-    }
-
-    #[test]
-    fn prefix_jumps_stay_inside() {
-        let p = prefix();
-        for (i, x) in p.iter().enumerate() {
-            assert!(i + 1 + (x.jt.max(x.jf) as usize) < p.len() + 1);
+        let mask = |s: &CapsHashSet| s.iter().fold(0u64, |m, c| m | c.bitmask());
+        if caps::read(None, CapSet::Permitted).unwrap().len() == caps::all().len() {
+            // Docker's 0xa80425fb without NET_RAW (13) and MKNOD (27).
+            assert_eq!(mask(p.root_caps()), 0xa004_05fb);
+            assert!(n.root_caps().contains(&Capability::CAP_SYS_ADMIN));
+            let c = Policy::build(false, Some(&[Capability::CAP_NET_RAW])).unwrap();
+            assert_eq!(mask(c.root_caps()), 1 << 13);
         }
-        assert_eq!(p[0].k, OFF_ARCH);
-        assert_eq!(p.last().unwrap().k, RET_ERRNO | libc::ENOSYS as u32);
+        assert!(n.root_caps().iter().all(|c| !HOST_CAPS.contains(c)));
+        assert!(matches!(
+            Policy::build(false, Some(&[Capability::CAP_SYS_MODULE])),
+            Err(HardenError::HostCap(Capability::CAP_SYS_MODULE))
+        ));
+        assert_eq!(HOST_CAPS.len() + 23, caps::all().len());
     }
 
     #[test]
-    fn lists_have_no_duplicates() {
-        let mut all: Vec<i64> = DENIED
-            .iter()
-            .chain(DENIED_UNNESTED)
-            .map(|(_, n)| *n)
-            .collect();
-        let n = all.len();
-        all.sort();
-        all.dedup();
-        assert_eq!(all.len(), n);
-        assert!(!all.contains(&libc::SYS_clone3));
+    fn parses_capability_lists() {
+        use Capability::*;
+        assert_eq!(parse_caps("none").unwrap(), vec![]);
+        assert_eq!(
+            parse_caps("CAP_CHOWN,net_raw, Kill,CAP_CHOWN").unwrap(),
+            vec![CAP_CHOWN, CAP_NET_RAW, CAP_KILL]
+        );
+        for bad in [
+            "",
+            "chown,",
+            ",kill",
+            "CAP_NOPE",
+            "sys_module",
+            "CAP_DAC_READ_SEARCH",
+            "chown kill",
+        ] {
+            assert!(parse_caps(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_caps("sys_admin").unwrap() == vec![CAP_SYS_ADMIN]);
     }
 }

@@ -5,6 +5,8 @@
 //! - [`exe`]: wshd runs only from a read-only mount (CVE-2019-5736)
 //! - [`harden`]: capabilities, no_new_privs and seccomp for sessions
 //! - [`devices`]: the device allowlist as a BPF program on cgroup v2
+//! - [`syscalls`]: the syscall table of the seccomp policy (build.rs
+//!   compiles it into the programs with `src/filter.rs`)
 //! - [`hook`]: running the hook scripts (clean, documented environment)
 //! - [`server`]: the poll loop, sessions, reaping
 //! - [`setup`]: the container's mounts and hostname, made natively
@@ -14,6 +16,8 @@
 pub mod boot;
 pub mod devices;
 pub mod exe;
+#[cfg(test)]
+mod filter;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod harden;
@@ -22,3 +26,4 @@ pub mod passwd;
 pub mod proto;
 pub mod server;
 pub mod setup;
+pub mod syscalls;

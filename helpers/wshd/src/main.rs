@@ -1,4 +1,5 @@
-//! `wshd [--run DIR] [--lib DIR] [--root DIR] [--title NAME] [--hostname NAME] [--allow-nested]`
+//! `wshd [--run DIR] [--lib DIR] [--root DIR] [--title NAME] [--hostname NAME] [--allow-nested]
+//! [--root-caps LIST]`
 //!
 //! Defaults as in warden's C wshd: `--run run --lib lib --root root`.
 //! Exits 0 once `<run>/wshd.sock` accepts connections; otherwise prints one
@@ -12,13 +13,16 @@ use wsys::args::{nonempty, text, Arg, Cli, Error, Parsed, Parser};
 const CLI: Cli = Cli {
     prog: "wshd",
     synopsis:
-        "[--run DIR] [--lib DIR] [--root DIR] [--title NAME] [--hostname NAME] [--allow-nested]",
+        "[--run DIR] [--lib DIR] [--root DIR] [--title NAME] [--hostname NAME] [--allow-nested] [--root-caps LIST]",
     options: "  --run PATH       directory where the server socket (wshd.sock) is placed\n\
   --lib PATH       directory containing the hooks\n\
   --root PATH      directory that becomes / of the container\n\
   --title NAME     process title of the container's init\n\
   --hostname NAME  host name of the container\n\
-  --allow-nested   root sessions may mount and create user namespaces (nested warden)\n",
+  --allow-nested   root sessions may mount and create namespaces (nested warden)\n\
+  --root-caps LIST capabilities of root sessions: comma-separated names (CAP_CHOWN,\n\
+                   NET_RAW, ...) or none; default: Docker's default set without\n\
+                   NET_RAW and MKNOD (see wshd::harden)\n",
 };
 
 fn parse(p: &mut Parser) -> Result<Parsed<Config>, Error> {
@@ -28,6 +32,7 @@ fn parse(p: &mut Parser) -> Result<Parsed<Config>, Error> {
         root: PathBuf::from("root"),
         title: None,
         allow_nested: false,
+        root_caps: None,
         hostname: None,
     };
     let nonempty_text = |p: &mut Parser, opt: &str| {
@@ -43,6 +48,13 @@ fn parse(p: &mut Parser) -> Result<Parsed<Config>, Error> {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help),
             Arg::Long("allow-nested") => cfg.allow_nested = true,
+            Arg::Long("root-caps") => {
+                let v = text(p, "--root-caps")?;
+                cfg.root_caps = Some(
+                    wshd::harden::parse_caps(&v)
+                        .map_err(|e| Error::from(format!("option '--root-caps': {e}")))?,
+                );
+            }
             Arg::Long("run") => cfg.run = nonempty(p, "--run")?.into(),
             Arg::Long("lib") => cfg.lib = nonempty(p, "--lib")?.into(),
             Arg::Long("root") => cfg.root = nonempty(p, "--root")?.into(),
@@ -98,6 +110,11 @@ mod tests {
         assert!(n.allow_nested);
         assert_eq!(n.run, PathBuf::from("r"));
         assert_eq!(n.hostname.as_deref(), Some("box1"));
+        assert_eq!(n.root_caps, None);
+        use caps::Capability::*;
+        let r = cfg(&["--root-caps", "chown,CAP_NET_RAW"]);
+        assert_eq!(r.root_caps, Some(vec![CAP_CHOWN, CAP_NET_RAW]));
+        assert_eq!(cfg(&["--root-caps=none"]).root_caps, Some(vec![]));
     }
 
     #[test]
@@ -109,6 +126,10 @@ mod tests {
             &["--hostname", ""],
             &["extra"],
             &["--allow-nested=yes"],
+            &["--root-caps"],
+            &["--root-caps", ""],
+            &["--root-caps", "sys_module"],
+            &["--root-caps", "chown,bogus"],
         ] {
             assert!(run(bad).is_err(), "{bad:?}");
         }

@@ -91,9 +91,13 @@ pub fn find_passwd(text: &str, name: &str) -> Option<User> {
         if f.len() < 7 || f[0] != name {
             continue;
         }
-        let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse()) else {
+        let (Ok(uid), Ok(gid)) = (f[2].parse::<u32>(), f[3].parse::<u32>()) else {
             continue;
         };
+        // (uid_t)-1 means "unchanged" to setresuid/setresgid: never a user.
+        if uid == u32::MAX || gid == u32::MAX {
+            continue;
+        }
         return Some(User {
             name: name.to_string(),
             uid,
@@ -165,6 +169,8 @@ mod tests {
         assert!(find_passwd(PW, "odd").is_none());
         assert!(find_passwd(PW, "bad").is_none());
         assert!(find_passwd(PW, "").is_none());
+        assert!(find_passwd("x:x:4294967295:1:::/bin/sh\n", "x").is_none());
+        assert!(find_passwd("x:x:1:4294967295:::/bin/sh\n", "x").is_none());
     }
 
     #[test]

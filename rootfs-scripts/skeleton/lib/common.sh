@@ -111,6 +111,31 @@ is_ifname() {
   [ "${#1}" -le 15 ]
 }
 
+# Root sessions' capabilities (root_capabilities, wshd --root-caps):
+# "none", or comma-separated canonical names, each one wshd may grant
+# (every capability but those acting on the whole host; see
+# helpers/wshd/src/harden.rs). On failure $bad_cap names the culprit.
+is_root_caps() {
+  bad_cap=
+  [ "$1" = none ] && return 0
+  _rc_rest=$1,
+  while [ -n "$_rc_rest" ]; do
+    _rc_cap=${_rc_rest%%,*}
+    _rc_rest=${_rc_rest#*,}
+    case "$_rc_cap" in
+      CAP_CHOWN | CAP_DAC_OVERRIDE | CAP_FOWNER | CAP_FSETID | CAP_KILL | CAP_SETGID | CAP_SETUID | \
+        CAP_SETPCAP | CAP_LINUX_IMMUTABLE | CAP_NET_BIND_SERVICE | CAP_NET_BROADCAST | CAP_NET_ADMIN | \
+        CAP_NET_RAW | CAP_IPC_LOCK | CAP_IPC_OWNER | CAP_SYS_CHROOT | CAP_SYS_ADMIN | CAP_SYS_NICE | \
+        CAP_SYS_RESOURCE | CAP_MKNOD | CAP_LEASE | CAP_AUDIT_WRITE | CAP_SETFCAP) ;;
+      *)
+        bad_cap=${_rc_cap:-"(empty name)"}
+        return 1
+        ;;
+    esac
+  done
+  return 0
+}
+
 # Absolute path without "." or ".." components, doubled slashes, or
 # characters that the overlay option string and etc/config cannot carry
 # (whitespace, comma, colon, quotes, backslash).

@@ -358,6 +358,11 @@ pub fn decode_request(b: &[u8]) -> Result<Request, ProtoError> {
         }
         rlimits.push((id, soft, hard));
     }
+    // Bit 2 only when some soft limit differs from its hard one (the
+    // encoder's form; anything else has two encodings).
+    if flags & 4 != 0 && rlimits.iter().all(|&(_, soft, hard)| soft == hard) {
+        return Err(ProtoError::Flags(flags));
+    }
     let argc = r.u16()? as usize;
     if argc > MAX_ARGS {
         return Err(ProtoError::TooMany("arguments", MAX_ARGS));

@@ -10,28 +10,34 @@
 //! | row / CVE | what is attacked | test |
 //! |---|---|---|
 //! | S1 no host fd in a container process | fds inherited by wshd | wshd.rs::sessions_see_only_stdio_fds |
-//! | | fds and cwd of the wsh client, pipes and tty, root and vcap | attacks.rs::cve_2024_21626_sessions_get_no_host_fd_or_cwd |
+//! | | fds and cwd of wshd and of the wsh client, pipes and tty, root and vcap | attacks.rs::cve_2024_21626_sessions_get_no_host_fd_or_cwd |
 //! | | jobs through the controller (run, spawn, the CLI) | attacks.rs::cve_2024_21626_controller_jobs_get_no_host_fd_or_cwd |
 //! | | fds of iomux-spawn's job | iomux.rs::child_gets_exactly_fds_0_1_2 |
-//! | S2 cwd and root inside | as S1 (cwd, root, `..` climb) | attacks.rs::cve_2024_21626_* , wshd.rs::namespaces_isolate_uts_net_pid_and_mounts |
-//! | S3 no overwrite of a host binary via /proc/self/exe or a helper | wshd's file through `#!/proc/self/exe` sessions (the only helper whose process lives in a container: iomux-spawn, iomux-link and wsh run on the host, in no container's pid namespace) | security.rs::cve_2019_5736_wshd_program_cannot_be_overwritten |
+//! | S2 cwd and root inside | readlinks, `cd` through /proc/self/fd/N, `..` climb | attacks.rs::cve_2024_21626_sessions_get_no_host_fd_or_cwd, attacks.rs::cve_2024_21626_controller_jobs_get_no_host_fd_or_cwd, wshd.rs::namespaces_isolate_uts_net_pid_and_mounts |
+//! | S3 no overwrite of a host binary via /proc/self/exe or a helper | wshd's file through `#!/proc/self/exe` sessions (wshd is the only helper with a process in a container: iomux-spawn, iomux-link and wsh run on the host, in no container's pid namespace) | security.rs::cve_2019_5736_wshd_program_cannot_be_overwritten |
 //! | S4 copy_in/copy_out and bind mounts vs symlinks and `..` | forged tar, symlinks to host files | copy.rs::forged_tar_from_container_root_leaves_nothing_on_the_host, copy.rs::copy_out_of_a_symlink_to_a_host_file_is_refused, copy.rs::directory_copy_with_escaping_symlinks |
 //! | | bind-mount destination through a planted symlink | rootfs.rs::planted_bind_mount_destination_symlink_leaves_host_dir_alone, scripts.rs::bind_mount_through_a_symlink_is_refused |
-//! | | bind-mount destination swapped during start | attacks.rs::cve_2021_30465_bind_mount_destination_exchange_race |
+//! | | bind-mount destination swapped during start (ignored: no protection yet) | attacks.rs::cve_2021_30465_bind_mount_destination_exchange_race |
 //! | S5 unprivileged jobs: container user, no capabilities | wsh sessions | security.rs::vcap_session_is_filtered_and_has_no_capabilities |
-//! | | controller jobs | attacks.rs::cve_2024_21626_controller_jobs_get_no_host_fd_or_cwd (CapEff, uid) |
-//! | S6 no_new_privs | setuid-root probe and busybox | security.rs::setuid_binary_does_not_gain_root |
+//! | | controller jobs (uid, CapEff, CapPrm) | attacks.rs::cve_2024_21626_controller_jobs_get_no_host_fd_or_cwd |
+//! | S6 no_new_privs | setuid-root probe and busybox | security.rs::setuid_binary_does_not_gain_root, attacks.rs::cve_2024_21626_controller_jobs_get_no_host_fd_or_cwd (NoNewPrivs of jobs) |
 //! | S7 seccomp | each denied call, x32, i386, clone3 | security.rs::vcap_session_is_filtered_and_has_no_capabilities, security.rs::root_session_is_filtered_with_a_reduced_bounding_set, security.rs::host_probe_sees_the_kernel_not_a_filter |
 //! | S8 /proc and /sys masks, /proc/sys read-only | reads and writes | wshd.rs::namespaces_isolate_uts_net_pid_and_mounts, rootfs.rs::debian_rootfs_through_the_protocol, scripts.rs::start_gives_a_running_container |
+//! | | /proc/keys, sysrq-trigger, core_pattern, and root undoing the masks (umount, new proc or sysfs, remount rw, bind over, new mount API, own mount namespace) | attacks.rs::s8_root_cannot_read_masked_proc_or_undo_the_masks |
 //! | S9 device allowlist | mknod and open of other devices | scripts.rs::device_allowlist_holds_inside (v1), scripts.rs::v2_device_program_holds_inside (v2), devices.rs::device_program_enforced_in_a_cgroup |
+//! | S10 network isolation, net_out default deny | interfaces seen, connects to the host and to a network not allowed | attacks.rs::s10_container_sees_its_veth_only_and_reaches_no_unallowed_network |
 //! | S11 no container to container | two containers | scripts.rs::containers_cannot_reach_each_other_unless_allowed, network.rs::spoofed_and_loopback_packets_reach_nothing_without_host_access |
-//! | S13 every length field bounded | oversize and garbage frames | controller.rs::protocol_ping_echo_list_and_bad_frames, wshd.rs::garbage_oversize_and_disconnects_do_not_hurt_others, iomux.rs::garbage_and_bogus_cursors_are_refused_without_harm |
-//! | S15 no path outside the depot from a request | `..`, `/` handles on create | controller.rs::protocol_ping_echo_list_and_bad_frames |
-//! | CVE-2019-5736 | | security.rs::cve_2019_5736_wshd_program_cannot_be_overwritten |
-//! | CVE-2024-21626 | sessions, controller jobs, the init's own fds | attacks.rs::cve_2024_21626_sessions_get_no_host_fd_or_cwd, attacks.rs::cve_2024_21626_controller_jobs_get_no_host_fd_or_cwd, attacks.rs::cve_2024_21626_init_fds_are_out_of_reach_from_inside, attacks.rs::cve_2024_21626_init_holds_no_host_file_or_directory |
-//! | CVE-2016-9962 | root job grabbing joining sessions before exec | attacks.rs::cve_2016_9962_joining_sessions_cannot_be_grabbed_before_exec |
+//! | S12 controller socket 0600 | non-root connects to the server's, wshd's and a job's sockets | attacks.rs::s12_other_users_cannot_connect_to_any_socket |
+//! | S13 every length field bounded | controller: bad length lines, huge varints, mutations | attacks.rs::s13_controller_answers_every_bad_length, controller.rs::protocol_ping_echo_list_and_bad_frames |
+//! | | controller memory per client (ignored: no protection on main) | attacks.rs::s13_controller_memory_follows_bytes_received |
+//! | | wshd and iomux: each length at and past its bound, mutations | attacks.rs::s13_wshd_and_iomux_length_fields_are_bounded, wshd.rs::garbage_oversize_and_disconnects_do_not_hurt_others, iomux.rs::garbage_and_bogus_cursors_are_refused_without_harm |
+//! | S14 no setuid bit, no capabilities needed | every helper, also the copies in a container directory and the init's program; each run by nobody | attacks.rs::s14_helpers_have_no_setuid_bit_or_file_capability_and_run_unprivileged |
+//! | S15 no path outside the depot from a request | every request type with `..`, `/`, absolute and empty handles, a look-alike container beside the depot | attacks.rs::s15_handles_cannot_name_paths_outside_the_depot, controller.rs::protocol_ping_echo_list_and_bad_frames (create) |
+//! | CVE-2019-5736 | wshd's program file | security.rs::cve_2019_5736_wshd_program_cannot_be_overwritten |
+//! | CVE-2024-21626 | sessions, controller jobs, the init's own fds | attacks.rs::cve_2024_21626_sessions_get_no_host_fd_or_cwd, attacks.rs::cve_2024_21626_controller_jobs_get_no_host_fd_or_cwd, attacks.rs::cve_2024_21626_init_fds_are_out_of_reach_from_inside, attacks.rs::cve_2024_21626_init_holds_no_host_directory, attacks.rs::cve_2024_21626_init_holds_no_host_file_or_directory (ignored: fd 2 is a host log file on main) |
+//! | CVE-2016-9962 | a root job grabbing joining sessions before exec | attacks.rs::cve_2016_9962_joining_sessions_cannot_be_grabbed_before_exec |
 //! | CVE-2019-19921 | rootfs with a symlinked /proc | attacks.rs::cve_2019_19921_symlinked_proc_never_mounts_outside, rootfs.rs::planted_proc_and_dev_symlinks_leave_host_dirs_alone |
-//! | CVE-2021-30465 | bind-mount destination exchanged with a symlink during start | attacks.rs::cve_2021_30465_bind_mount_destination_exchange_race |
+//! | CVE-2021-30465 | bind-mount destination exchanged with a symlink during start (ignored: no protection yet) | attacks.rs::cve_2021_30465_bind_mount_destination_exchange_race |
 //!
 //! Static attack programs are C, compiled with `cc -static` into each
 //! test's scratch directory and copied into the container's rootfs copy.
@@ -183,17 +189,21 @@ fn with_tty(mut cmd: Command) -> (i32, String) {
 }
 
 /// CVE-2024-21626 (runc's leaked host fd used as cwd through
-/// /proc/self/fd/N), S1, S2. wsh is started from a host working directory
-/// with fds 3-20 open on host directories (/, /etc, /proc, a scratch dir)
-/// and a host file; the session, as root and as vcap, over pipes and over a
-/// pty, sees only fds 0-2, has its cwd and root inside, cannot `cd` through
-/// any /proc/self/fd/N and cannot climb out with `..`.
+/// /proc/self/fd/N), S1, S2. wshd and then wsh are each started from a
+/// host working directory with fds 3-20 open on host directories (/, /etc,
+/// /proc, a scratch dir) and a host file; the session, as root and as
+/// vcap, over pipes and over a pty, sees only fds 0-2, has its cwd and root
+/// inside, cannot `cd` through any /proc/self/fd/N and cannot climb out
+/// with `..`.
 ///
-/// Checked to fail without the protection: by construction the session is
-/// forked by the container's init, never by wsh, so the client's fds cannot
-/// reach it; the probe itself was run on the host through the same
-/// launcher (below, as a control), where it reports the leaked fds, the
-/// `cd` through them and a cwd outside, so each assertion can fail.
+/// Checked to fail without the protection: the probe itself, run on the
+/// host through the same launcher (the control below), reports the leaked
+/// fds, the `cd` through them and a cwd outside, so each assertion can
+/// fail. wsh's fds cannot reach a session at all (wshd forks it); wshd's
+/// are closed at its start (`close_from(3)`) and every fd of the init is
+/// close-on-exec, which each session's `close_range(3, ~0, CLOEXEC)`
+/// enforces again: builds without one or the other of the two (made to
+/// check, not committed) still pass, as they should.
 #[test]
 fn cve_2024_21626_sessions_get_no_host_fd_or_cwd() {
     let (dir, _g) = scratch("atk-21626");
@@ -213,7 +223,8 @@ fn cve_2024_21626_sessions_get_no_host_fd_or_cwd() {
     assert!(ctl["fdcd"].starts_with("3,4"), "{ctl:?}");
     assert_eq!(ctl["cwd"], hostcwd.display().to_string());
 
-    let c = Ctr::boot("atk-21626", &[("fdprobe", &probe)], |_| {}, None);
+    // wshd itself is launched the same way (host cwd, host fds 3-20).
+    let c = launched_box("atk-21626", &[("fdprobe", &probe)], &dir);
     for user in ["root", "vcap"] {
         let home = home_of(user);
         let wsh = |c: &Ctr| {
@@ -395,12 +406,16 @@ fn launched_box(tag: &str, progs: &[(&str, &Path)], dir: &Path) -> Ctr {
 /// pid 1's fds, nor its cwd, root, program, environment or memory (wshd is
 /// non-dumpable, and root sessions lack CAP_SYS_PTRACE).
 ///
-/// Checked to fail without the protection: with `set_dumpable(false)`
-/// removed from wshd's boot (a build not committed) every entry reads as
-/// `ok`: root sessions and the init then share uid 0 and the session's
-/// permitted set is a subset of the init's... so the check that stops the
-/// attacker is the non-dumpable flag, which this test exercises entry by
-/// entry; `listed` > 0 proves the probe saw real entries to try.
+/// Two protections hold here, each enough alone: the init is non-dumpable,
+/// and it keeps capabilities root sessions lack (the kernel lets a process
+/// reach another's fds only if its own capabilities cover the target's). A
+/// build without `set_dumpable(false)` (made to check, not committed) still
+/// passes this test for that second reason; the same build fails
+/// `cve_2016_9962_joining_sessions_cannot_be_grabbed_before_exec`, where
+/// the targets have the session's capabilities. This test is the one that
+/// fails should root sessions ever be given the init's full set (a site's
+/// capability configuration) without the non-dumpable init. `listed` > 0
+/// proves the probe saw real entries to try.
 #[test]
 fn cve_2024_21626_init_fds_are_out_of_reach_from_inside() {
     let (dir, _g) = scratch("atk-21626i");
@@ -842,10 +857,10 @@ fn cve_2016_9962_joining_sessions_cannot_be_grabbed_before_exec() {
 /// proc mount and nothing on the symlinks' targets.
 ///
 /// Checked to fail without the protection: with `O_NOFOLLOW` and the
-/// symlink refusal taken out of wshd::setup::open_in (a build not
-/// committed), the `/etc` and `/proc` variants start, with proc mounted on
-/// the host's `/etc` (`/proc`) in the container's namespace, which the
-/// pre-pivot table shows, and the container has no proc of its own.
+/// symlink refusal taken out of wshd::setup::open_in (a build made to
+/// check, not committed), the first variant already fails: proc is mounted
+/// on `/` of the container's mount namespace (the host's root there), which
+/// the pre-pivot table shows.
 #[test]
 fn cve_2019_19921_symlinked_proc_never_mounts_outside() {
     for (i, target) in [
@@ -1232,4 +1247,1390 @@ fn cve_2021_30465_bind_mount_destination_exchange_race() {
     assert!(swaps > 1000, "the swapper did not run: {out}");
     assert!(looks > 0, "the watcher never saw a start");
     server::destroy_or_retry(&mut c, &a);
+}
+
+// ---------------------------------------------------------------------------
+// S8: /proc and /sys masks, read-only /proc/sys.
+
+/// `maskprobe STEP...`, one `STEP=RESULT` line each. Steps:
+/// `read:PATH` (bytes read of at most 4096, or an errno name),
+/// `kind:PATH` (`chr:MAJOR:MINOR`, `reg`, `dir`, `other` or an errno name),
+/// `wopen:PATH` (open O_WRONLY, nothing written: `ok` or an errno name),
+/// `stat:PATH`, `umount:PATH`, `mountfs:TYPE:PATH` (a new filesystem),
+/// `remount-rw:PATH`, `bindover:SRC:PATH`, `unshare-ns` (a new mount
+/// namespace, kept for the following steps), `fsopen:TYPE`,
+/// `open_tree:PATH`, `move_mount:PATH` (detach-clone /tmp and attach it
+/// over PATH).
+const MASKPROBE_C: &str = r#"#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+static void say(const char *step, long r) {
+  if (r < 0) printf("%s=%s\n", step, strerrorname_np(errno));
+  else printf("%s=ok\n", step);
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    char *s = strdup(argv[i]), *a = strchr(s, ':'), *b = NULL;
+    if (a) { *a++ = 0; b = strchr(a, ':'); if (b) *b++ = 0; }
+    fflush(stdout);
+    if (!strcmp(s, "read")) {
+      int fd = open(a, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+      if (fd < 0) { say(argv[i], -1); continue; }
+      static char buf[4096];
+      ssize_t n = read(fd, buf, sizeof buf);
+      if (n < 0) say(argv[i], -1); else printf("%s=%zd\n", argv[i], n);
+      close(fd);
+    } else if (!strcmp(s, "wopen")) {
+      int fd = open(a, O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+      if (fd >= 0) close(fd);
+      say(argv[i], fd);
+    } else if (!strcmp(s, "stat")) {
+      struct stat st;
+      say(argv[i], stat(a, &st));
+    } else if (!strcmp(s, "kind")) {
+      struct stat st;
+      if (stat(a, &st)) { say(argv[i], -1); continue; }
+      if (S_ISCHR(st.st_mode)) printf("%s=chr:%u:%u\n", argv[i], major(st.st_rdev), minor(st.st_rdev));
+      else printf("%s=%s\n", argv[i], S_ISREG(st.st_mode) ? "reg" : S_ISDIR(st.st_mode) ? "dir" : "other");
+    } else if (!strcmp(s, "umount")) {
+      say(argv[i], umount2(a, MNT_DETACH));
+    } else if (!strcmp(s, "mountfs")) {
+      mkdir(b, 0700);
+      say(argv[i], mount(a, b, a, 0, NULL));
+    } else if (!strcmp(s, "remount-rw")) {
+      say(argv[i], mount(NULL, a, NULL, MS_REMOUNT | MS_BIND, NULL));
+    } else if (!strcmp(s, "bindover")) {
+      say(argv[i], mount(a, b, NULL, MS_BIND, NULL));
+    } else if (!strcmp(s, "unshare-ns")) {
+      say(argv[i], unshare(CLONE_NEWNS));
+    } else if (!strcmp(s, "fsopen")) {
+      long fd = syscall(SYS_fsopen, a, 0);
+      if (fd >= 0) close(fd);
+      say(argv[i], fd);
+    } else if (!strcmp(s, "open_tree")) {
+      long fd = syscall(SYS_open_tree, AT_FDCWD, a, 1 /* OPEN_TREE_CLONE */);
+      if (fd >= 0) close(fd);
+      say(argv[i], fd);
+    } else if (!strcmp(s, "move_mount")) {
+      long fd = syscall(SYS_open_tree, AT_FDCWD, "/tmp", 1 | 0x80000 /* CLONE|CLOEXEC */);
+      if (fd < 0) { say(argv[i], -1); continue; }
+      say(argv[i], syscall(SYS_move_mount, fd, "", AT_FDCWD, a, 4 /* F_EMPTY_PATH */));
+      close(fd);
+    } else {
+      printf("%s=unknown\n", argv[i]);
+    }
+  }
+  return 0;
+}
+"#;
+
+/// S8 as container root, and root trying to undo the masks. Masked files
+/// (/proc/kcore, /proc/keys, /proc/timer_list, /proc/sched_debug,
+/// /proc/iomem) read as empty and are /dev/null; /proc/sysrq-trigger and /proc/sys (the
+/// core_pattern escape) cannot be opened for writing; /sys is absent
+/// (/sys/firmware with it); unmounting a mask, mounting a fresh proc or a
+/// sysfs, remounting /proc/sys read-write, binding over a mask, the new
+/// mount API (fsopen, open_tree, move_mount), also from a new mount
+/// namespace of its own, all fail. (Reads of /proc/kcore and writes to
+/// /proc/sys are made by rootfs.rs and scripts.rs too.)
+///
+/// Checked to fail without the protection: the same reads and opens on the
+/// host (run first, below, as a control) get data and `ok`, so a missing
+/// mask or a writable /proc/sys shows; the mount attempts succeed for the
+/// host's root and fail inside only because of the seccomp filter
+/// (security.rs's `host_probe_sees_the_kernel_not_a_filter` shows the
+/// kernel's own answers for mount, umount2, fsopen, open_tree).
+#[test]
+fn s8_root_cannot_read_masked_proc_or_undo_the_masks() {
+    let (dir, _g) = scratch("atk-s8");
+    let probe = static_prog(&dir, "maskprobe", MASKPROBE_C);
+    let reads = [
+        "read:/proc/kcore",
+        "read:/proc/keys",
+        "read:/proc/timer_list",
+        "read:/proc/sched_debug",
+        "read:/proc/iomem",
+    ];
+    let kinds = [
+        "kind:/proc/kcore",
+        "kind:/proc/keys",
+        "kind:/proc/timer_list",
+        "kind:/proc/sched_debug",
+        "kind:/proc/iomem",
+    ];
+    let wopens = [
+        "wopen:/proc/sysrq-trigger",
+        "wopen:/proc/sys/kernel/core_pattern",
+        "wopen:/proc/sys/kernel/hostname",
+        "wopen:/proc/sys/vm/drop_caches",
+    ];
+    // Control on the host: what is masked inside has data here (where the
+    // kernel has the file) and the writable files open for writing.
+    let (code, out, _) =
+        warden_tests::run(Command::new(&probe).args(reads).args(kinds).args(wopens));
+    assert_eq!(code, 0);
+    let host = kv(&String::from_utf8_lossy(&out));
+    let present: Vec<&str> = reads
+        .iter()
+        .copied()
+        .filter(|r| host[*r] != "ENOENT")
+        .collect();
+    for r in &present {
+        if *r != "read:/proc/keys" {
+            // /proc/keys lists only the keys the reader may see (often none).
+            assert_ne!(host[*r], "0", "host control: {r} is empty on the host");
+        }
+    }
+    // (This project's kernel has no /proc/kcore, /proc/sysrq-trigger or
+    // /proc/sched_debug: where the host lacks a file, inside it must be
+    // absent too, and the mask is not exercised.)
+    let present_w: Vec<&str> = wopens
+        .iter()
+        .copied()
+        .filter(|w| host[*w] != "ENOENT")
+        .collect();
+    for w in &present_w {
+        assert_eq!(host[*w], "ok", "host control: {w}");
+    }
+
+    let c = Ctr::boot("atk-s8", &[("maskprobe", &probe)], |_| {}, None);
+    let undo = [
+        "umount:/proc/kcore",
+        "umount:/proc/sys",
+        "umount:/proc",
+        "mountfs:proc:/tmp/p",
+        "mountfs:sysfs:/tmp/s",
+        "remount-rw:/proc/sys",
+        "bindover:/tmp:/proc/keys",
+        "bindover:/proc/self/fd/0:/proc/sysrq-trigger",
+        "fsopen:proc",
+        "fsopen:sysfs",
+        "open_tree:/proc",
+        "move_mount:/proc/sys",
+        "stat:/sys/firmware",
+        "stat:/sys/kernel",
+    ];
+    let mut args: Vec<&str> = reads.to_vec();
+    args.extend(kinds);
+    args.extend(wopens);
+    args.extend(undo);
+    // The same again from a mount namespace of its own (root may unshare
+    // one; the filter still refuses every mount call there).
+    args.push("unshare-ns");
+    args.extend(
+        undo.iter()
+            .filter(|s| s.starts_with("umount") || s.starts_with("mountfs")),
+    );
+    args.extend(reads);
+    let out = c.ok("root", &[&["/bin/maskprobe"][..], &args].concat());
+    let mut got: Vec<(String, String)> = Vec::new();
+    for l in out.lines() {
+        if let Some((k, v)) = l.split_once('=') {
+            got.push((k.to_string(), v.to_string()));
+        }
+    }
+    assert_eq!(got.len(), args.len(), "{out}");
+    for (k, v) in &got {
+        let want: &[&str] = if k.starts_with("read:") {
+            if present.contains(&k.as_str()) {
+                &["0"]
+            } else {
+                &["0", "ENOENT"]
+            }
+        } else if k.starts_with("kind:") {
+            // A mask is /dev/null bound over the file.
+            if host[k.as_str()] == "reg" {
+                &["chr:1:3"]
+            } else {
+                &["chr:1:3", "ENOENT"]
+            }
+        } else if k.starts_with("wopen:") {
+            if present_w.contains(&k.as_str()) {
+                &["EROFS", "EACCES"]
+            } else {
+                &["EROFS", "EACCES", "ENOENT"]
+            }
+        } else if k.starts_with("stat:") {
+            &["ENOENT"]
+        } else if k == "unshare-ns" {
+            &["ok"]
+        } else {
+            &["EPERM"]
+        };
+        assert!(want.contains(&v.as_str()), "{k}={v}, want {want:?}:\n{out}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// S12: who may connect.
+
+/// Uids an attacker on the host may have: nobody, and the first uid of the
+/// server's user pool (the host uid a container's vcap maps to).
+const OTHER_UIDS: [u32; 2] = [65534, 20000];
+
+/// S12: the controller's socket, a container's wshd.sock and a job's
+/// iomux sockets refuse every user but root. As nobody and as the pool's
+/// first uid: `warden ping` gets EACCES, `wsh` cannot reach wshd (255,
+/// EACCES), `iomux-link` cannot attach to a running job. The sockets' modes
+/// leave group and others nothing.
+///
+/// Checked to fail without the protection: at the end the server is
+/// restarted with `unix_domain_permissions: 0777`, and the same non-root
+/// `warden ping` then succeeds, so the refusal is the mode's.
+#[test]
+fn s12_other_users_cannot_connect_to_any_socket() {
+    use std::os::unix::process::CommandExt;
+    let mut s = Srv::start("atks12", Opts::default());
+    let mut c = s.client();
+    let h = server::create_default(&mut c);
+    let job = server::spawn(&mut c, &h, "sleep 60");
+    let ctr_dir = s.depot.join(&h);
+    let job_dir = ctr_dir.join(format!("jobs/{job}"));
+    let wshd_sock = ctr_dir.join("run/wshd.sock");
+    assert!(warden_tests::wait_for(Duration::from_secs(10), || job_dir
+        .join("status.sock")
+        .exists()));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&s.sock) & 0o077, 0, "{}", s.sock.display());
+    assert_eq!(mode(&wshd_sock) & 0o077, 0, "{}", wshd_sock.display());
+    // A job's sockets: the socket or a directory on its way is root's only.
+    for sock in ["stdout.sock", "stderr.sock", "status.sock"] {
+        let p = job_dir.join(sock);
+        let closed = p
+            .ancestors()
+            .take_while(|a| a.starts_with(&s.depot))
+            .any(|a| mode(a) & 0o077 == 0);
+        assert!(closed, "{} is reachable by others", p.display());
+    }
+    let as_uid = |uid: u32, prog: PathBuf| {
+        let mut cmd = Command::new(prog);
+        cmd.uid(uid).gid(uid).current_dir("/");
+        cmd
+    };
+    for uid in OTHER_UIDS {
+        let (code, _, err) = warden_tests::run(
+            as_uid(uid, bin("warden"))
+                .args(["ping", "--socket"])
+                .arg(&s.sock),
+        );
+        let err = String::from_utf8_lossy(&err);
+        assert!(
+            code != 0 && err.contains("ermission denied"),
+            "uid {uid}: warden ping: {code} {err}"
+        );
+        let (code, out, err) = warden_tests::run(
+            as_uid(uid, bin("wsh"))
+                .arg("--socket")
+                .arg(&wshd_sock)
+                .args(["--user", "root", "id"])
+                .stdin(Stdio::null()),
+        );
+        let err = String::from_utf8_lossy(&err);
+        assert!(
+            code == 255 && out.is_empty() && err.contains("ermission denied"),
+            "uid {uid}: wsh: {code} {err}"
+        );
+        let (code, out, err) = warden_tests::run(
+            as_uid(uid, bin("iomux-link"))
+                .arg(&job_dir)
+                .stdin(Stdio::null()),
+        );
+        assert!(
+            code != 0 && out.is_empty(),
+            "uid {uid}: iomux-link attached: {code} {}",
+            String::from_utf8_lossy(&err)
+        );
+    }
+    // Root gets through (the probes work).
+    let (code, _, err) = warden_tests::run(
+        Command::new(bin("wsh"))
+            .arg("--socket")
+            .arg(&wshd_sock)
+            .arg("true")
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    server::destroy_or_retry(&mut c, &h);
+    drop(c);
+
+    // Control: a socket the config opens to everyone lets nobody in.
+    s.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+    let cfg = std::fs::read_to_string(&s.cfg).unwrap();
+    std::fs::write(
+        &s.cfg,
+        cfg.replace(
+            "unix_domain_permissions: 0700",
+            "unix_domain_permissions: 0777",
+        ),
+    )
+    .unwrap();
+    s.run();
+    let (code, _, err) = warden_tests::run(
+        as_uid(65534, bin("warden"))
+            .args(["ping", "--socket"])
+            .arg(&s.sock),
+    );
+    assert_eq!(
+        code,
+        0,
+        "control: nobody could not ping a 0777 socket: {}",
+        String::from_utf8_lossy(&err)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// S14: no setuid bit, no file capability; privilege only from the caller.
+
+const HELPERS: [&str; 6] = ["wshd", "wsh", "iomux-spawn", "iomux-link", "oom", "warden"];
+
+/// S14. Every helper (in the build, and the copies create.sh puts in a
+/// container's directory, and the program the container's init runs) has
+/// no setuid or setgid bit and no file capability (`getcap` prints
+/// nothing). Run by an unprivileged user (nobody) they give that user
+/// nothing: wshd cannot make a container (and leaves nothing), `wsh` cannot
+/// reach a container, and the unprivileged work they do (an iomux job and
+/// its link, usage texts) still works without privileges.
+///
+/// Checked to fail without the protection: a copy of wshd given
+/// `cap_sys_admin+ep` by `setcap` (made here, in the scratch directory)
+/// is reported by the same `getcap` check, as the control below shows; and
+/// run against a bin directory whose iomux-link had `chmod u+s` (made to
+/// check, not committed) the test fails on it.
+#[test]
+fn s14_helpers_have_no_setuid_bit_or_file_capability_and_run_unprivileged() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let (dir, _g) = scratch("atk-s14");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let getcap = |p: &Path| -> String {
+        let (code, out, err) = warden_tests::run(Command::new("getcap").arg(p));
+        assert_eq!(
+            code,
+            0,
+            "getcap {}: {}",
+            p.display(),
+            String::from_utf8_lossy(&err)
+        );
+        String::from_utf8_lossy(&out).trim().to_string()
+    };
+    // Control: getcap shows a capability where there is one.
+    let marked = dir.join("wshd-with-caps");
+    std::fs::copy(bin("wshd"), &marked).unwrap();
+    let (code, _, err) =
+        warden_tests::run(Command::new("setcap").arg("cap_sys_admin+ep").arg(&marked));
+    assert_eq!(code, 0, "setcap: {}", String::from_utf8_lossy(&err));
+    assert!(getcap(&marked).contains("cap_sys_admin"), "control");
+
+    let s = Srv::start("atks14", Opts::default());
+    let mut c = s.client();
+    let h = server::create_default(&mut c);
+    let init = std::fs::read_to_string(s.depot.join(&h).join("run/wshd.pid"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut files: Vec<PathBuf> = HELPERS.iter().map(|h| bin(h)).collect();
+    for h2 in &HELPERS[..5] {
+        files.push(s.depot.join(&h).join("bin").join(h2));
+    }
+    files.push(PathBuf::from(format!("/proc/{init}/exe")));
+    for f in &files {
+        let m = std::fs::metadata(f).unwrap();
+        assert_eq!(
+            m.mode() & 0o6000,
+            0,
+            "{} has a setuid/setgid bit",
+            f.display()
+        );
+        assert_eq!(getcap(f), "", "{} has a file capability", f.display());
+    }
+    server::destroy_or_retry(&mut c, &h);
+
+    let nobody = |prog: PathBuf| {
+        let mut cmd = Command::new(prog);
+        cmd.uid(65534).gid(65534).current_dir("/");
+        cmd.stdin(Stdio::null());
+        cmd
+    };
+    // wshd as nobody: no container, one message, nothing left.
+    let box_dir = dir.join("box");
+    for d in ["run", "lib", "root"] {
+        std::fs::create_dir_all(box_dir.join(d)).unwrap();
+    }
+    let (c2, _, err) = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&box_dir)
+        .output()
+        .map(|o| (o.status.code().unwrap_or(-1), o.stdout, o.stderr))
+        .unwrap();
+    assert_eq!(c2, 0, "{}", String::from_utf8_lossy(&err));
+    let title = warden_tests::unique("wshd-s14");
+    let (code, _, err) = warden_tests::run(
+        nobody(bin("wshd"))
+            .args(warden_tests::wshd::wshd_args(&box_dir))
+            .args(["--title", &title]),
+    );
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        code != 0 && err.starts_with("wshd: "),
+        "wshd as nobody: {code} {err}"
+    );
+    assert!(
+        warden_tests::pid_by_title(&title).is_none(),
+        "wshd as nobody left an init"
+    );
+    // The unprivileged work: an iomux job and its output, as nobody.
+    let job = box_dir.join("job");
+    let mut sp = nobody(bin("iomux-spawn"));
+    sp.arg(&job)
+        .args(["/bin/sh", "-c", "id -u; echo out"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut g = warden_tests::Cleanup::new();
+    let mut spawned = sp.spawn().unwrap();
+    g.kill_pid(spawned.id() as i32);
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(spawned.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.starts_with("child_pid="), "{first}");
+    let (code, out, err) = warden_tests::run(nobody(bin("iomux-link")).arg(&job));
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    assert_eq!(String::from_utf8_lossy(&out), "65534\nout\n");
+    // The spawner ends once its linker had the status.
+    let st = spawned.wait().unwrap();
+    assert!(st.success(), "iomux-spawn as nobody: {st:?}");
+    for h2 in HELPERS {
+        let (code, out, _) = warden_tests::run(nobody(bin(h2)).arg("--help"));
+        assert_eq!(code, 0, "{h2} --help as nobody");
+        assert!(!out.is_empty());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// S15: handles naming paths outside the depot.
+
+/// S15. Beside the depot lies a directory that looks like a container
+/// (`victim`: run/, jobs/1/, bin/wsh and every lifecycle script, each of
+/// which would leave a mark if run). Every request type that names a
+/// container is sent with handles that would reach it, or the depot itself,
+/// or the host's root, if they were joined to the depot path (`../victim`,
+/// the absolute path, `x/../../victim`, `..`, `.`, `/`, empty, with a NUL);
+/// each gets an error. Create with such handles is refused and makes
+/// nothing outside the depot. Nothing ran in the look-alike and nothing
+/// changed in it or beside the depot.
+///
+/// Checked to fail without the protection: by reasoning: the server finds
+/// containers by handle in its table, and validates create's handle; were
+/// it to join a handle to the depot path, `destroy ../victim` would run the
+/// look-alike's destroy.sh (a mark) and `copy_out` would write to the
+/// requested host path, both checked here.
+#[test]
+fn s15_handles_cannot_name_paths_outside_the_depot() {
+    use warden::proto::{self, Type};
+    let s = Srv::start("atks15", Opts::default());
+    let victim = s.dir.join("victim");
+    let mark = s.dir.join("PWNED");
+    for d in ["run", "jobs/1", "bin", "lib", "etc", "mnt", "tmp"] {
+        std::fs::create_dir_all(victim.join(d)).unwrap();
+    }
+    let script = format!("#!/bin/sh\necho \"$0 $*\" >> {}\n", mark.display());
+    for f in [
+        "bin/wsh",
+        "bin/iomux-spawn",
+        "bin/iomux-link",
+        "destroy.sh",
+        "stop.sh",
+        "start.sh",
+        "net.sh",
+        "setup.sh",
+        "create.sh",
+    ] {
+        warden_tests::wshd::write_exec(&victim.join(f), &script);
+    }
+    std::fs::write(victim.join("etc/config"), "id=victim\n").unwrap();
+    let before = snap_tree(&s.dir);
+    let victim_before = snap_tree(&victim);
+    let copy_dst = s.dir.join("copied-out");
+
+    let mut c = s.client();
+    // A real container, so that a handle resolved by path could also land
+    // in it rather than in an empty table.
+    let h = server::create_default(&mut c);
+    let vabs = victim.display().to_string();
+    let dabs = s.depot.display().to_string();
+    let bad: Vec<String> = vec![
+        "../victim".into(),
+        vabs.clone(),
+        format!("{h}/../../victim"),
+        format!("{h}/.."),
+        format!("../{}/{h}", s.depot.file_name().unwrap().to_string_lossy()),
+        format!("{dabs}/{h}"),
+        "..".into(),
+        ".".into(),
+        "/".into(),
+        "".into(),
+        format!("{h}\0"),
+        format!("./{h}"),
+    ];
+    for b in &bad {
+        let hb = Some(b.clone());
+        let calls: Vec<(Type, Vec<u8>)> = {
+            use prost::Message as _;
+            vec![
+                (
+                    Type::Info,
+                    proto::InfoRequest { handle: hb.clone() }.encode_to_vec(),
+                ),
+                (
+                    Type::Stop,
+                    proto::StopRequest {
+                        handle: hb.clone(),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                ),
+                (
+                    Type::Spawn,
+                    proto::SpawnRequest {
+                        handle: hb.clone(),
+                        script: Some(format!("echo x >> {}", mark.display())),
+                        privileged: Some(true),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                ),
+                (
+                    Type::Run,
+                    proto::RunRequest {
+                        handle: hb.clone(),
+                        script: Some(format!("echo x >> {}", mark.display())),
+                        privileged: Some(true),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                ),
+                (
+                    Type::Link,
+                    proto::LinkRequest {
+                        handle: hb.clone(),
+                        job_id: Some(1),
+                    }
+                    .encode_to_vec(),
+                ),
+                (
+                    Type::Stream,
+                    proto::StreamRequest {
+                        handle: hb.clone(),
+                        job_id: Some(1),
+                    }
+                    .encode_to_vec(),
+                ),
+                (
+                    Type::NetIn,
+                    proto::NetInRequest {
+                        handle: hb.clone(),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                ),
+                (
+                    Type::NetOut,
+                    proto::NetOutRequest {
+                        handle: hb.clone(),
+                        network: Some("10.0.0.0/8".into()),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                ),
+                (
+                    Type::CopyIn,
+                    proto::CopyInRequest {
+                        handle: hb.clone(),
+                        src_path: Some("/etc/hostname".into()),
+                        dst_path: Some("/tmp/in".into()),
+                    }
+                    .encode_to_vec(),
+                ),
+                (
+                    Type::CopyOut,
+                    proto::CopyOutRequest {
+                        handle: hb.clone(),
+                        src_path: Some("/etc".into()),
+                        dst_path: Some(copy_dst.display().to_string()),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                ),
+                (
+                    Type::LimitMemory,
+                    proto::HandleOnly { handle: hb.clone() }.encode_to_vec(),
+                ),
+                (
+                    Type::LimitDisk,
+                    proto::HandleOnly { handle: hb.clone() }.encode_to_vec(),
+                ),
+                (
+                    Type::LimitBandwidth,
+                    proto::HandleOnly { handle: hb.clone() }.encode_to_vec(),
+                ),
+                (
+                    Type::LimitCpu,
+                    proto::HandleOnly { handle: hb.clone() }.encode_to_vec(),
+                ),
+                (
+                    Type::Destroy,
+                    proto::DestroyRequest { handle: hb.clone() }.encode_to_vec(),
+                ),
+            ]
+        };
+        for (ty, payload) in calls {
+            let (r, w) = c.raw();
+            let env = proto::Message {
+                r#type: Some(ty as i32),
+                payload: Some(payload),
+            };
+            use prost::Message as _;
+            proto::write_frame(w, &env.encode_to_vec()).unwrap();
+            let m = proto::read_message(r).expect("a reply");
+            assert_eq!(
+                m.r#type,
+                Some(Type::Error as i32),
+                "{ty:?} with handle {b:?} did not fail"
+            );
+        }
+        let r: Result<proto::CreateResponse, _> = c.call(
+            Type::Create,
+            &proto::CreateRequest {
+                handle: hb.clone(),
+                ..Default::default()
+            },
+        );
+        assert!(r.is_err(), "create with handle {b:?}: {r:?}");
+    }
+    assert_eq!(server::list(&mut c), vec![h.clone()]);
+    // The real container is untouched by all this.
+    let r = server::run(&mut c, &h, "echo alive");
+    assert_eq!(r.stdout.txt(), Some("alive\n"));
+    server::destroy_or_retry(&mut c, &h);
+    assert!(
+        !mark.exists(),
+        "something ran in the look-alike: {:?}",
+        std::fs::read_to_string(&mark)
+    );
+    assert!(!copy_dst.exists(), "copy_out wrote to the host");
+    assert_eq!(snap_tree(&victim), victim_before, "the look-alike changed");
+    let now = snap_tree(&s.dir);
+    let new: Vec<_> = now.keys().filter(|k| !before.contains_key(*k)).collect();
+    // The server's own files come and go (log, pid); nothing else may.
+    assert!(
+        new.iter()
+            .all(|p| p.starts_with(&s.depot)
+                || p.extension().is_some_and(|e| e == "log" || e == "pid")),
+        "new entries beside the depot: {new:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// S10: what a container's network sees and reaches.
+
+/// S10 through the controller. A container sees only `lo` and its own end
+/// of its veth (not the host's interfaces, not another container's), with
+/// only its own addresses. Outbound, default deny: its connections to a
+/// network outside the host that is not in `allow_networks`, to the host's
+/// main address and to the host's side of its own veth (no
+/// `allow_host_access`) reach nothing: listeners there, with a raw socket
+/// that sees every SYN that arrives, see none.
+///
+/// Checked to fail without the protection: the same job reaches a listener
+/// in a second outside network that is in `allow_networks` (a control in
+/// the same run), so routing and the probe work and only the rules stop
+/// the rest.
+#[test]
+fn s10_container_sees_its_veth_only_and_reaches_no_unallowed_network() {
+    use warden_tests::net::{build_wnet, host_addr, iface_with_addr, Listener, Peer};
+    let (dir, _g) = scratch("atk-s10");
+    let wnet = build_wnet(&dir);
+    let root = rootfs_with(&dir, &[("wnet", &wnet)]);
+    let pid = std::process::id();
+    let tag = |i: u32| format!("ka{}{i}", warden_tests::server::b36(pid % 46656, 3));
+    let allowed = Peer::new(&tag(0), pid);
+    let denied = Peer::new(&tag(1), pid.wrapping_add(977));
+    let s = Srv::start(
+        "atks10",
+        Opts {
+            rootfs: Some(root),
+            allow_networks: vec![allowed.net.clone()],
+            ..Default::default()
+        },
+    );
+    let mut c = s.client();
+    let a = server::create_default(&mut c);
+    let b = server::create_default(&mut c);
+    let ia = server::info(&mut c, &a).unwrap();
+    let ib = server::info(&mut c, &b).unwrap();
+    let (a_ip, a_host_ip) = (ia.container_ip.unwrap(), ia.host_ip.unwrap());
+    let a_host_if = iface_with_addr(&a_host_ip);
+    let a_if = format!("{}1", a_host_if.strip_suffix('0').unwrap());
+
+    // Interfaces and addresses seen from inside.
+    let r = server::run_privileged(&mut c, &a, "ip -o link; echo ==; ip -o -4 addr");
+    let out = r.stdout.txt().unwrap().to_string();
+    let (links, addrs) = out.split_once("==\n").unwrap();
+    let mut names: Vec<&str> = links
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap())
+        .collect();
+    names.sort();
+    let mut want = vec!["lo", a_if.as_str()];
+    want.sort();
+    assert_eq!(names, want, "{out}");
+    let mut ips: Vec<&str> = addrs
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .map(|a| a.split('/').next().unwrap())
+        .collect();
+    ips.sort();
+    let mut want_ips = vec!["127.0.0.1", a_ip.as_str()];
+    want_ips.sort();
+    assert_eq!(ips, want_ips, "{out}");
+    assert!(!out.contains(&ib.container_ip.unwrap()), "{out}");
+
+    // Connections out, one listener per target.
+    let port = 7000u16;
+    let ms = "30000";
+    let in_ns = |p: &Peer| {
+        let mut cmd = p.ns.cmd(&wnet);
+        cmd.args(["listen", &p.ip, &port.to_string(), ms]);
+        Listener::start(cmd, &p.ip, port)
+    };
+    let on_host = |addr: &str| {
+        let p = warden_tests::net::free_port(addr);
+        let mut cmd = Command::new(&wnet);
+        cmd.args(["listen", addr, &p.to_string(), ms]);
+        Listener::start(cmd, addr, p)
+    };
+    let mut targets: Vec<(&str, Listener)> = vec![
+        ("allowed outside network", in_ns(&allowed)),
+        ("outside network not allowed", in_ns(&denied)),
+        ("host side of the container's veth", on_host(&a_host_ip)),
+    ];
+    if let Some(h) = host_addr() {
+        targets.push(("host's main address", on_host(&h)));
+    }
+    let script: String = targets
+        .iter()
+        .enumerate()
+        .map(|(i, (_, l))| {
+            format!(
+                "(/bin/wnet connect {} {} >/dev/null 2>&1; echo \"t{i}=$?\") & ",
+                l.addr, l.port
+            )
+        })
+        .collect::<String>()
+        + "wait";
+    let r = server::run(&mut c, &a, &script);
+    let res = kv(r.stdout.txt().unwrap());
+    for (i, (what, l)) in targets.into_iter().enumerate() {
+        let code = res.get(&format!("t{i}")).cloned().unwrap_or_default();
+        let seen = l.stop();
+        if i == 0 {
+            assert_eq!(
+                code, "0",
+                "control: {what} was not reached: {res:?} {seen:?}"
+            );
+            assert!(!seen.is_empty(), "control: {what}: listener saw nothing");
+        } else {
+            assert_ne!(code, "0", "{what} was reached: {res:?}");
+            assert!(seen.is_empty(), "{what}: the listener saw {seen:?}");
+        }
+    }
+    server::destroy_or_retry(&mut c, &a);
+    server::destroy_or_retry(&mut c, &b);
+}
+
+// ---------------------------------------------------------------------------
+// S13: length fields on every socket.
+
+/// Peak resident memory (VmHWM, KiB) of `pid`.
+fn hwm_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// A small deterministic generator for the mutations (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// One to four mutations of `b`: a byte set, a bit flipped, a huge
+    /// varint or u32/u16 length written in, a cut, a duplicated slice.
+    fn mutate(&mut self, mut b: Vec<u8>) -> Vec<u8> {
+        for _ in 0..1 + self.below(4) {
+            let at = self.below(b.len() + 1);
+            match self.below(6) {
+                0 if !b.is_empty() => {
+                    let i = at.min(b.len() - 1);
+                    b[i] = self.next() as u8;
+                }
+                1 if !b.is_empty() => {
+                    let i = at.min(b.len() - 1);
+                    b[i] ^= 1 << self.below(8);
+                }
+                2 => {
+                    let huge: &[&[u8]] = &[
+                        &[0xff, 0xff, 0xff, 0xff, 0x0f],
+                        &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+                        &[0x80, 0x80, 0x80, 0x80, 0x08],
+                        &[0xff, 0xff, 0xff, 0xff],
+                        &[0xff, 0xff],
+                    ];
+                    let h = huge[self.below(huge.len())];
+                    b.splice(at..at, h.iter().copied());
+                }
+                3 => b.truncate(at),
+                4 if at < b.len() => {
+                    let end = (at + 1 + self.below(16)).min(b.len());
+                    let dup = b[at..end].to_vec();
+                    b.splice(at..at, dup);
+                }
+                _ => b.insert(at, self.next() as u8),
+            }
+        }
+        b
+    }
+}
+
+/// Sends `bytes` on a new connection to the controller, closes the write
+/// side and reads until the server closes; panics if it does not within
+/// 30 s (a connection the server keeps hanging on a bad length).
+fn controller_shot(sock: &Path, bytes: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => out,
+        Err(e) => panic!(
+            "no end of reply to {:?}: {e}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(64)])
+        ),
+    }
+}
+
+/// One request on a new SEQPACKET connection to wshd; reads replies until
+/// wshd closes (bounded by 30 s). Returns the replies' kinds.
+fn wshd_shot(sock: &Path, msg: &[u8]) -> Vec<u8> {
+    use nix::sys::socket::{
+        connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, UnixAddr,
+    };
+    use std::os::fd::AsFd;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &UnixAddr::new(sock).unwrap(),
+    )
+    .unwrap();
+    setsockopt(
+        &fd,
+        sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(30, 0),
+    )
+    .unwrap();
+    let mut kinds = Vec::new();
+    if wsys::fdpass::send(fd.as_fd(), msg, &[], false).is_err() {
+        kinds.push(b'S'); // refused by our own kernel (too big)
+        return kinds;
+    }
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match wsys::fdpass::recv(fd.as_fd(), &mut buf, false) {
+            Ok(m) if m.len == 0 && m.fds.is_empty() => return kinds,
+            Ok(m) => kinds.push(if m.len >= 5 { buf[4] } else { b'?' }),
+            Err(nix::errno::Errno::ECONNRESET) => return kinds,
+            Err(e) => panic!("wshd reply: {e} (after {kinds:?})"),
+        }
+    }
+}
+
+/// A mutation generator seeded from the pid (printed, to replay a run).
+fn seeded() -> Rng {
+    let seed = 0x5eed_0000_0000_0000 | u64::from(std::process::id());
+    eprintln!("mutation seed {seed:#x}");
+    Rng(seed)
+}
+
+/// S13, the controller, as a client (`LEN\r\nPROTOBUF\r\n`): length lines
+/// one past MAX_FRAME, 11 and 20 digits, signs, spaces, hex, no CR;
+/// protobuf envelopes and payloads whose length varints claim 4 GiB or
+/// 2^63, overlong varints, 10000 nested groups, a 4 GiB unknown field;
+/// 1500 mutations of valid requests of every type but create (no container
+/// exists, so none is touched). Each shot is answered with an error or a
+/// closed connection, within 30 s; the server does not crash, makes no
+/// container, serves a ping after, and its peak resident memory (VmHWM)
+/// grows by less than 16 MiB (nothing sent is big).
+///
+/// Checked to fail without the protection: by reasoning: a decoder that
+/// allocated what a length field claims would need 4 GiB (or abort) on the
+/// first varint shot; one that waited for the claimed bytes would leave a
+/// shot without an end (the 30 s bound).
+#[test]
+fn s13_controller_answers_every_bad_length() {
+    use prost::Message as _;
+    use warden::proto::{self, Type};
+    let mut rng = seeded();
+    let s = Srv::start("atks13", Opts::default());
+    let spid = s.pid();
+    let h0 = hwm_kib(spid);
+    let frame = |payload: &[u8]| {
+        let mut f = format!("{}\r\n", payload.len()).into_bytes();
+        f.extend_from_slice(payload);
+        f.extend_from_slice(b"\r\n");
+        f
+    };
+    let env = |ty: i32, payload: Vec<u8>| {
+        proto::Message {
+            r#type: Some(ty),
+            payload: Some(payload),
+        }
+        .encode_to_vec()
+    };
+    let mut shots: Vec<Vec<u8>> = vec![
+        format!("{}\r\n", proto::MAX_FRAME + 1).into_bytes(),
+        b"99999999999\r\n".to_vec(),
+        b"18446744073709551616\r\n".to_vec(),
+        b"-1\r\n".to_vec(),
+        b"+5\r\nhello\r\n".to_vec(),
+        b" 5\r\nhello\r\n".to_vec(),
+        b"0x10\r\n".to_vec(),
+        b"5\nhello\r\n".to_vec(),
+        b"5\r\nhelloXX".to_vec(),
+        b"\r\n".to_vec(),
+        vec![b'1'; 100_000],
+        // Envelope: type varint of 10 bytes; payload length 4 GiB; 2^63.
+        frame(&[
+            0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ]),
+        frame(&[0x08, 0x5b, 0x12, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x00]),
+        frame(&[
+            0x08, 0x5b, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+        ]),
+        // Overlong varint (11 bytes).
+        frame(&[
+            0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01,
+        ]),
+        // Echo whose message claims 4 GiB; Info whose handle claims 2^63.
+        frame(&env(
+            Type::Echo as i32,
+            vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, b'x'],
+        )),
+        frame(&env(
+            Type::Info as i32,
+            vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+        )),
+        // 10000 nested groups (start-group tags, field 15).
+        frame(&env(Type::List as i32, vec![0x7b; 10_000])),
+        // An unknown field of 4 GiB in a Ping.
+        frame(&env(
+            Type::Ping as i32,
+            vec![0x7a, 0xff, 0xff, 0xff, 0xff, 0x0f],
+        )),
+    ];
+    let nope = Some("s13-no-such-handle".to_string());
+    let valid: Vec<(Type, Vec<u8>)> = vec![
+        (Type::Ping, proto::PingRequest {}.encode_to_vec()),
+        (Type::List, proto::ListRequest {}.encode_to_vec()),
+        (
+            Type::Echo,
+            proto::EchoRequest {
+                message: Some("hello".into()),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::Info,
+            proto::InfoRequest {
+                handle: nope.clone(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::Stop,
+            proto::StopRequest {
+                handle: nope.clone(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::Destroy,
+            proto::DestroyRequest {
+                handle: nope.clone(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::Spawn,
+            proto::SpawnRequest {
+                handle: nope.clone(),
+                script: Some("true".into()),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::Run,
+            proto::RunRequest {
+                handle: nope.clone(),
+                script: Some("true".into()),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::Link,
+            proto::LinkRequest {
+                handle: nope.clone(),
+                job_id: Some(1),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::Stream,
+            proto::StreamRequest {
+                handle: nope.clone(),
+                job_id: Some(1),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::NetIn,
+            proto::NetInRequest {
+                handle: nope.clone(),
+                host_port: Some(1),
+                container_port: Some(2),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::NetOut,
+            proto::NetOutRequest {
+                handle: nope.clone(),
+                network: Some("10.0.0.0/8".into()),
+                port_range: Some("1:2".into()),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::CopyIn,
+            proto::CopyInRequest {
+                handle: nope.clone(),
+                src_path: Some("/x".into()),
+                dst_path: Some("/y".into()),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::CopyOut,
+            proto::CopyOutRequest {
+                handle: nope.clone(),
+                src_path: Some("/x".into()),
+                dst_path: Some("/nonexistent/s13".into()),
+                owner: Some("root".into()),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::LimitMemory,
+            proto::HandleOnly {
+                handle: nope.clone(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::LimitDisk,
+            proto::HandleOnly {
+                handle: nope.clone(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::LimitBandwidth,
+            proto::HandleOnly {
+                handle: nope.clone(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            Type::LimitCpu,
+            proto::HandleOnly {
+                handle: nope.clone(),
+            }
+            .encode_to_vec(),
+        ),
+    ];
+    let mut mutated = 0;
+    while mutated < 1500 {
+        let (ty, p) = &valid[rng.below(valid.len())];
+        let (payload, whole) = match rng.below(3) {
+            0 => (env(*ty as i32, rng.mutate(p.clone())), false),
+            1 => (rng.mutate(env(*ty as i32, p.clone())), false),
+            _ => (Vec::new(), true),
+        };
+        let bytes = if whole {
+            rng.mutate(frame(&env(*ty as i32, p.clone())))
+        } else {
+            // Never a create: it would make a container.
+            if let Ok(m) = proto::Message::decode(payload.as_slice()) {
+                if m.r#type == Some(Type::Create as i32) {
+                    continue;
+                }
+            }
+            frame(&payload)
+        };
+        if whole && bytes.windows(3).any(|w| w == [0x08, 0x0b, 0x12]) {
+            continue;
+        }
+        shots.push(bytes);
+        mutated += 1;
+    }
+    let t0 = Instant::now();
+    let mut last = h0;
+    for (i, b) in shots.iter().enumerate() {
+        controller_shot(&s.sock, b);
+        let h = hwm_kib(spid);
+        if h > last + 1024 {
+            eprintln!(
+                "shot {i}: VmHWM {last} -> {h} KiB: {:?}",
+                String::from_utf8_lossy(&b[..b.len().min(80)])
+            );
+        }
+        last = h;
+    }
+    let mut c = s.client();
+    let _: proto::PingResponse = c
+        .call(Type::Ping, &proto::PingRequest {})
+        .expect("ping after");
+    assert!(server::list(&mut c).is_empty(), "a shot made a container");
+    let h1 = hwm_kib(spid);
+    eprintln!(
+        "controller: {} shots in {:?}, VmHWM {h0} -> {h1} KiB",
+        shots.len(),
+        t0.elapsed()
+    );
+    // Nothing sent here is big: a short claim costs little.
+    assert!(
+        h1 < h0 + 16 * 1024,
+        "controller peak memory {h0} -> {h1} KiB"
+    );
+}
+
+/// S13, the controller's memory per client: twenty clients in turn each
+/// announce a MAX_FRAME (16 MiB) frame, send 64 KiB of it and go away. What
+/// the server holds must follow the bytes received, not the length claimed.
+///
+/// No protection on main, so the test is ignored: `proto::read_frame`
+/// allocates the claimed length up front, so each such client makes the
+/// server touch 16 MiB (VmHWM 3 MB -> 36-52 MB here: freed buffers stay
+/// in per-thread arenas). Issue 9 finding 8; branch i9-server grows
+/// payloads only as bytes arrive.
+#[test]
+#[ignore = "proto::read_frame allocates the claimed frame length (up to 16 MiB) before any byte of it arrives (issue 9 finding 8); branch i9-server grows payloads as bytes arrive"]
+fn s13_controller_memory_follows_bytes_received() {
+    let s = Srv::start("atks13m", Opts::default());
+    let spid = s.pid();
+    let h0 = hwm_kib(spid);
+    for _ in 0..20 {
+        let mut f = format!("{}\r\n", warden::proto::MAX_FRAME).into_bytes();
+        f.extend(std::iter::repeat_n(b'A', 64 << 10));
+        controller_shot(&s.sock, &f);
+    }
+    let mut c = s.client();
+    let _: warden::proto::PingResponse = c
+        .call(warden::proto::Type::Ping, &warden::proto::PingRequest {})
+        .expect("ping after");
+    let h1 = hwm_kib(spid);
+    assert!(
+        h1 < h0 + 8 * 1024,
+        "20 clients that sent 64 KiB each took the server's peak memory from {h0} to {h1} KiB"
+    );
+}
+
+/// S13, wshd and iomux-spawn, as a client.
+///
+/// - wshd.sock (one SEQPACKET message per request): each str8/str16/u32
+///   length and count at its maximum with nothing behind it, a message one
+///   byte past MAX_MSG, a valid request with bytes after it, an empty one,
+///   1500 mutations of a valid request. Every one gets a reply (ERROR, or
+///   READY then ERROR for a request that decoded to a missing program).
+/// - iomux-spawn's link sockets (fixed-size messages): a HELLO with the
+///   largest offsets, wrong magic, cut messages, ACKs past the end and going
+///   back, 1 MiB of trailing garbage, 300 random messages; each connection
+///   is dropped or served, and a real linker still gets the job's output.
+///
+/// Each server's peak resident memory grows by less than 4 MiB and it
+/// serves a real client after.
+///
+/// Checked to fail without the protection: as for the controller.
+#[test]
+fn s13_wshd_and_iomux_length_fields_are_bounded() {
+    let mut rng = seeded();
+    // --- wshd
+    let b = Ctr::boot("atk-s13", &[], |_| {}, None);
+    let wpid = b.pid;
+    let w0 = hwm_kib(wpid);
+    let req = wshd::proto::Request {
+        user: "vcap".into(),
+        lang: "C".into(),
+        term: "xterm".into(),
+        rlimits: vec![(9, 512, 1024)],
+        argv: vec![b"/no/such/program-s13".to_vec(), b"arg".to_vec()],
+        ..Default::default()
+    };
+    let good = wshd::proto::encode_request(&req).unwrap();
+    let head = &good[..5]; // "WSH" 1 REQUEST
+    let mut msgs: Vec<Vec<u8>> = vec![
+        head.to_vec(),
+        [head, &[0, 0, 0, 0, 0, 255, b'a']].concat(), // user str8: 255 claimed
+        [head, &[0, 0, 0, 0, 0, 0, 0xff, 0xff]].concat(), // lang str16: 65535 claimed
+        [head, &[0, 0, 0, 0, 0, 0, 0, 0, 0, 255]].concat(), // term, nrlim 255
+        [head, &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]].concat(), // argc 65535
+        [
+            head,
+            &[
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0xff, 0xff, 0xff, 0xff,
+            ],
+        ]
+        .concat(), // arg len 4 GiB
+        vec![0u8; wshd::proto::MAX_MSG + 1],
+        [&good[..], &[0u8; 64]].concat(),
+        Vec::new(),
+    ];
+    for _ in 0..1500 {
+        msgs.push(rng.mutate(good.clone()));
+    }
+    let t0 = Instant::now();
+    for m in &msgs {
+        let kinds = wshd_shot(&b.sock(), m);
+        assert!(!kinds.is_empty() || m.is_empty(), "no reply to {m:?}");
+    }
+    assert_eq!(b.ok("vcap", &["echo", "served"]), "served\n");
+    let w1 = hwm_kib(wpid);
+    eprintln!(
+        "wshd: {} messages in {:?}, VmHWM {w0} -> {w1} KiB",
+        msgs.len(),
+        t0.elapsed()
+    );
+    assert!(w1 < w0 + 4 * 1024, "wshd peak memory {w0} -> {w1} KiB");
+
+    // --- iomux-spawn
+    let (dir, _g) = scratch("atk-s13io");
+    let mut g = warden_tests::Cleanup::new();
+    let job = dir.join("job");
+    let sp = warden_tests::iomux::spawn(
+        &mut g,
+        &[],
+        &job,
+        &["/bin/sh", "-c", "echo hello; exec sleep 4"],
+        Stdio::null(),
+    );
+    let ipid = sp.pid();
+    let i0 = hwm_kib(ipid);
+    let hello = |off: u64| [&b"IOMXLNK1"[..], &off.to_le_bytes()].concat();
+    let mut io_msgs: Vec<(&str, Vec<u8>)> = vec![
+        ("stdout.sock", hello(u64::MAX)),
+        ("stderr.sock", hello(u64::MAX / 2)),
+        (
+            "stdout.sock",
+            [&b"IOMXLNK2"[..], &0u64.to_le_bytes()].concat(),
+        ),
+        ("stdout.sock", b"IOMX".to_vec()),
+        ("status.sock", hello(u64::MAX)),
+        (
+            "stdout.sock",
+            [hello(0), u64::MAX.to_le_bytes().to_vec()].concat(),
+        ),
+        (
+            "stdout.sock",
+            [
+                hello(0),
+                3u64.to_le_bytes().to_vec(),
+                1u64.to_le_bytes().to_vec(),
+            ]
+            .concat(),
+        ),
+        ("stderr.sock", [hello(0), vec![0xff; 1 << 20]].concat()),
+    ];
+    for _ in 0..300 {
+        let sock = ["stdout.sock", "stderr.sock", "status.sock"][rng.below(3)];
+        let len = rng.below(40);
+        let m: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        io_msgs.push((sock, rng.mutate([hello(0), m].concat())));
+    }
+    for (sock, m) in &io_msgs {
+        use std::io::{Read, Write};
+        let mut s =
+            std::os::unix::net::UnixStream::connect(job.join(sock)).expect("connect to iomux");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let _ = s.write_all(m);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        // Ends when the spawner drops the connection (or, for a valid
+        // HELLO, once the job's stream ended).
+        if let Err(e) = s.read_to_end(&mut sink) {
+            assert!(
+                e.kind() == std::io::ErrorKind::ConnectionReset,
+                "{sock} {m:?}: {e}"
+            );
+        }
+    }
+    let (code, out, err) = warden_tests::run(&mut warden_tests::iomux::link_cmd(&job, None));
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    assert_eq!(String::from_utf8_lossy(&out), "hello\n");
+    let i1 = hwm_kib(ipid);
+    eprintln!(
+        "iomux-spawn: {} messages, VmHWM {i0} -> {i1} KiB",
+        io_msgs.len()
+    );
+    assert!(
+        i1 < i0 + 4 * 1024,
+        "iomux-spawn peak memory {i0} -> {i1} KiB"
+    );
 }

@@ -761,7 +761,7 @@ fn cve_2016_9962_joining_sessions_cannot_be_grabbed_before_exec() {
     let (dir, _g) = scratch("atk-9962");
     let watch = static_prog(&dir, "joinwatch", JOINWATCH_C);
     let c = Ctr::boot("atk-9962", &[("joinwatch", &watch)], |_| {}, None);
-    let secs = 20;
+    let secs = 12;
     let attacker = c
         .wsh("root", &["/bin/joinwatch", &secs.to_string()])
         .stdout(Stdio::piped())
@@ -1702,7 +1702,8 @@ fn s14_helpers_have_no_setuid_bit_or_file_capability_and_run_unprivileged() {
     // The unprivileged work: an iomux job and its output, as nobody.
     let job = box_dir.join("job");
     let mut sp = nobody(bin("iomux-spawn"));
-    sp.arg(&job)
+    sp.args(["--linger", "0"])
+        .arg(&job)
         .args(["/bin/sh", "-c", "id -u; echo out"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -1719,7 +1720,7 @@ fn s14_helpers_have_no_setuid_bit_or_file_capability_and_run_unprivileged() {
     let (code, out, err) = warden_tests::run(nobody(bin("iomux-link")).arg(&job));
     assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
     assert_eq!(String::from_utf8_lossy(&out), "65534\nout\n");
-    // The spawner ends once its linker had the status.
+    // The spawner ends once its linker had the status (no linger asked).
     let st = spawned.wait().unwrap();
     assert!(st.success(), "iomux-spawn as nobody: {st:?}");
     for h2 in HELPERS {

@@ -13,8 +13,10 @@
 //!
 //! [`server`] holds the fixture that starts a `warden server` and the
 //! protocol helpers shared by the controller and rootfs tests; [`net`] the
-//! network probe and namespaces of the network tests.
+//! network probe and namespaces of the network tests; [`attack`] the wshd
+//! container, launcher and host snapshots of the attack tests.
 
+pub mod attack;
 pub mod net;
 pub mod server;
 

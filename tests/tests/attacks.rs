@@ -502,7 +502,6 @@ fn cve_2024_21626_init_holds_no_host_directory() {
 /// pipe, an anonymous inode, a memfd or /dev/null; nothing names a host
 /// file.
 #[test]
-#[ignore = "wshd's init keeps its invoker's stderr (a host log file, run/wshd.err.log) as fd 2 (issue 9 finding 8); branch i9-server moves it to /dev/null before ready"]
 fn cve_2024_21626_init_holds_no_host_file_or_directory() {
     let (dir, _g) = scratch("atk-21626s");
     let c = launched_box("atk-21626s", &[], &dir);
@@ -1051,7 +1050,7 @@ int main(int argc, char **argv) {
 /// from the container root's fd and mount onto `/proc/self/fd/N`, as
 /// wshd::setup does for /proc and /dev, and remount through that fd too.
 #[test]
-#[ignore = "no protection yet: hook-child-before-pivot.sh checks bind-mount destinations for symlinks, then mounts and remounts ro by path; a container sharing the volume wins the race within a few starts (ro source made writable, mounts on / or a host dir in the starting container's namespace)"]
+#[ignore = "partly protected: hook-child-before-pivot.sh now fails the start when a bind mount did not land at the walked path or is not read-only as asked (so the ro-made-writable outcome is gone), but the mount itself still goes by path, so a racing container can make a transient mount land on / in the starting container's own namespace before the start fails; the fix is fd-based mounts (open_tree/mount_setattr/move_mount onto an O_PATH walk) in wshd"]
 fn cve_2021_30465_bind_mount_destination_exchange_race() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
@@ -2483,7 +2482,6 @@ fn s13_controller_answers_every_bad_length() {
 /// in per-thread arenas). Issue 9 finding 8; branch i9-server grows
 /// payloads only as bytes arrive.
 #[test]
-#[ignore = "proto::read_frame allocates the claimed frame length (up to 16 MiB) before any byte of it arrives (issue 9 finding 8); branch i9-server grows payloads as bytes arrive"]
 fn s13_controller_memory_follows_bytes_received() {
     let s = Srv::start("atks13m", Opts::default());
     let spid = s.pid();

@@ -16,6 +16,14 @@ require_own_mount_ns
 root=$PWD/mnt
 [ -s etc/bind_mounts ] || exit 0
 
+# landed_ok PATH MODE: the topmost mount with mount point PATH exists in
+# this namespace and, for MODE ro, is read-only (mountinfo: field 5 is the
+# mount point, field 6 the per-mount options; clean paths need no unescaping).
+landed_ok() {
+  awk -v p="$1" -v m="$2" '$5 == p { opts = $6; seen = 1 }
+    END { if (!seen) exit 1; if (m == "ro" && opts !~ /(^|,)ro(,|$)/) exit 1 }' /proc/self/mountinfo
+}
+
 n=0
 while IFS= read -r line; do
   [ -n "$line" ] || continue
@@ -48,4 +56,12 @@ while IFS= read -r line; do
   if [ "$mode" = ro ]; then
     mount -n -o remount,bind,ro "$path" || die "bind mount $n: remounting $dst read-only failed"
   fi
+  # The walk above and the mount are separate steps: a process of another
+  # container sharing a volume could swap a component for a symlink in
+  # between (CVE-2021-30465). Once mounted, the destination is a mount point
+  # and can no longer be renamed, so checking now is enough: the topmost
+  # mount at exactly $path must be there (not where a symlink led) and be
+  # read-only when asked. Otherwise the start fails, and this namespace (and
+  # whatever landed elsewhere in it) goes with it.
+  landed_ok "$path" "$mode" || die "bind mount $n: $dst did not end up where it was walked to (a component was swapped during the mount?)"
 done <etc/bind_mounts

@@ -1440,7 +1440,10 @@ fn server_environment_reaches_no_script_helper_or_container() {
         .trim()
         .parse()
         .unwrap();
-    assert!(n >= 3, "read {n} environ files inside");
+    // Root without CAP_SYS_PTRACE reads only environments of processes it
+    // may ptrace (its own, and dumpable ones with no more capabilities);
+    // the host-side check above covers every process in the container.
+    assert!(n >= 1, "read {n} environ files inside");
     stop_and_destroy(&mut c, &h, j);
     // Every instrumented script ran, and none saw the canary.
     let d = std::fs::read(&dump).unwrap();

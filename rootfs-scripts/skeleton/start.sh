@@ -34,6 +34,18 @@ fi
 set --
 [ "${allow_nested_warden:-false}" = true ] && set -- "$@" --allow-nested
 [ -z "${root_capabilities:-}" ] || set -- "$@" --root-caps "$root_capabilities"
+# Bind mounts (etc/bind_mounts, checked again: it may have been edited):
+# wshd applies them without following symlinks (wshd::setup::apply_binds).
+if [ -s etc/bind_mounts ]; then
+  n=0
+  while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    n=$((n + 1))
+    split_bind_line "$n" "$line"
+    [ -e "$src" ] || die "Source path for bind mount does not exist: $src"
+    set -- "$@" --bind "$mode:$src:$dst"
+  done <etc/bind_mounts
+fi
 
 # wshd gets an explicit environment, nothing of ours: only the PATH its
 # hooks use (its init's /proc/1/environ is readable by container root).

@@ -1037,20 +1037,14 @@ int main(int argc, char **argv) {
 /// the volume they share at any time after the start; that is not an
 /// escape).
 ///
-/// No protection yet, so the test is ignored: the hook checks each
-/// component with `[ -L ]` and then mounts by path (`mount --bind S PATH`,
-/// then `mount -o remount,bind,ro PATH`), a check-then-use race the swapper
-/// wins within a few starts. Seen here: B started with S mounted
-/// read-write at /vol/d (the read-only remount went through the symlink to
-/// another mount) and wrote a file into the host's read-only bind source
-/// S; in other runs the watcher saw S mounted on `/` or on T in B's
-/// namespace during the start. (Those mounts stay in B's private namespace
-/// and go with the old root at pivot_root: the host's own mount table is
-/// not changed.) The fix: walk the destination with `O_PATH|O_NOFOLLOW`
-/// from the container root's fd and mount onto `/proc/self/fd/N`, as
-/// wshd::setup does for /proc and /dev, and remount through that fd too.
+/// Protection: bind mounts are applied by wshd (`--bind`, from start.sh)
+/// with an `O_PATH|O_NOFOLLOW` walk and fd-based mounts (`open_tree`,
+/// `mount_setattr`, `move_mount`), so no path is resolved between the check
+/// and the mount. (Before, the before-pivot hook checked each component with
+/// `[ -L ]` and mounted by path; the swapper won within a few starts: B got
+/// S read-write at /vol/d, or S mounted on `/` or on T in B's namespace.)
 #[test]
-#[ignore = "partly protected: hook-child-before-pivot.sh now fails the start when a bind mount did not land at the walked path or is not read-only as asked (so the ro-made-writable outcome is gone), but the mount itself still goes by path, so a racing container can make a transient mount land on / in the starting container's own namespace before the start fails; the fix is fd-based mounts (open_tree/mount_setattr/move_mount onto an O_PATH walk) in wshd"]
+
 fn cve_2021_30465_bind_mount_destination_exchange_race() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};

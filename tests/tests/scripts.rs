@@ -995,7 +995,7 @@ fn bind_mount_through_a_symlink_is_refused() {
     assert_ne!(code, 0, "start with an escaping bind mount dst succeeded");
     let log = std::fs::read_to_string(c.path.join("run/wshd.err.log")).unwrap_or_default();
     assert!(
-        err.contains("crosses a symlink") || log.contains("crosses a symlink"),
+        err.contains("symlink") || log.contains("symlink"),
         "start.sh: {err}\nlog: {log}"
     );
     assert!(

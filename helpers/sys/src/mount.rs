@@ -33,6 +33,91 @@ pub fn make_rprivate() -> nix::Result<()> {
     )
 }
 
+/// `open_tree(path, OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of
+/// the mount tree at `path` (a recursive bind not yet attached anywhere).
+#[allow(unsafe_code)]
+pub fn open_tree_clone(path: &Path) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| nix::errno::Errno::EINVAL)?;
+    let flags =
+        libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; the
+    // syscall takes no other pointers.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: open_tree just returned this fd and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Makes every mount of the (detached) tree `fd` read-only
+/// (`mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_RDONLY)`).
+#[allow(unsafe_code)]
+pub fn set_tree_readonly(fd: &std::os::fd::OwnedFd) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    let attr = MountAttr {
+        attr_set: 0x1, // MOUNT_ATTR_RDONLY
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_EMPTY_PATH | libc::AT_RECURSIVE;
+    // SAFETY: `attr` is a live #[repr(C)] struct mount_attr passed with its
+    // exact size, and the path is an empty NUL-terminated string.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
+/// Attaches the detached tree `from` onto the object `to` refers to (an
+/// `O_PATH` fd): `move_mount(from, "", to, "", F_EMPTY_PATH|T_EMPTY_PATH)`.
+/// No path is walked, so nothing can be redirected between the caller's
+/// walk and the mount.
+#[allow(unsafe_code)]
+pub fn move_mount_onto(from: &std::os::fd::OwnedFd, to: &std::os::fd::OwnedFd) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: two fds and two empty NUL-terminated strings; no other pointers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            to.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
 /// Recursive bind mount of `path` onto itself (makes it a mount point).
 pub fn bind_self(path: &Path) -> nix::Result<()> {
     mount(

@@ -85,6 +85,8 @@ pub struct Config {
     /// Hostname of the container (its UTS namespace keeps the host's when
     /// unset).
     pub hostname: Option<String>,
+    /// `--bind MODE:SRC:DST`, applied in order after the standard mounts.
+    pub binds: Vec<crate::setup::Bind>,
 }
 
 #[derive(Debug, Error)]
@@ -281,6 +283,7 @@ fn init(
         wsys::mount::bind_self(root).map_err(sys("bind mount --root onto itself"))?;
     }
     crate::setup::apply(root, cfg.allow_nested)?;
+    crate::setup::apply_binds(root, &cfg.binds)?;
 
     hook::run(&lib.join("hook-child-before-pivot.sh"), &[])?;
     let after = hook::load(&lib.join("hook-child-after-pivot.sh"))?;

@@ -13,7 +13,7 @@ use wsys::args::{nonempty, text, Arg, Cli, Error, Parsed, Parser};
 const CLI: Cli = Cli {
     prog: "wshd",
     synopsis:
-        "[--run DIR] [--lib DIR] [--root DIR] [--title NAME] [--hostname NAME] [--allow-nested] [--root-caps LIST]",
+        "[--run DIR] [--lib DIR] [--root DIR] [--title NAME] [--hostname NAME] [--allow-nested] [--root-caps LIST] [--bind MODE:SRC:DST]...",
     options: "  --run PATH       directory where the server socket (wshd.sock) is placed\n\
   --lib PATH       directory containing the hooks\n\
   --root PATH      directory that becomes / of the container\n\
@@ -22,7 +22,9 @@ const CLI: Cli = Cli {
   --allow-nested   root sessions may mount and create namespaces (nested warden)\n\
   --root-caps LIST capabilities of root sessions: comma-separated names (CAP_CHOWN,\n\
                    NET_RAW, ...) or none; default: Docker's default set without\n\
-                   NET_RAW and MKNOD (see wshd::harden)\n",
+                   NET_RAW and MKNOD (see wshd::harden)\n\
+  --bind MODE:SRC:DST  mount host path SRC at DST inside, MODE ro or rw (repeatable;\n\
+                   applied without following symlinks, see wshd::setup)\n",
 };
 
 fn parse(p: &mut Parser) -> Result<Parsed<Config>, Error> {
@@ -34,6 +36,7 @@ fn parse(p: &mut Parser) -> Result<Parsed<Config>, Error> {
         allow_nested: false,
         root_caps: None,
         hostname: None,
+        binds: Vec::new(),
     };
     let nonempty_text = |p: &mut Parser, opt: &str| {
         let v = text(p, opt)?;
@@ -59,6 +62,13 @@ fn parse(p: &mut Parser) -> Result<Parsed<Config>, Error> {
             Arg::Long("lib") => cfg.lib = nonempty(p, "--lib")?.into(),
             Arg::Long("root") => cfg.root = nonempty(p, "--root")?.into(),
             Arg::Long("title") => cfg.title = Some(nonempty_text(p, "--title")?),
+            Arg::Long("bind") => {
+                let v = text(p, "--bind")?;
+                cfg.binds.push(
+                    wshd::setup::parse_bind(&v)
+                        .map_err(|e| Error::from(format!("option '--bind': {e}")))?,
+                );
+            }
             Arg::Long("hostname") => {
                 let h = nonempty_text(p, "--hostname")?;
                 wshd::setup::check_hostname(&h)

@@ -155,7 +155,7 @@ is_clean_abs_path() {
 # split_bind_line N LINE: splits one etc/bind_mounts line "ro|rw<TAB>src<TAB>dst"
 # into $mode $src $dst, or dies naming bind mount N. Paths must be plain absolute
 # paths; dst must not be /. Used by create.sh (to fail early) and again by
-# hook-child-before-pivot.sh (the file may have been edited since).
+# start.sh, which passes them to wshd --bind (the file may have been edited since).
 split_bind_line() {
   _tab='	'
   _rest=${2#*"$_tab"}

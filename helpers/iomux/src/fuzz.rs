@@ -12,31 +12,7 @@ use crate::proto::{self, AckReader, Exit, Status};
 use crate::ring::Ring;
 use std::collections::VecDeque;
 
-/// Reads an input as a script; past its end every read is 0.
-struct Script<'a>(&'a [u8]);
-
-impl Script<'_> {
-    fn u8(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-    fn u64(&mut self) -> u64 {
-        let mut b = [0u8; 8];
-        b.iter_mut().for_each(|x| *x = self.u8());
-        u64::from_le_bytes(b)
-    }
-    fn done(&self) -> bool {
-        self.0.is_empty()
-    }
-}
+use wsys::fuzzkit::Script;
 
 fn exit_of(kind: u8, code: u8, core: bool) -> Exit {
     if kind & 1 == 0 {

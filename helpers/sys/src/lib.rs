@@ -18,7 +18,7 @@
 //! - `event`, `spawn`                        : poll/FIONREAD helpers, held child (iomux/oom)
 //! - `args`                                  : the helpers' command lines
 //! - `bpf`                                   : device control on cgroup v2 (wshd's `devices`)
-//! - `alloc`                                 : allocation-measuring allocator for fuzz targets and their regression tests
+//! - `alloc`, `fuzzkit`                      : allocation-measuring allocator, script reader and replay for fuzz targets and their regression tests
 
 pub mod alloc;
 pub mod args;
@@ -26,6 +26,7 @@ pub mod bpf;
 pub mod event;
 pub mod fdpass;
 pub mod fs;
+pub mod fuzzkit;
 pub mod mount;
 pub mod ns;
 pub mod proc_;

@@ -11,38 +11,7 @@
 use crate::proto::*;
 use wsys::alloc::measure;
 
-/// Reads an input as a script; past its end every read is 0.
-struct Script<'a>(&'a [u8]);
-
-impl Script<'_> {
-    fn u8(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-    fn u64(&mut self) -> u64 {
-        let mut b = [0u8; 8];
-        b.iter_mut().for_each(|x| *x = self.u8());
-        u64::from_le_bytes(b)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let n = n.min(self.0.len());
-        let (h, t) = self.0.split_at(n);
-        self.0 = t;
-        h.to_vec()
-    }
-    fn string(&mut self, max: usize) -> String {
-        let n = usize::from(self.u16()) % (max + 1);
-        String::from_utf8_lossy(&self.bytes(n)).into_owned()
-    }
-}
+use wsys::fuzzkit::Script;
 
 /// Whether `encode_request` must accept `r`: every documented bound, checked
 /// independently of the encoder.

@@ -19,6 +19,7 @@
 pub mod attack;
 pub mod net;
 pub mod server;
+pub mod snap;
 
 pub mod iomux;
 pub mod wshd;

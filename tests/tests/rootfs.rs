@@ -18,7 +18,7 @@
 //! Cleanup guards kill and remove all of it, also when a test fails.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use warden::client::{Client, ClientError};
@@ -26,6 +26,7 @@ use warden::proto::{self, Type};
 use warden_tests::server::{
     create, destroy_or_retry, link, prefix_leftovers, run, spawn, try_run, Opts, Srv, Txt,
 };
+use warden_tests::snap::{snap, Snap};
 use warden_tests::{
     bin, require_root, rootfs, rootfs_debian, scratch, shellless_rootfs, start_wshd, unique,
     Cleanup, HELLO_TEXT,
@@ -321,59 +322,6 @@ fn shellless_rootfs_through_the_controller() {
 
 // ---------------------------------------------------------------------------
 // Symlink-planting root filesystems
-
-/// What must not change about a host file or directory.
-#[derive(Debug, PartialEq, Eq)]
-struct Snap {
-    kind: &'static str,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    nlink: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-    content: Vec<u8>,
-    entries: Vec<String>,
-}
-
-fn snap(p: &Path) -> Snap {
-    let m = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let ft = m.file_type();
-    let kind = if ft.is_symlink() {
-        "symlink"
-    } else if ft.is_dir() {
-        "dir"
-    } else if ft.is_file() {
-        "file"
-    } else {
-        "other"
-    };
-    let content = if ft.is_file() {
-        std::fs::read(p).unwrap()
-    } else {
-        Vec::new()
-    };
-    let mut entries: Vec<String> = if ft.is_dir() {
-        std::fs::read_dir(p)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    entries.sort();
-    Snap {
-        kind,
-        mode: m.mode(),
-        uid: m.uid(),
-        gid: m.gid(),
-        nlink: m.nlink(),
-        mtime: (m.mtime(), m.mtime_nsec()),
-        ctime: (m.ctime(), m.ctime_nsec()),
-        content,
-        entries,
-    }
-}
 
 /// Host files and directories a planted rootfs points at, in a scratch
 /// directory; [`Victims::check`] asserts none of them changed.

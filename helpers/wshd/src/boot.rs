@@ -282,8 +282,7 @@ fn init(
     {
         wsys::mount::bind_self(root).map_err(sys("bind mount --root onto itself"))?;
     }
-    crate::setup::apply(root, cfg.allow_nested)?;
-    crate::setup::apply_binds(root, &cfg.binds)?;
+    crate::setup::apply(root, cfg.allow_nested, &cfg.binds)?;
 
     hook::run(&lib.join("hook-child-before-pivot.sh"), &[])?;
     let after = hook::load(&lib.join("hook-child-after-pivot.sh"))?;

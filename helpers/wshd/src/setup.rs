@@ -152,15 +152,16 @@ pub const MOUNTS: &[Step] = &[
     },
 ];
 
-/// Applies [`MOUNTS`] under `root` (a mount point, not yet pivoted into) and
-/// remounts `root` nodev. `allow_nested` keeps `/proc/sys` writable.
-pub fn apply(root: &Path, allow_nested: bool) -> Result<(), SetupError> {
+/// Applies [`MOUNTS`] under `root` (a mount point, not yet pivoted into),
+/// remounts `root` nodev, then applies `binds` ([`apply_binds`]), all from
+/// one descriptor of the root. `allow_nested` keeps `/proc/sys` writable.
+pub fn apply(root: &Path, allow_nested: bool, binds: &[Bind]) -> Result<(), SetupError> {
     let rootfd = open_root(root)?;
     remount_nodev(root)?;
     for step in MOUNTS {
         apply_step(&rootfd, root, *step, allow_nested)?;
     }
-    Ok(())
+    apply_binds(&rootfd, binds)
 }
 
 /// Sets the hostname of the container's UTS namespace.
@@ -480,7 +481,7 @@ pub fn parse_bind(v: &str) -> Result<Bind, String> {
     })
 }
 
-/// Applies bind mounts under `root`. Each destination is walked from the
+/// Applies bind mounts under the root `rootfd` (after [`MOUNTS`]). Each destination is walked from the
 /// root's fd without following any symlink (missing parts are made:
 /// directories, and an empty file last when SRC is a file), then the
 /// source is cloned as a detached tree (`open_tree`), made read-only on
@@ -489,11 +490,7 @@ pub fn parse_bind(v: &str) -> Result<Bind, String> {
 /// mount, so a process swapping a component for a symlink meanwhile (a
 /// container sharing the volume, CVE-2021-30465) cannot redirect it, and
 /// the mount is read-only from the moment it is visible.
-pub fn apply_binds(root: &Path, binds: &[Bind]) -> Result<(), SetupError> {
-    if binds.is_empty() {
-        return Ok(());
-    }
-    let rootfd = open_root(root)?;
+fn apply_binds(rootfd: &OwnedFd, binds: &[Bind]) -> Result<(), SetupError> {
     for (i, b) in binds.iter().enumerate() {
         let rel = b.dst.trim_matches('/');
         let err =
@@ -501,7 +498,7 @@ pub fn apply_binds(root: &Path, binds: &[Bind]) -> Result<(), SetupError> {
         let md = std::fs::metadata(&b.src)
             .map_err(|e| err(format!("source {}: {e}", b.src.display())))?;
         let target = if md.is_dir() {
-            let fd = open_in(&rootfd, rel, true)?;
+            let fd = open_in(rootfd, rel, true)?;
             if !is_dir(&fd) {
                 return Err(err(
                     "source is a directory but the destination is not".into()
@@ -511,9 +508,9 @@ pub fn apply_binds(root: &Path, binds: &[Bind]) -> Result<(), SetupError> {
         } else {
             let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
             let parent = if dir.is_empty() {
-                reopen_dir(&rootfd, "")?
+                reopen_dir(rootfd, "")?
             } else {
-                reopen_dir(&open_in(&rootfd, dir, true)?, dir)?
+                reopen_dir(&open_in(rootfd, dir, true)?, dir)?
             };
             match openat(
                 Some(&parent),
@@ -524,7 +521,7 @@ pub fn apply_binds(root: &Path, binds: &[Bind]) -> Result<(), SetupError> {
                 Ok(_) | Err(Errno::EEXIST) => {}
                 Err(e) => return Err(err(format!("creating the file: {e}"))),
             }
-            let fd = open_in(&rootfd, rel, false)?;
+            let fd = open_in(rootfd, rel, false)?;
             if is_dir(&fd) {
                 return Err(err(
                     "source is a file but the destination is a directory".into()

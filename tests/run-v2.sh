@@ -10,7 +10,7 @@
 # disk image limits through a server), with WARDEN_REQUIRE_CGROUP_V2=1 so
 # none of them can skip or run on v1. Env: VM_RUN (default: shared/vm/run beside the repository, as CI lays
 # it out, else /work/shared/vm/run), V2_TIMEOUT (seconds for
-# the whole VM run, default 600), WARDEN_BIN_DIR / WARDEN_ROOTFS as for
+# the whole VM run, default 1200), WARDEN_BIN_DIR / WARDEN_ROOTFS as for
 # `make test` (the Makefile sets them), plus shared/vm's own (VM_CACHE, ...).
 set -eu
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ if [ -z "${VM_RUN:-}" ]; then
   [ -x "$VM_RUN" ] || VM_RUN=/work/shared/vm/run
 fi
 vm=$VM_RUN
-timeout=${V2_TIMEOUT:-600}
+timeout=${V2_TIMEOUT:-1200}
 [ -x "$vm" ] || { echo "test-v2: VM runner $vm not found (set VM_RUN)" >&2; exit 1; }
 
 built=$(${CARGO:-cargo} test --release -p warden-tests --test scripts --test devices --test limits --no-run 2>&1) || {

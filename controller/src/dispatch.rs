@@ -153,17 +153,17 @@ impl Server {
             Type::CopyIn => self.copy_in_request(p, refs),
             Type::CopyOut => self.copy_out_request(p, refs),
             Type::NetOut => self.not_implemented(ty, p, refs),
-            Type::LimitMemory => self.not_implemented(ty, p, refs),
-            Type::LimitDisk => self.not_implemented(ty, p, refs),
+            Type::LimitMemory | Type::LimitDisk | Type::LimitCpu => self.limit_request(ty, p, refs),
             Type::LimitBandwidth => self.not_implemented(ty, p, refs),
-            Type::LimitCpu => self.not_implemented(ty, p, refs),
             Type::Error | Type::Stream => Err(RequestError::UnknownRequest(ty.name())),
         }
     }
 
-    fn create_request(&self, p: &[u8], refs: &mut Refs) -> Reply {
+    fn create_request(self: &Arc<Self>, p: &[u8], refs: &mut Refs) -> Reply {
         let r: proto::CreateRequest = dec(p, "CreateRequest")?;
         let c = self.create(r, refs)?;
+        // A default memory limit (server.container_memory_limit) is watched.
+        crate::oom_watch::arm_if_limited(self, &c);
         let handle = Some(c.handle.clone());
         ok(Type::Create, proto::CreateResponse { handle })
     }
@@ -259,7 +259,15 @@ impl Server {
         ok(Type::CopyOut, proto::CopyOutResponse {})
     }
 
-    /// net_out and limit_*: the handle is checked, then refused.
+    /// limit_memory, limit_cpu, limit_disk (crate::limits).
+    fn limit_request(self: &Arc<Self>, ty: Type, p: &[u8], refs: &mut Refs) -> Reply {
+        let what = format!("{}Request", ty.name());
+        let r: proto::HandleOnly = dec(p, &what)?;
+        let c = self.container_for(&r.handle, &what, refs)?;
+        crate::limits::request(self, &c, ty, p)
+    }
+
+    /// net_out and limit_bandwidth: the handle is checked, then refused.
     fn not_implemented(&self, ty: Type, p: &[u8], refs: &mut Refs) -> Reply {
         let what = format!("{}Request", ty.name());
         let r: proto::HandleOnly = dec(p, &what)?;

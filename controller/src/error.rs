@@ -78,6 +78,10 @@ pub enum RequestError {
     CopyIn(String),
     #[error("copy_out failed: {0}")]
     CopyOut(String),
+    /// limit_memory, limit_cpu, limit_disk or a default limit failed
+    /// (crate::limits).
+    #[error("{0}")]
+    Limit(#[from] crate::limits::LimitError),
     /// A link/run/stream broken by drain: the connection closes with no
     /// response (warden's clients see EOF). Never sent to a client.
     #[error("the server is draining")]

@@ -133,6 +133,7 @@ impl Server {
         let p = c.path.display().to_string();
         sh::run("create.sh", &self.script("create.sh"), &[&p], env.clone())?;
         sh::run("start.sh", &c.path.join("start.sh"), &[], env)?;
+        crate::limits::apply_defaults(&self.cfg, c)?;
         Ok(())
     }
 
@@ -173,6 +174,7 @@ impl Server {
             ("dns_servers", c.dns_servers.join(" ")),
             ("bin_dir", c.bin_path.display().to_string()),
             ("bind_mounts", bind_mounts.into()),
+            ("disk_image_size", crate::limits::disk::image_size(c)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -188,6 +190,7 @@ impl Server {
             return Ok(());
         }
         c.lock().state = State::Stopped;
+        crate::oom_watch::disarm(c);
         let args: &[&str] = if kill { &["-w", "0"] } else { &[] };
         let r = sh::run("stop.sh", &c.path.join("stop.sh"), args, sh::NO_ENV)
             .map(|_| ())
@@ -215,6 +218,7 @@ impl Server {
         if c.state() == State::Destroyed {
             return Err(RequestError::UnknownHandle);
         }
+        crate::oom_watch::disarm(c);
         // No `stop.sh -w 0` first (warden ran one): destroy.sh SIGKILLs
         // every process in the container's cgroups itself, wshd included,
         // and waits until they are empty, so a stop would only cost time.

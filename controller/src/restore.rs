@@ -140,7 +140,8 @@ impl Server {
     /// F23/F31: removes host resources carrying this server's prefix that
     /// belong to no re-adopted container (left by a crash or a lost
     /// record): veths `P-N-0|1`, cgroups `warden-P/<id>` (killing what
-    /// runs in them), nft per-container chains and map and set elements.
+    /// runs in them), loop devices of `DEPOT/<id>/disk.img` images, nft
+    /// per-container chains and map and set elements.
     pub fn sweep_stale(&self) {
         let cs = self.containers();
         let used_idx: HashSet<u32> = cs.iter().map(|c| c.lock().res.network_index).collect();
@@ -153,6 +154,9 @@ impl Server {
                 log::warn!("cannot remove stale cgroup {}", dir.display());
             }
         }
+        crate::limits::disk::sweep_loops(&self.cfg.container_depot_path, |id| {
+            used_ids.contains(id)
+        });
         let table = self.layout.nft_table();
         let t = match nft::list(&table) {
             None => return,
@@ -222,6 +226,8 @@ impl Server {
             g.events.push("wshd exited: container stopped".into());
         }
         let _ = c.write_snapshot();
+        // The OOM watch does not survive the server: re-armed here.
+        crate::oom_watch::arm_if_limited(self, &c);
         lock(&self.registry).insert(s.handle.clone(), c);
         log::info!("{:?}: re-adopted", s.handle);
         Ok(max_job)

@@ -8,9 +8,13 @@ pub mod container;
 pub mod copy;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod health;
 pub mod job;
+pub mod logging;
+pub mod metrics;
 pub mod pool;
 pub mod proto;
+pub mod sdnotify;
 pub mod server;
 pub mod sh;
 pub mod tarstream;

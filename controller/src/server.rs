@@ -833,7 +833,7 @@ impl Server {
             if pooled {
                 lock(&self.port_pool).release(host_port);
             }
-            return Err(e.to_string());
+            return Err(format!("host port {host_port}: {e}")); // i13-ops: name the port
         }
         {
             let mut g = c.lock();
@@ -1072,7 +1072,7 @@ impl Server {
                 break;
             }
             *lock(&self.busy) += 1;
-            let r = self.handle(m, &mut w, &mut refs);
+            let r = crate::metrics::timed(m.r#type, || self.handle(m, &mut w, &mut refs)); // i13-ops: requests by type, latency
             *lock(&self.busy) -= 1;
             self.idle.notify_all();
             if r.is_err() {
@@ -1798,6 +1798,7 @@ fn snake(name: &str) -> String {
 }
 
 fn send_error(w: &mut UnixStream, msg: &str) -> std::io::Result<()> {
+    crate::metrics::error_sent(); // i13-ops: request errors by type
     proto::write_message(
         w,
         Type::Error,

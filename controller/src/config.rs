@@ -983,6 +983,46 @@ mod tests {
         );
     }
 
+    /// etc/warden.yml, the shipped example: every key at its default (so
+    /// it reads as the defaults do, with no warning), and every key this
+    /// parser knows is documented in it (a key added to `parse` without
+    /// an entry there fails here).
+    #[test]
+    fn shipped_config_documents_every_key_at_its_default() {
+        let shipped = include_str!("../../etc/warden.yml");
+        let c = Config::parse(shipped).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(
+            format!("{c:?}"),
+            format!("{:?}", Config::parse("").unwrap())
+        );
+        // The keys of `parse`: the match arms of each section's loop.
+        let src = include_str!("config.rs");
+        let body = &src[src.find("pub fn parse(").unwrap()..src.find("pub fn effective(").unwrap()];
+        let mut keys = vec!["disk_quota_enabled".to_string()];
+        for line in body.lines() {
+            let Some(arm) = line.strip_prefix(&" ".repeat(20)) else {
+                continue;
+            };
+            if !arm.starts_with('"') || !arm.contains("=>") {
+                continue;
+            }
+            let pat = arm.split("=>").next().unwrap();
+            keys.extend(
+                pat.split('|')
+                    .map(|k| k.trim().trim_matches('"').to_string()),
+            );
+        }
+        assert!(keys.len() > 30, "{keys:?}");
+        for k in &keys {
+            let documented = shipped.lines().any(|l| {
+                let l = l.trim_start().trim_start_matches('#').trim_start();
+                l.starts_with(&format!("{k}:"))
+            });
+            assert!(documented, "etc/warden.yml does not document {k}");
+        }
+    }
+
     #[test]
     fn effective_config_reads_back_the_same() {
         for text in [

@@ -1,12 +1,15 @@
 # warden-rs top-level Makefile.
 #
-#   make demo      build everything, build the busybox rootfs, start a container, run a command in it
-#   make test      build, build both rootfs, run unit and end-to-end tests (as root), then the
+#   make deps      install the Debian packages the demo needs (apt-get; as root), if missing
+#   make demo      deps, build everything, build the busybox rootfs, start a container, run a command in it
+#   make test      deps-test, build, build both rootfs, run unit and end-to-end tests (as root), then the
 #                  controller end-to-end tests again on the Debian rootfs
 #   make test-v2   the cgroup v2 tests (device program) in a cgroup-v2 VM (tests/run-v2.sh)
 #   make bench     compare against peers (unshare+chroot, bwrap, crun, nsenter, plain pipes); prints ratios
 #   make lint      cargo fmt --check and clippy -D warnings
-#   make install PREFIX=/usr/local   install the static binaries and the scripts
+#   make install PREFIX=/usr/local   install the binaries, scripts, config, systemd unit, man pages
+#                  and shell completions (DESTDIR= for staging)
+#   make man       man pages in build/man (warden's from its clap definition, the helpers' from man/)
 #   make rootfs    (re)build the default busybox root filesystem in build/rootfs
 #   make rootfs-debian   Debian bookworm minbase root filesystem in build/rootfs-debian (debootstrap;
 #                  built once, then cached: remove the directory to rebuild it)
@@ -19,6 +22,14 @@ ROOTFS_DEBIAN := $(CURDIR)/build/rootfs-debian
 DEBIAN_SUITE  ?= bookworm
 DEBIAN_MIRROR ?= http://deb.debian.org/debian
 PREFIX   ?= /usr/local
+SYSCONFDIR ?= /etc
+SYSTEMD_UNIT_DIR ?= /lib/systemd/system
+MAN_DIR  := $(CURDIR)/build/man
+# Debian packages: what `make demo` needs (building, the busybox rootfs,
+# containers' networking), and what `make test` needs on top (the Debian
+# rootfs, tests that use rsync, ps, curl; bash-static for the rootfs tests).
+DEPS      := gcc libc6-dev file busybox-static iproute2 nftables
+TEST_DEPS := $(DEPS) bash-static procps rsync curl debootstrap debian-archive-keyring
 HELPERS  := wshd wsh iomux-spawn iomux-link oom
 BINARIES := $(HELPERS) warden
 CARGO    ?= cargo
@@ -29,9 +40,17 @@ export WARDEN_BIN_DIR := $(BIN_DIR)
 export WARDEN_ROOTFS  := $(ROOTFS)
 export WARDEN_ROOTFS_DEBIAN := $(ROOTFS_DEBIAN)
 
-.PHONY: all build test test-v2 unit e2e bench lint install rootfs rootfs-debian demo clean check-static fuzz fuzz-short
+.PHONY: all build test test-v2 unit e2e bench lint install install-files man rootfs rootfs-debian demo clean check-static fuzz fuzz-short deps deps-test
 
 all: build
+
+# Installs the Debian packages of $(DEPS) that are missing, with apt-get
+# (as root), saying which; then checks that cargo is there.
+deps:
+	@sh tests/deps.sh $(DEPS)
+
+deps-test:
+	@sh tests/deps.sh $(TEST_DEPS)
 
 build:
 	$(CARGO) build --release --workspace --bins
@@ -66,7 +85,7 @@ $(ROOTFS_DEBIAN)/etc/debian_version:
 
 # Every test on the busybox rootfs (rootfs.rs uses the Debian one itself),
 # then the controller's end-to-end tests again on the Debian rootfs.
-test: build rootfs rootfs-debian
+test: deps-test build rootfs rootfs-debian
 	$(CARGO) test --release --workspace
 	WARDEN_ROOTFS=$(ROOTFS_DEBIAN) $(CARGO) test --release -p warden-tests --test controller
 
@@ -90,12 +109,36 @@ fuzz-short:
 bench: build rootfs
 	bash tests/bench/run.sh
 
-install: build
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/warden/rootfs-scripts
+# Man pages: warden's generated from its clap definition (`warden man`),
+# the helpers' written by hand (man/*.8).
+man:
+	rm -rf $(MAN_DIR) && mkdir -p $(MAN_DIR)
+	$(BIN_DIR)/warden man $(MAN_DIR)
+	cp man/*.8 $(MAN_DIR)/
+
+install: build install-files
+
+# Everything but the build: binaries, scripts, the config (kept when one is
+# there), the systemd unit (its paths follow PREFIX and SYSCONFDIR), man
+# pages and shell completions.
+install-files: man
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/warden/rootfs-scripts \
+	  $(DESTDIR)$(SYSCONFDIR)/warden $(DESTDIR)$(SYSTEMD_UNIT_DIR) \
+	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 	for b in $(BINARIES); do install -m 0755 $(BIN_DIR)/$$b $(DESTDIR)$(PREFIX)/bin/$$b; done
 	cp -R rootfs-scripts/. $(DESTDIR)$(PREFIX)/share/warden/rootfs-scripts/
+	[ -e $(DESTDIR)$(SYSCONFDIR)/warden/warden.yml ] || install -m 0644 etc/warden.yml $(DESTDIR)$(SYSCONFDIR)/warden/warden.yml
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' etc/warden.service \
+	  > $(DESTDIR)$(SYSTEMD_UNIT_DIR)/warden.service
+	install -m 0644 $(MAN_DIR)/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 $(MAN_DIR)/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	$(BIN_DIR)/warden completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/warden
+	$(BIN_DIR)/warden completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_warden
+	$(BIN_DIR)/warden completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/warden.fish
 
-demo: build rootfs
+demo: deps build rootfs
 	bash tests/demo.sh
 
 clean:

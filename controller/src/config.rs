@@ -37,6 +37,19 @@
 //!   within this time, or the connection is closed. Idle connections
 //!   (between requests) are never timed out.
 //!
+//! Health check and metrics (`crate::health`): `health_check_server.port`
+//! (1..65535, or 0 for any free port, logged at start) serves warden's HTTP
+//! health check (`GET /`: 200, empty body) and Prometheus metrics
+//! (`GET /metrics`) on `health_check_server.address` (ours; default
+//! 127.0.0.1, as warden bound it). Without the section nothing listens
+//! (warden always listened on 127.0.0.1:2345).
+//!
+//! Logging: `logging.level` is one of warden's (steno's) level names
+//! [`LOG_LEVELS`] (default info); `logging.format` (ours) is `text`
+//! (default: one line per record) or `json` (one JSON object per line with
+//! steno's fields: timestamp, message, log_level, source, data, ...; see
+//! `crate::logging`); `logging.file` (default: stderr).
+//!
 //! Defaults of the extensions:
 //! - `container_root_capabilities`: unset, so root sessions (privileged
 //!   jobs) hold wshd's default, [`DEFAULT_ROOT_CAPS`] (Docker's default set
@@ -71,8 +84,9 @@ use std::time::Duration;
 pub enum ConfigError {
     #[error("cannot read config {path}: {err}")]
     Read { path: PathBuf, err: std::io::Error },
+    /// The parser's message (not a `source`: printed once, not twice).
     #[error("config is not valid YAML: {0}")]
-    Yaml(#[from] serde_yaml_ng::Error),
+    Yaml(serde_yaml_ng::Error),
     #[error("config key {key}: {msg}")]
     Key { key: String, msg: String },
 }
@@ -127,6 +141,26 @@ impl std::fmt::Display for Ipv4Net {
 /// a world-writable directory).
 pub const DEFAULT_SOCKET: &str = "/run/warden/warden.sock";
 
+/// The config `warden server`, `warden clear` and `warden check-config`
+/// read when given no `--config` (`make install` puts etc/warden.yml there).
+pub const DEFAULT_CONFIG: &str = "/etc/warden/warden.yml";
+
+/// `logging.level` values: warden's (steno's) level names, least to most
+/// verbose. `fatal` logs what `error` does (nothing here logs at fatal);
+/// `debug1`, `debug2` and `all` log everything.
+pub const LOG_LEVELS: &[&str] = &[
+    "off", "fatal", "error", "warn", "info", "debug", "debug1", "debug2", "all",
+];
+
+/// `logging.format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `TIMESTAMP LEVEL MESSAGE [key=value...]`, one line per record.
+    Text,
+    /// One JSON object per line, steno's fields (see `crate::logging`).
+    Json,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub unix_domain_path: PathBuf,
@@ -170,8 +204,15 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_buffered_bytes: usize,
     pub request_timeout: Duration,
+    /// One of [`LOG_LEVELS`].
     pub log_level: String,
     pub log_file: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// `health_check_server.port`: None (no section) serves nothing; 0
+    /// takes any free port.
+    pub health_check_port: Option<u16>,
+    /// `health_check_server.address`: where the health check listens.
+    pub health_check_address: std::net::IpAddr,
     pub pool_network: Ipv4Net,
     pub release_delay: Duration,
     pub mtu: u32,
@@ -345,6 +386,9 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             log_level: "info".into(),
             log_file: None,
+            log_format: LogFormat::Text,
+            health_check_port: None,
+            health_check_address: std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
             pool_network: Ipv4Net::parse("10.254.0.0/24").expect("valid default"),
             release_delay: Duration::from_secs(5),
             mtu: 1500,
@@ -445,7 +489,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let root: Value = serde_yaml_ng::from_str(text)?;
+        let root: Value = serde_yaml_ng::from_str(text).map_err(ConfigError::Yaml)?;
         let root = match root {
             Value::Mapping(m) => m,
             Value::Null => Mapping::new(),
@@ -466,9 +510,20 @@ impl Config {
                 c.warnings.push(format!("ignoring unknown section {k}"));
             }
         }
-        if section(&root, "health_check_server")?.is_some() {
-            c.warnings
-                .push("health_check_server: no HTTP health check is served; ignored".into());
+        if let Some(s) = section(&root, "health_check_server")? {
+            for (k, v) in keys(s) {
+                let key = format!("health_check_server.{k}");
+                match k.as_str() {
+                    "port" => c.health_check_port = Some(ranged(&key, v, 0, 65535)? as u16),
+                    "address" => {
+                        let t = string(&key, v)?;
+                        c.health_check_address = t
+                            .parse()
+                            .map_err(|_| bad(&key, format!("bad address {t:?}")))?;
+                    }
+                    _ => c.warnings.push(format!("ignoring unknown key {key}")),
+                }
+            }
         }
         if let Some(s) = section(&root, "server")? {
             for (k, v) in keys(s) {
@@ -597,7 +652,23 @@ impl Config {
             for (k, v) in keys(s) {
                 let key = format!("logging.{k}");
                 match k.as_str() {
-                    "level" => c.log_level = string(&key, v)?,
+                    "level" => {
+                        let l = string(&key, v)?;
+                        if !LOG_LEVELS.contains(&l.as_str()) {
+                            return Err(bad(
+                                &key,
+                                format!("unknown level {l:?} (one of {})", LOG_LEVELS.join(", ")),
+                            ));
+                        }
+                        c.log_level = l;
+                    }
+                    "format" => {
+                        c.log_format = match string(&key, v)?.as_str() {
+                            "text" => LogFormat::Text,
+                            "json" => LogFormat::Json,
+                            f => return Err(bad(&key, format!("{f:?} is not text or json"))),
+                        }
+                    }
                     "file" => c.log_file = opt_string(&key, v)?.map(PathBuf::from),
                     _ => c.warnings.push(format!("ignoring unknown key {key}")),
                 }
@@ -718,6 +789,118 @@ impl Config {
             ));
         }
         Ok(c)
+    }
+
+    /// The effective configuration as YAML in the file's layout: every key
+    /// with the value in force (defaults included), for `warden
+    /// check-config`. Parsing it gives back the same configuration.
+    pub fn effective(&self) -> String {
+        use serde_yaml_ng::to_string as y;
+        fn yv<T: serde::Serialize>(v: &T) -> String {
+            y(v).map(|t| t.trim_end().to_string()).unwrap_or_default()
+        }
+        fn p(v: &Path) -> String {
+            yv(&v.display().to_string())
+        }
+        fn list(v: &[String]) -> String {
+            let items: Vec<String> = v.iter().map(yv).collect();
+            format!("[{}]", items.join(", "))
+        }
+        fn opt(v: &Option<PathBuf>) -> String {
+            v.as_deref().map(p).unwrap_or_else(|| "~".into())
+        }
+        let c = self;
+        let mut o = String::from("server:\n");
+        let mut kv = |k: &str, v: String| o.push_str(&format!("  {k}: {v}\n"));
+        kv("unix_domain_path", p(&c.unix_domain_path));
+        kv(
+            "unix_domain_permissions",
+            format!("0{:o}", c.unix_domain_permissions),
+        );
+        kv("container_depot_path", p(&c.container_depot_path));
+        kv("container_rootfs_path", p(&c.container_rootfs_path));
+        kv(
+            "container_grace_time",
+            c.container_grace_time
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| "~".into()),
+        );
+        kv(
+            "container_rlimits",
+            if c.container_rlimits.is_empty() {
+                "{}".into()
+            } else {
+                let m: Vec<String> = c
+                    .container_rlimits
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .collect();
+                format!("{{{}}}", m.join(", "))
+            },
+        );
+        kv("job_output_limit", c.job_output_limit.to_string());
+        kv(
+            "quota",
+            format!("{{disk_quota_enabled: {}}}", c.disk_quota_enabled),
+        );
+        kv("allow_nested_warden", c.allow_nested_warden.to_string());
+        kv(
+            "container_root_capabilities",
+            match &c.container_root_capabilities {
+                None => "~".into(),
+                Some(v) => format!("[{}]", v.join(", ")),
+            },
+        );
+        kv("pidfile", opt(&c.pidfile));
+        kv(
+            "syslog_socket",
+            c.syslog_socket
+                .as_ref()
+                .map(yv)
+                .unwrap_or_else(|| "~".into()),
+        );
+        kv("resource_prefix", yv(&c.resource_prefix));
+        kv("scripts_path", p(&c.scripts_path));
+        kv("bin_path", p(&c.bin_path));
+        kv("copy_max_bytes", c.copy_limits.max_bytes.to_string());
+        kv("copy_max_entries", c.copy_limits.max_entries.to_string());
+        kv("max_connections", c.max_connections.to_string());
+        kv("max_request_bytes", c.max_request_bytes.to_string());
+        kv("max_buffered_bytes", c.max_buffered_bytes.to_string());
+        kv("request_timeout", c.request_timeout.as_secs().to_string());
+        o.push_str("logging:\n");
+        o.push_str(&format!("  level: {}\n", c.log_level));
+        o.push_str(&format!("  file: {}\n", opt(&c.log_file)));
+        o.push_str(&format!(
+            "  format: {}\n",
+            match c.log_format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            }
+        ));
+        o.push_str("network:\n");
+        o.push_str(&format!("  pool_network: {}\n", c.pool_network));
+        o.push_str(&format!("  release_delay: {}\n", c.release_delay.as_secs()));
+        o.push_str(&format!("  mtu: {}\n", c.mtu));
+        o.push_str(&format!("  allow_networks: {}\n", list(&c.allow_networks)));
+        o.push_str(&format!("  allow_host_access: {}\n", c.allow_host_access));
+        o.push_str(&format!("  dns_servers: {}\n", list(&c.dns_servers)));
+        o.push_str(&format!(
+            "port:\n  pool_start_port: {}\n  pool_size: {}\n",
+            c.port_start, c.port_size
+        ));
+        o.push_str(&format!(
+            "user:\n  pool_start_uid: {}\n  pool_size: {}\n",
+            c.uid_start, c.uid_size
+        ));
+        match c.health_check_port {
+            Some(port) => o.push_str(&format!(
+                "health_check_server:\n  port: {port}\n  address: {}\n",
+                yv(&c.health_check_address.to_string())
+            )),
+            None => o.push_str("health_check_server: ~\n"),
+        }
+        o
     }
 
     /// Checks the paths a server needs (not needed by `clear`).
@@ -843,6 +1026,77 @@ mod tests {
         );
     }
 
+    /// etc/warden.yml, the shipped example: every key at its default (so
+    /// it reads as the defaults do, with no warning), and every key this
+    /// parser knows is documented in it (a key added to `parse` without
+    /// an entry there fails here).
+    #[test]
+    fn shipped_config_documents_every_key_at_its_default() {
+        let shipped = include_str!("../../etc/warden.yml");
+        let c = Config::parse(shipped).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(
+            format!("{c:?}"),
+            format!("{:?}", Config::parse("").unwrap())
+        );
+        // The keys of `parse`: the match arms of each section's loop.
+        let src = include_str!("config.rs");
+        let body = &src[src.find("pub fn parse(").unwrap()..src.find("pub fn effective(").unwrap()];
+        let mut keys = vec!["disk_quota_enabled".to_string()];
+        for line in body.lines() {
+            let Some(arm) = line.strip_prefix(&" ".repeat(20)) else {
+                continue;
+            };
+            if !arm.starts_with('"') || !arm.contains("=>") {
+                continue;
+            }
+            let pat = arm.split("=>").next().unwrap();
+            keys.extend(
+                pat.split('|')
+                    .map(|k| k.trim().trim_matches('"').to_string()),
+            );
+        }
+        assert!(keys.len() > 30, "{keys:?}");
+        for k in &keys {
+            let documented = shipped.lines().any(|l| {
+                let l = l.trim_start().trim_start_matches('#').trim_start();
+                l.starts_with(&format!("{k}:"))
+            });
+            assert!(documented, "etc/warden.yml does not document {k}");
+        }
+    }
+
+    #[test]
+    fn effective_config_reads_back_the_same() {
+        for text in [
+            "",
+            "server:\n  container_rlimits: {nofile: 8192, as: 1}\n  container_root_capabilities: [chown]\n  pidfile: /x/y.pid\n  container_grace_time: ~\nlogging:\n  level: debug2\n  format: json\n  file: /tmp/l\nnetwork:\n  allow_networks: [10.0.0.0/8]\n  dns_servers: [1.1.1.1]\nhealth_check_server:\n  port: 0\n  address: \"::1\"\n",
+        ] {
+            let a = Config::parse(text).unwrap();
+            let e = a.effective();
+            let b = Config::parse(&e).unwrap_or_else(|err| panic!("{err}:\n{e}"));
+            assert!(b.warnings.is_empty(), "{:?}\n{e}", b.warnings);
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{e}");
+        }
+    }
+
+    #[test]
+    fn logging_and_health_check_keys() {
+        let c = Config::parse("logging:\n  level: debug1\n  format: json\n").unwrap();
+        assert_eq!(
+            (c.log_level.as_str(), c.log_format),
+            ("debug1", LogFormat::Json)
+        );
+        assert_eq!(c.health_check_port, None);
+        let c = Config::parse("health_check_server:\n  port: 2345\n").unwrap();
+        assert_eq!(c.health_check_port, Some(2345));
+        assert_eq!(c.health_check_address.to_string(), "127.0.0.1");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // Bad YAML: the parser's message once.
+        let e = Config::parse("server: [").unwrap_err();
+        assert!(std::error::Error::source(&e).is_none());
+    }
+
     #[test]
     fn bad_values_name_the_key() {
         for (text, key) in [
@@ -887,6 +1141,16 @@ mod tests {
             ),
             ("user:\n  pool_start_uid: 0\n", "user.pool_start_uid"),
             ("user:\n  pool_size: 0\n", "user.pool_size"),
+            ("logging:\n  level: verbose\n", "logging.level"),
+            ("logging:\n  format: xml\n", "logging.format"),
+            (
+                "health_check_server:\n  port: 70000\n",
+                "health_check_server.port",
+            ),
+            (
+                "health_check_server:\n  port: 1\n  address: localhost\n",
+                "health_check_server.address",
+            ),
             ("user:\n  pool_size: 4294967295\n", "user.pool_size"),
             (
                 "user:\n  pool_start_uid: 4294967290\n  pool_size: 64\n",

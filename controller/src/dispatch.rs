@@ -69,7 +69,8 @@ impl Server {
                 break;
             }
             *lock(&self.busy) += 1;
-            let r = self.handle(m, &mut w, &mut refs);
+            // Requests by type, latency (warden_request_duration_seconds).
+            let r = crate::metrics::timed(m.r#type, || self.handle(m, &mut w, &mut refs));
             *lock(&self.busy) -= 1;
             self.idle.notify_all();
             if r.is_err() {
@@ -301,6 +302,7 @@ fn snake(name: &str) -> String {
 
 /// Writes an ErrorResponse carrying `msg`.
 pub fn send_error(w: &mut UnixStream, msg: &str) -> std::io::Result<()> {
+    crate::metrics::error_sent();
     proto::write_message(
         w,
         Type::Error,

@@ -94,6 +94,8 @@ where
 {
     use std::os::unix::process::CommandExt;
     let t0 = std::time::Instant::now();
+    // Counted in warden_script_failures_total unless the step succeeds.
+    let failed = crate::metrics::ScriptGuard::new(step);
     let child = command(path)
         .args(args)
         .envs(env)
@@ -142,6 +144,7 @@ where
     }
     if out.status.success() {
         log::debug!("{step}: ok ({} ms)", t0.elapsed().as_millis());
+        failed.ok();
         Ok(out.stdout)
     } else {
         let status = match out.status.code() {

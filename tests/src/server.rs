@@ -60,6 +60,9 @@ pub struct Opts {
     pub server_keys: Vec<String>,
     /// `server.container_root_capabilities` (default unset).
     pub root_capabilities: Option<Vec<String>>,
+    /// YAML appended to the config (whole sections, e.g.
+    /// `health_check_server:\n  port: 0\n`).
+    pub extra_yaml: String,
 }
 
 impl Default for Opts {
@@ -76,6 +79,7 @@ impl Default for Opts {
             env: vec![],
             server_keys: vec![],
             root_capabilities: None,
+            extra_yaml: String::new(),
         }
     }
 }
@@ -113,7 +117,7 @@ impl Srv {
         std::fs::write(
             &cfg,
             format!(
-                "server:\n{root_caps}  unix_domain_path: {sock}\n  unix_domain_permissions: 0700\n  container_depot_path: {depot}\n  container_rootfs_path: {rootfs}\n  container_grace_time: {grace}\n  job_output_limit: {limit}\n  resource_prefix: {prefix}\n  scripts_path: {scripts}\n  bin_path: {bins}\n  pidfile: {pidfile}\n  container_klass: Warden::Container::Linux\n{extra}logging:\n  level: debug\n  file: {log}\nnetwork:\n  pool_network: {pool}\n  release_delay: 0\n  allow_host_access: {host_access}\n  allow_networks: [{allow}]\nport:\n  pool_start_port: {port_start}\n  pool_size: {port_size}\nuser:\n  pool_start_uid: 20000\n  pool_size: 200\n",
+                "server:\n{root_caps}  unix_domain_path: {sock}\n  unix_domain_permissions: 0700\n  container_depot_path: {depot}\n  container_rootfs_path: {rootfs}\n  container_grace_time: {grace}\n  job_output_limit: {limit}\n  resource_prefix: {prefix}\n  scripts_path: {scripts}\n  bin_path: {bins}\n  pidfile: {pidfile}\n  container_klass: Warden::Container::Linux\n{extra}logging:\n  level: debug\n  file: {log}\nnetwork:\n  pool_network: {pool}\n  release_delay: 0\n  allow_host_access: {host_access}\n  allow_networks: [{allow}]\nport:\n  pool_start_port: {port_start}\n  pool_size: {port_size}\nuser:\n  pool_start_uid: 20000\n  pool_size: 200\n{extra_yaml}",
                 root_caps = o
                     .root_capabilities
                     .as_ref()
@@ -134,6 +138,7 @@ impl Srv {
                 port_size = o.port_size,
                 host_access = o.allow_host_access,
                 allow = o.allow_networks.join(", "),
+                extra_yaml = o.extra_yaml,
                 extra = o
                     .server_keys
                     .iter()

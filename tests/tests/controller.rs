@@ -1074,7 +1074,7 @@ fn cli_client() {
     assert!(out.contains("state: active"));
     let (code, _, err) = s.warden(&["info", "--handle", "nope"]);
     assert_eq!(code, 1);
-    assert_eq!(err, "warden: unknown handle\n");
+    assert_eq!(err, "warden: container \"nope\": unknown handle\n");
     let (code, out, _) = s.warden(&["net-in", "--handle", "cli-h", "--host-port", "3001"]);
     assert_eq!(
         (code, out.as_str()),

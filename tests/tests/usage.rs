@@ -1,6 +1,7 @@
 //! Every helper's command line (wsys::args): a usage error is one message
 //! line plus the synopsis on stderr and exit status 2, `--help` is the
-//! synopsis on stdout and exit 0, and no argument (non-UTF-8 included)
+//! synopsis, what the helper is, its options and exit statuses on stdout
+//! and exit 0, `--version` is `PROG VERSION` and exit 0, and no argument (non-UTF-8 included)
 //! makes a helper panic. None of these invocations gets far enough to
 //! create anything.
 
@@ -70,7 +71,23 @@ fn help_goes_to_stdout_with_status_0() {
             let out = String::from_utf8(out).unwrap();
             assert_eq!((code, err.len()), (0, 0), "{prog} {flag}");
             assert!(out.starts_with(&format!("usage: {prog} ")), "{prog}: {out}");
+            // What the tool is (a sentence naming it), its options, its
+            // exit statuses, usage errors among them.
+            let about = out.split("\n\n").nth(1).unwrap_or("");
+            assert!(about.starts_with(&format!("{prog} ")), "{prog}: {out}");
+            assert!(out.contains("\noptions:\n"), "{prog}: {out}");
+            assert!(out.contains("  --version "), "{prog}: {out}");
+            assert!(out.contains("\nexit status:\n"), "{prog}: {out}");
+            assert!(
+                out.contains("  2  ") || out.contains(" 2 "),
+                "{prog}: {out}"
+            );
+            assert!(out.contains("usage error"), "{prog}: {out}");
         }
+        let (code, out, err) = run(Command::new(bin(prog)).arg("--version"));
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!((code, err.len()), (0, 0), "{prog} --version");
+        assert_eq!(out, format!("{prog} {}\n", env!("CARGO_PKG_VERSION")));
     }
 }
 

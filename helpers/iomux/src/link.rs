@@ -90,7 +90,29 @@ pub struct LinkConfig {
 pub const CLI: wsys::args::Cli = wsys::args::Cli {
     prog: "iomux-link",
     synopsis: "[-w CURSORS] DIR",
-    options: "  -w CURSORS  resume from, and save, the stream offsets in this file\n",
+    about: "iomux-link attaches to the job that `iomux-spawn DIR CMD` runs, copies its\n\
+            stdout and stderr to its own and exits with the job's status. Any number\n\
+            of links may come and go while the job runs; none loses output.",
+    options: &[
+        (
+            "-w CURSORS",
+            "resume from, and save, the stream offsets in this file",
+        ),
+        ("DIR", "the job directory given to iomux-spawn"),
+    ],
+    exit_codes: &[
+        ("N", "the job's exit code, or 128+N when signal N killed it"),
+        (
+            "128+N",
+            "iomux-link got SIGTERM/SIGINT/SIGHUP (N); cursors saved",
+        ),
+        ("141", "our stdout or stderr was closed; cursors saved"),
+        ("2", "usage error"),
+        (
+            "255",
+            "cannot attach, iomux-spawn went away, or a protocol error",
+        ),
+    ],
 };
 
 /// Parses the arguments after argv[0]: `[-w CURSORS] DIR` (also `-wCURSORS`).
@@ -100,6 +122,7 @@ pub fn parse_args(p: &mut Parser) -> Result<Parsed<LinkConfig>, ArgError> {
     while let Some(arg) = p.next()? {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help),
+            Arg::Long("version") => return Ok(Parsed::Version),
             Arg::Short('w') => cursors = Some(wsys::args::nonempty(p, "-w")?.into()),
             Arg::Value(d) if dir.is_none() && !d.is_empty() => dir = Some(PathBuf::from(d)),
             a => return Err(a.unexpected()),

@@ -134,9 +134,34 @@ pub struct Config {
 pub const CLI: wsys::args::Cli = wsys::args::Cli {
     prog: "iomux-spawn",
     synopsis: "[--ring-size BYTES] [--linger SECS] [--hold SECS] [--] DIR CMD [ARGS...]",
-    options: "  --ring-size BYTES  ring per stream (default 262144; IOMUX_RING_SIZE)\n\
-  --linger SECS      keep the output after the job's end for a late linker, until one has the status (default 30; IOMUX_LINGER)\n\
-  --hold SECS        longest wait for the first linker (default 30; IOMUX_HOLD)\n",
+    about: "iomux-spawn runs CMD as a job whose stdout and stderr are kept in rings and\n\
+            served on DIR/{stdout,stderr,status}.sock to any number of `iomux-link DIR`\n\
+            readers, so the job's output survives its readers. It prints child_pid=N,\n\
+            waits for the first linker (or --hold), then `child active`.",
+    options: &[
+        (
+            "--ring-size BYTES",
+            "ring per stream (default 262144; IOMUX_RING_SIZE)",
+        ),
+        (
+            "--linger SECS",
+            "keep the output after the job's end for a late linker,\nuntil one has the status (default 30; IOMUX_LINGER)",
+        ),
+        (
+            "--hold SECS",
+            "longest wait for the first linker (default 30; IOMUX_HOLD)",
+        ),
+        ("DIR", "the job directory (created if its parent exists)"),
+        ("CMD [ARGS...]", "the job, resolved like execvp"),
+    ],
+    exit_codes: &[
+        (
+            "0",
+            "the job ended and was served (its status is in DIR/exit_status),\nor SIGTERM/SIGINT",
+        ),
+        ("1", "cannot start (message on stderr)"),
+        ("2", "usage error"),
+    ],
 };
 
 /// Parses the arguments after argv[0]; `env` supplies `IOMUX_*` defaults.
@@ -152,6 +177,7 @@ pub fn parse_args(
     while let Some(arg) = p.next()? {
         let (slot, name) = match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help),
+            Arg::Long("version") => return Ok(Parsed::Version),
             Arg::Long("ring-size") => (&mut ring_size, "--ring-size"),
             Arg::Long("linger") => (&mut linger, "--linger"),
             Arg::Long("hold") => (&mut hold, "--hold"),

@@ -8,7 +8,18 @@ use wsys::args::{Arg, Cli, Error, Parsed, Parser};
 const CLI: Cli = Cli {
     prog: "oom",
     synopsis: "CGROUP_DIR",
-    options: "  CGROUP_DIR  a memory cgroup directory (v1 or v2)\n",
+    about: "oom blocks until the memory cgroup CGROUP_DIR runs out of memory (the kernel\n\
+            killed a process of it or would have), then exits 0. warden runs one per\n\
+            container with a memory limit and stops the container when it exits 0.",
+    options: &[("CGROUP_DIR", "a memory cgroup directory (v1 or v2)")],
+    exit_codes: &[
+        ("0", "the cgroup hit OOM"),
+        (
+            "1",
+            "no OOM can come: bad path, not a memory cgroup, or the cgroup was\nremoved (message on stderr)",
+        ),
+        ("2", "usage error"),
+    ],
 };
 
 fn parse(p: &mut Parser) -> Result<Parsed<PathBuf>, Error> {
@@ -16,6 +27,7 @@ fn parse(p: &mut Parser) -> Result<Parsed<PathBuf>, Error> {
     while let Some(arg) = p.next()? {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help),
+            Arg::Long("version") => return Ok(Parsed::Version),
             Arg::Value(d) if dir.is_none() && !d.is_empty() => dir = Some(PathBuf::from(d)),
             a => return Err(a.unexpected()),
         }

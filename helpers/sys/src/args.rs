@@ -14,7 +14,9 @@
 //! usage: PROG SYNOPSIS
 //! ```
 //!
-//! `-h` / `--help` prints the synopsis and option list on stdout and exits 0.
+//! `-h` / `--help` prints what the helper is, the synopsis, the options and
+//! the exit statuses on stdout and exits 0; `--version` prints
+//! `PROG VERSION` on stdout and exits 0.
 
 use std::ffi::OsString;
 
@@ -23,19 +25,23 @@ pub use lexopt::{Arg, Error, Parser, ValueExt};
 /// Exit status of every usage error.
 pub const EXIT_USAGE: i32 = 2;
 
-/// A parse result: what to run, or a request for help.
+/// The version every helper reports (the workspace's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A parse result: what to run, or a request for help or the version.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed<T> {
     Run(T),
     Help,
+    Version,
 }
 
 impl<T> Parsed<T> {
-    /// What to run; None for a help request.
+    /// What to run; None for a help or version request.
     pub fn run(self) -> Option<T> {
         match self {
             Parsed::Run(t) => Some(t),
-            Parsed::Help => None,
+            Parsed::Help | Parsed::Version => None,
         }
     }
 }
@@ -47,9 +53,20 @@ pub struct Cli {
     pub prog: &'static str,
     /// The synopsis after the program name, e.g. `"[--socket PATH] [CMD ARGS...]"`.
     pub synopsis: &'static str,
-    /// Option descriptions, printed after the synopsis by `--help`.
-    pub options: &'static str,
+    /// What the helper is for: one paragraph, lines of at most 78 columns.
+    pub about: &'static str,
+    /// (option or operand, what it does); a description may hold `\n` for
+    /// continuation lines, which `--help` indents under the first.
+    pub options: &'static [(&'static str, &'static str)],
+    /// (exit status, when), in the order `--help` lists them.
+    pub exit_codes: &'static [(&'static str, &'static str)],
 }
+
+/// The options every helper has, listed last by `--help`.
+const COMMON: &[(&str, &str)] = &[
+    ("-h, --help", "print this help and exit 0"),
+    ("--version", "print the version and exit 0"),
+];
 
 impl Cli {
     /// The two lines of a usage error (without a trailing newline).
@@ -63,11 +80,32 @@ impl Cli {
         std::process::exit(EXIT_USAGE)
     }
 
-    /// The `--help` text.
+    /// The `--help` text: usage, what the helper is, options, exit statuses.
     pub fn help(&self) -> String {
-        let mut s = format!("usage: {} {}\n", self.prog, self.synopsis);
-        s.push_str(self.options);
+        fn table(s: &mut String, rows: &[(&str, &str)]) {
+            let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+            for (k, v) in rows {
+                let mut lines = v.lines();
+                let first = lines.next().unwrap_or("");
+                s.push_str(&format!("  {k:w$}  {first}\n"));
+                for l in lines {
+                    s.push_str(&format!("  {:w$}  {l}\n", ""));
+                }
+            }
+        }
+        let mut s = format!("usage: {} {}\n\n", self.prog, self.synopsis);
+        s.push_str(self.about.trim_end());
+        s.push_str("\n\noptions:\n");
+        let rows: Vec<(&str, &str)> = self.options.iter().chain(COMMON).copied().collect();
+        table(&mut s, &rows);
+        s.push_str("\nexit status:\n");
+        table(&mut s, self.exit_codes);
         s
+    }
+
+    /// The `--version` line.
+    pub fn version(&self) -> String {
+        format!("{} {VERSION}\n", self.prog)
     }
 
     /// What `parse` found; exits on help (0) or on a usage error (2).
@@ -76,6 +114,10 @@ impl Cli {
             Ok(Parsed::Run(t)) => t,
             Ok(Parsed::Help) => {
                 print!("{}", self.help());
+                std::process::exit(0)
+            }
+            Ok(Parsed::Version) => {
+                print!("{}", self.version());
                 std::process::exit(0)
             }
             Err(e) => self.fail(&e),
@@ -126,7 +168,9 @@ mod tests {
     const CLI: Cli = Cli {
         prog: "x",
         synopsis: "[-w FILE] DIR",
-        options: "  -w FILE  a file\n",
+        about: "x does a thing.",
+        options: &[("-w FILE", "a file\nread twice")],
+        exit_codes: &[("0", "done"), ("2", "usage error")],
     };
 
     /// `-w`, DIR, ARGS.
@@ -139,6 +183,7 @@ mod tests {
             match arg {
                 Arg::Short('w') => w = Some(nonempty(p, "-w")?),
                 Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help),
+                Arg::Long("version") => return Ok(Parsed::Version),
                 Arg::Value(dir) => return Ok(Parsed::Run((w, dir, rest(p)))),
                 a => return Err(a.unexpected()),
             }
@@ -175,7 +220,19 @@ mod tests {
                 "{args:?}"
             );
         }
-        assert_eq!(CLI.help(), "usage: x [-w FILE] DIR\n  -w FILE  a file\n");
+        assert_eq!(
+            CLI.help(),
+            "usage: x [-w FILE] DIR\n\nx does a thing.\n\noptions:\n  \
+             -w FILE     a file\n              read twice\n  \
+             -h, --help  print this help and exit 0\n  \
+             --version   print the version and exit 0\n\n\
+             exit status:\n  0  done\n  2  usage error\n"
+        );
+        assert_eq!(
+            parse(&mut from_args(["--version"])).unwrap(),
+            Parsed::Version
+        );
+        assert_eq!(CLI.version(), format!("x {VERSION}\n"));
     }
 
     #[test]

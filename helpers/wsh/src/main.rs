@@ -40,10 +40,38 @@ use wsys::args::{rest, text, Arg, Cli, Error, Parsed, Parser};
 const CLI: Cli = Cli {
     prog: "wsh",
     synopsis: "[--socket PATH] [--user NAME] [--kill-on-disconnect] [--rsh [-l USER] [-46dn] [-t T] HOST] [CMD ARGS...]",
-    options: "  --socket PATH         path to wshd's socket (default run/wshd.sock)\n\
-  --user NAME           user to run as inside the container (default root)\n\
-  --kill-on-disconnect  kill the command if wsh goes away before it ends\n\
-  --rsh                 rsh compatibility mode (for rsync -e)\n",
+    about: "wsh runs CMD (default: the user's shell) inside the container whose wshd\n\
+            listens on --socket, with a pty when stdin is a tty, else with stdin,\n\
+            stdout and stderr as three pipes, and exits with CMD's status.\n\
+            RLIMIT_<NAME>=VALUE or ='SOFT HARD' variables set the session's rlimits.",
+    options: &[
+        (
+            "--socket PATH",
+            "path to wshd's socket (default run/wshd.sock)",
+        ),
+        (
+            "--user NAME",
+            "user to run as inside the container (default root)",
+        ),
+        (
+            "--kill-on-disconnect",
+            "kill the command if wsh goes away before it ends",
+        ),
+        (
+            "--rsh",
+            "rsh compatibility mode (for rsync -e): rsh's -l USER,\n-4 -6 -d -n -t T and HOST (ignored) are accepted",
+        ),
+        ("CMD ARGS...", "the command to run; the first operand ends the options"),
+    ],
+    exit_codes: &[
+        ("N", "CMD's exit code, or 128+N when signal N killed it"),
+        ("126/127", "CMD is not executable / not found"),
+        ("2", "usage error"),
+        (
+            "255",
+            "wshd cannot be reached or refused the request (message on stderr)",
+        ),
+    ],
 };
 
 #[derive(Debug, PartialEq, Eq)]
@@ -68,6 +96,7 @@ fn parse(p: &mut Parser) -> Result<Parsed<Args>, Error> {
     while let Some(arg) = p.next()? {
         match arg {
             Arg::Short('h') | Arg::Long("help") if !rsh_host => return Ok(Parsed::Help),
+            Arg::Long("version") if !rsh_host => return Ok(Parsed::Version),
             Arg::Long("socket") => a.socket = p.value()?.into(),
             Arg::Long("user") => a.user = text(p, "--user")?,
             Arg::Long("kill-on-disconnect") => a.kill_on_disconnect = true,

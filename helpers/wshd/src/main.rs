@@ -14,17 +14,40 @@ const CLI: Cli = Cli {
     prog: "wshd",
     synopsis:
         "[--run DIR] [--lib DIR] [--root DIR] [--title NAME] [--hostname NAME] [--allow-nested] [--root-caps LIST] [--bind MODE:SRC:DST]...",
-    options: "  --run PATH       directory where the server socket (wshd.sock) is placed\n\
-  --lib PATH       directory containing the hooks\n\
-  --root PATH      directory that becomes / of the container\n\
-  --title NAME     process title of the container's init\n\
-  --hostname NAME  host name of the container\n\
-  --allow-nested   root sessions may mount and create namespaces (nested warden)\n\
-  --root-caps LIST capabilities of root sessions: comma-separated names (CAP_CHOWN,\n\
-                   NET_RAW, ...) or none; default: Docker's default set without\n\
-                   NET_RAW and MKNOD (see wshd::harden)\n\
-  --bind MODE:SRC:DST  mount host path SRC at DST inside, MODE ro or rw (repeatable;\n\
-                   applied without following symlinks, see wshd::setup)\n",
+    about: "wshd starts a container: its init is cloned into new mount, uts, ipc, pid\n\
+            and net namespaces, pivots into --root, runs the hooks of --lib and serves\n\
+            --run/wshd.sock, through which wsh runs commands inside. wshd itself exits\n\
+            once the socket accepts connections; the container lives on.",
+    options: &[
+        (
+            "--run PATH",
+            "directory where the server socket (wshd.sock) is placed\n(default run)",
+        ),
+        ("--lib PATH", "directory containing the hooks (default lib)"),
+        (
+            "--root PATH",
+            "directory that becomes / of the container (default root)",
+        ),
+        ("--title NAME", "process title of the container's init"),
+        ("--hostname NAME", "host name of the container"),
+        (
+            "--allow-nested",
+            "root sessions may mount and create namespaces (nested warden)",
+        ),
+        (
+            "--root-caps LIST",
+            "capabilities of root sessions: comma-separated names\n(CAP_CHOWN, NET_RAW, ...) or none; default: Docker's\ndefault set without NET_RAW and MKNOD (see wshd::harden)",
+        ),
+        (
+            "--bind MODE:SRC:DST",
+            "mount host path SRC at DST inside, MODE ro or rw\n(repeatable; applied without following symlinks)",
+        ),
+    ],
+    exit_codes: &[
+        ("0", "the container is up and wshd.sock accepts connections"),
+        ("1", "a step failed (one line on stderr names it)"),
+        ("2", "usage error"),
+    ],
 };
 
 fn parse(p: &mut Parser) -> Result<Parsed<Config>, Error> {
@@ -50,6 +73,7 @@ fn parse(p: &mut Parser) -> Result<Parsed<Config>, Error> {
     while let Some(arg) = p.next()? {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help),
+            Arg::Long("version") => return Ok(Parsed::Version),
             Arg::Long("allow-nested") => cfg.allow_nested = true,
             Arg::Long("root-caps") => {
                 let v = text(p, "--root-caps")?;

@@ -1,6 +1,7 @@
 //! `warden`: a server wire-compatible with Cloud Foundry warden (protocol
 //! v1 over a unix socket) and its ops client.
 #![forbid(unsafe_code)]
+pub mod bandwidth;
 pub mod client;
 pub mod config;
 pub mod conn;
@@ -9,6 +10,8 @@ pub mod copy;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod job;
+pub mod netlayout;
+pub mod netout;
 pub mod pool;
 pub mod proto;
 pub mod server;

@@ -189,6 +189,7 @@ impl Server {
                 ("pool_network", c.pool_network.to_string()),
                 ("allow_host_access", c.allow_host_access.to_string()),
                 ("allow_networks", c.allow_networks.join(" ")),
+                ("deny_networks", c.deny_networks.join(" ")), // i11-net
                 ("depot_path", c.container_depot_path.display().to_string()),
             ],
         )?;
@@ -345,6 +346,7 @@ impl Server {
             uid,
             ports: vec![],
             net_in: vec![],
+            net_out: vec![], // i11-net
         };
         let path = self.cfg.container_depot_path.join(id);
         let grace = req
@@ -1247,11 +1249,17 @@ impl Server {
                 self.copy_out(&c, s, d, r.owner.as_deref())?;
                 ok(ty, proto::CopyOutResponse {})
             }
-            Type::NetOut
-            | Type::LimitMemory
-            | Type::LimitDisk
-            | Type::LimitBandwidth
-            | Type::LimitCpu => {
+            Type::NetOut => {
+                let r: proto::NetOutRequest = dec(p, "NetOutRequest")?;
+                let c = self.container_for(&r.handle, "NetOutRequest", refs)?;
+                ok(ty, crate::netout::request(self.prefix(), &c, &r)?) // i11-net
+            }
+            Type::LimitBandwidth => {
+                let r: proto::LimitBandwidthRequest = dec(p, "LimitBandwidthRequest")?;
+                let c = self.container_for(&r.handle, "LimitBandwidthRequest", refs)?;
+                ok(ty, crate::bandwidth::request(&c, &r)?) // i11-net
+            }
+            Type::LimitMemory | Type::LimitDisk | Type::LimitCpu => {
                 let r: proto::HandleOnly = dec(p, &format!("{}Request", ty.name()))?;
                 let _c = self.container_for(&r.handle, &format!("{}Request", ty.name()), refs)?;
                 Err(format!(
@@ -1460,7 +1468,6 @@ impl Server {
         let cs = self.containers();
         let used_idx: HashSet<u32> = cs.iter().map(|c| c.lock().res.network_index).collect();
         let used_ids: HashSet<String> = cs.iter().map(|c| c.id.clone()).collect();
-        let used_ips: HashSet<String> = cs.iter().map(|c| c.container_ip.to_string()).collect();
         // veths
         if let Ok(rd) = std::fs::read_dir("/sys/class/net") {
             for e in rd.flatten() {
@@ -1472,7 +1479,7 @@ impl Server {
                     continue;
                 };
                 let Ok(n) = n.parse::<u32>() else { continue };
-                if (end == "0" || end == "1") && !used_idx.contains(&n) {
+                if (end == "0" || end == "1" || end == "2") && !used_idx.contains(&n) {
                     log::info!("removing stale interface {name}");
                     let _ = sh::run(
                         "ip link del",
@@ -1507,76 +1514,7 @@ impl Server {
                 remove_cgroup(&e.path());
             }
         }
-        // nftables: per-container chains and map elements
-        let table = format!("warden-{p}");
-        let Ok(out) = sh::run(
-            "nft list table",
-            Path::new("nft"),
-            &["list", "table", "ip", &table],
-            env0(),
-        ) else {
-            return;
-        };
-        let text = String::from_utf8_lossy(&out);
-        let mut cmds = String::new();
-        for line in text.lines() {
-            let l = line.trim();
-            if let Some(id) = l
-                .strip_prefix("chain c-")
-                .and_then(|r| r.strip_suffix(" {"))
-            {
-                if !used_ids.contains(id) {
-                    cmds.push_str(&format!("flush chain ip {table} c-{id}\n"));
-                }
-            }
-        }
-        for (iface, id) in map_pairs(&text, " : jump c-") {
-            if !used_ids.contains(&id) {
-                cmds.push_str(&format!(
-                    "delete element ip {table} containers {{ \"{iface}\" }}\n"
-                ));
-            }
-        }
-        for line in text.lines() {
-            let l = line.trim();
-            if let Some(id) = l
-                .strip_prefix("chain c-")
-                .and_then(|r| r.strip_suffix(" {"))
-            {
-                if !used_ids.contains(id) {
-                    cmds.push_str(&format!("delete chain ip {table} c-{id}\n"));
-                }
-            }
-        }
-        for (port, target) in map_pairs(&text, " : ") {
-            let ip = target.split(" . ").next().unwrap_or("").to_string();
-            if port.parse::<u16>().is_ok() && ip.contains('.') && !used_ips.contains(&ip) {
-                cmds.push_str(&format!("delete element ip {table} net_in {{ {port} }}\n"));
-            }
-        }
-        if !cmds.is_empty() {
-            log::info!(
-                "removing stale nft rules: {}",
-                cmds.trim().replace('\n', "; ")
-            );
-            let r = sh::command("nft")
-                .args(["-f", "-"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .and_then(|mut ch| {
-                    if let Some(mut i) = ch.stdin.take() {
-                        i.write_all(cmds.as_bytes())?;
-                    }
-                    ch.wait_with_output()
-                });
-            match r {
-                Ok(o) if o.status.success() => {}
-                Ok(o) => log::warn!("nft cleanup: {}", String::from_utf8_lossy(&o.stderr).trim()),
-                Err(e) => log::warn!("nft cleanup: {e}"),
-            }
-        }
+        crate::netout::sweep_logged(&p, &cs); // i11-net
     }
 
     fn destroy_dir(&self, path: &Path) {
@@ -1641,6 +1579,7 @@ impl Server {
                     ],
                 );
             }
+            crate::netout::readopt(self.prefix(), &c); // i11-net
         }
         let mut max_job = 0;
         for (id, js) in &s.jobs {
@@ -1855,40 +1794,6 @@ fn stop_stale(pid: i32, prog: &str, dir: &Path) {
     if cmdline_matches(pid, prog, dir) {
         let _ = kill(p, Signal::SIGKILL);
     }
-}
-
-/// `key : value` pairs of nft map elements, split at `sep`
-/// (e.g. `"P-0-0" : jump c-ID` or `61001 : 10.0.0.2 . 8080`).
-fn map_pairs(text: &str, sep: &str) -> Vec<(String, String)> {
-    let mut v = Vec::new();
-    let mut in_elems = false;
-    let mut buf = String::new();
-    for line in text.lines() {
-        let l = line.trim();
-        if let Some(rest) = l.strip_prefix("elements = {") {
-            in_elems = true;
-            buf.clear();
-            buf.push_str(rest);
-        } else if in_elems {
-            buf.push(' ');
-            buf.push_str(l);
-        } else {
-            continue;
-        }
-        if buf.trim_end().ends_with('}') {
-            in_elems = false;
-            let body = buf.trim_end().trim_end_matches('}');
-            for item in body.split(',') {
-                if let Some((k, val)) = item.split_once(sep) {
-                    v.push((
-                        k.trim().trim_matches('"').to_string(),
-                        val.trim().to_string(),
-                    ));
-                }
-            }
-        }
-    }
-    v
 }
 
 /// Removes a cgroup dir (children first), killing what is left in it.
@@ -2144,16 +2049,6 @@ mod tests {
     fn snake_names() {
         assert_eq!(snake("LimitMemory"), "limit_memory");
         assert_eq!(snake("NetOut"), "net_out");
-    }
-
-    #[test]
-    fn nft_map_pairs() {
-        let t = "table ip warden-t {\n\tmap net_in {\n\t\ttype inet_service : ipv4_addr . inet_service\n\t\telements = { 45000 : 10.254.200.2 . 45000,\n\t\t\t     45099 : 10.254.200.6 . 80 }\n\t}\n\tmap containers {\n\t\ttype ifname : verdict\n\t\telements = { \"t-0-0\" : jump c-abc }\n\t}\n}\n";
-        let p = map_pairs(t, " : jump c-");
-        assert_eq!(p, vec![("t-0-0".to_string(), "abc".to_string())]);
-        let p = map_pairs(t, " : ");
-        assert!(p.contains(&("45099".to_string(), "10.254.200.6 . 80".to_string())));
-        assert_eq!(p.len(), 3);
     }
 
     #[test]

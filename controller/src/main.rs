@@ -183,6 +183,40 @@ enum Cmd {
         #[arg(long = "container_port", alias = "container-port")]
         container_port: Option<u32>,
     },
+    /// Allow outbound traffic from the container (warden's net_out).
+    #[command(name = "net-out", alias = "net_out")]
+    NetOut {
+        #[command(flatten)]
+        h: HandleArg,
+        /// a.b.c.d, a.b.c.d/len or a.b.c.d-e.f.g.h
+        #[arg(long)]
+        network: Option<String>,
+        #[arg(long)]
+        port: Option<u32>,
+        /// N:M
+        #[arg(long = "port_range", alias = "port-range")]
+        port_range: Option<String>,
+        /// tcp (default), udp, icmp or all
+        #[arg(long, value_parser = ["tcp", "udp", "icmp", "all"])]
+        protocol: Option<String>,
+        #[arg(long = "icmp_type", alias = "icmp-type", allow_hyphen_values = true)]
+        icmp_type: Option<i32>,
+        #[arg(long = "icmp_code", alias = "icmp-code", allow_hyphen_values = true)]
+        icmp_code: Option<i32>,
+        /// Log the new tcp connections the rule allows.
+        #[arg(long)]
+        log: bool,
+    },
+    /// Limit the container's network rate (bytes/s) and burst (bytes).
+    #[command(name = "limit-bandwidth", alias = "limit_bandwidth")]
+    LimitBandwidth {
+        #[command(flatten)]
+        h: HandleArg,
+        #[arg(long)]
+        rate: u64,
+        #[arg(long)]
+        burst: u64,
+    },
     /// Check that the server answers.
     Ping,
     /// Ask the server to echo a message.
@@ -559,6 +593,60 @@ fn run(cli: Cli) -> Result<i32> {
                     "host_port={} container_port={}",
                     r.host_port.unwrap_or(0),
                     r.container_port.unwrap_or(0)
+                );
+            }
+            Ok(0)
+        }
+        Cmd::NetOut {
+            h,
+            network,
+            port,
+            port_range,
+            protocol,
+            icmp_type,
+            icmp_code,
+            log,
+        } => {
+            let protocol = protocol.map(|p| match p.as_str() {
+                "udp" => 1,
+                "icmp" => 2,
+                "all" => 3,
+                _ => 0,
+            });
+            let r: proto::NetOutResponse = connect(&conn)?.call(
+                Type::NetOut,
+                &proto::NetOutRequest {
+                    handle: Some(h.handle),
+                    network,
+                    port,
+                    port_range,
+                    protocol,
+                    icmp_type,
+                    icmp_code,
+                    log: log.then_some(true),
+                },
+            )?;
+            if conn.json {
+                print_json(&r)?;
+            }
+            Ok(0)
+        }
+        Cmd::LimitBandwidth { h, rate, burst } => {
+            let r: proto::LimitBandwidthResponse = connect(&conn)?.call(
+                Type::LimitBandwidth,
+                &proto::LimitBandwidthRequest {
+                    handle: Some(h.handle),
+                    rate: Some(rate),
+                    burst: Some(burst),
+                },
+            )?;
+            if conn.json {
+                print_json(&r)?;
+            } else {
+                outln!(
+                    "rate={} burst={}",
+                    r.rate.unwrap_or(0),
+                    r.burst.unwrap_or(0)
                 );
             }
             Ok(0)

@@ -12,7 +12,8 @@
 //! "unlimited" 0xffffffff. A container that never had a limit (no ifb
 //! device) is answered without running tc.
 
-use crate::netlayout as names;
+use crate::error::RequestError;
+use crate::host::layout::Layout;
 use crate::proto::BandwidthStat;
 use std::path::Path;
 
@@ -62,7 +63,7 @@ pub fn stat(container_path: &Path) -> BandwidthStat {
     let Some(host) = host_iface(container_path) else {
         return s;
     };
-    let Some(ifb) = names::ifb_of_host_iface(&host) else {
+    let Some(ifb) = Layout::ifb_of_host_iface(&host) else {
         return s;
     };
     if !Path::new("/sys/class/net").join(&ifb).exists() {
@@ -84,26 +85,29 @@ pub fn stat(container_path: &Path) -> BandwidthStat {
 pub fn request(
     c: &crate::container::Container,
     r: &crate::proto::LimitBandwidthRequest,
-) -> Result<crate::proto::LimitBandwidthResponse, String> {
+) -> Result<crate::proto::LimitBandwidthResponse, RequestError> {
     use crate::container::State;
-    let rate = *crate::proto::required(&r.rate, "LimitBandwidthRequest", "rate")?;
-    let burst = *crate::proto::required(&r.burst, "LimitBandwidthRequest", "burst")?;
+    let rate = *crate::error::required(&r.rate, "LimitBandwidthRequest", "rate")?;
+    let burst = *crate::error::required(&r.burst, "LimitBandwidthRequest", "burst")?;
     let _op = c.op();
     c.check_state(&[State::Active, State::Stopped])?;
     // tc takes the rate in bit/s (64 bits).
     if rate == 0 || rate > u64::MAX / 8 {
-        return Err(format!("invalid rate: {rate} (bytes/s, at least 1)"));
+        return Err(RequestError::Bandwidth("rate", rate, "bytes/s, at least 1"));
     }
     if burst == 0 || burst > u32::MAX as u64 {
-        return Err(format!("invalid burst: {burst} (bytes, 1..4294967295)"));
+        return Err(RequestError::Bandwidth(
+            "burst",
+            burst,
+            "bytes, 1..4294967295",
+        ));
     }
     crate::sh::run(
         "net.sh rate",
         &c.path.join("net.sh"),
         &["rate"],
         [("RATE", rate.to_string()), ("BURST", burst.to_string())],
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     Ok(crate::proto::LimitBandwidthResponse {
         rate: Some(rate),
         burst: Some(burst),

@@ -35,7 +35,7 @@
 //! (all elements keyed by its host veth); [`sweep_stale`] removes those of
 //! containers that are gone.
 
-use crate::netlayout as names;
+use crate::host::layout::{self as names, Layout};
 use crate::proto::NetOutRequest;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::io::Write;
@@ -229,9 +229,9 @@ impl Rule {
                 let p = if self.protocol == Proto::Tcp { 6 } else { 17 };
                 let b = vec![dst, (p, p), ports.unwrap_or((0, 65535))];
                 if self.log && self.protocol == Proto::Tcp {
-                    v.push((names::OUT_L4_LOG, b.clone()));
+                    v.push((names::NFT_OUT_L4_LOG, b.clone()));
                 }
-                v.push((names::OUT_L4, b));
+                v.push((names::NFT_OUT_L4, b));
             }
             Proto::Icmp | Proto::All => {
                 if ports.is_some() {
@@ -239,9 +239,9 @@ impl Rule {
                 }
                 if self.protocol == Proto::All {
                     if self.log {
-                        v.push((names::OUT_ALL_LOG, vec![dst]));
+                        v.push((names::NFT_OUT_ALL_LOG, vec![dst]));
                     }
-                    v.push((names::OUT_ALL, vec![dst]));
+                    v.push((names::NFT_OUT_ALL, vec![dst]));
                 } else {
                     // As warden: a code applies only with a type.
                     let (t, c) = match (self.icmp_type, self.icmp_code) {
@@ -249,7 +249,7 @@ impl Rule {
                         (Some(t), None) => ((t as u32, t as u32), (0, 255)),
                         (Some(t), Some(c)) => ((t as u32, t as u32), (c as u32, c as u32)),
                     };
-                    v.push((names::OUT_ICMP, vec![dst, t, c]));
+                    v.push((names::NFT_OUT_ICMP, vec![dst, t, c]));
                 }
             }
         }
@@ -365,7 +365,7 @@ fn span_text(s: Span, ip: bool) -> String {
 /// `add element` commands for `elems` of host veth `iface`.
 fn commands(table: &str, iface: &str, elems: &Elements) -> String {
     let mut out = String::new();
-    for set in names::OUT_SETS {
+    for set in names::NFT_OUT_SETS {
         let items: Vec<String> = elems
             .iter()
             .filter(|(s, _)| *s == set)
@@ -423,11 +423,11 @@ fn nft_stdin(args: &[&str], input: &str) -> Result<(), NetOutError> {
 
 /// Adds `rule` for the container with host veth `iface` whose earlier
 /// rules are `earlier`.
-pub fn add(prefix: &str, iface: &str, earlier: &[Rule], rule: &Rule) -> Result<(), NetOutError> {
+pub fn add(layout: &Layout, iface: &str, earlier: &[Rule], rule: &Rule) -> Result<(), NetOutError> {
     let mut all = earlier.to_vec();
     all.push(rule.clone());
     let elems = split(&all).pop().unwrap_or_default();
-    let cmds = commands(&names::nft_table(prefix), iface, &elems);
+    let cmds = commands(&layout.nft_table(), iface, &elems);
     if cmds.is_empty() {
         return Ok(()); // covered by earlier rules
     }
@@ -436,9 +436,9 @@ pub fn add(prefix: &str, iface: &str, earlier: &[Rule], rule: &Rule) -> Result<(
 
 /// Adds every element of `rules` again (server restart; existing elements
 /// are kept as they are).
-pub fn restore(prefix: &str, iface: &str, rules: &[Rule]) -> Result<(), NetOutError> {
+pub fn restore(layout: &Layout, iface: &str, rules: &[Rule]) -> Result<(), NetOutError> {
     let elems: Elements = split(rules).into_iter().flatten().collect();
-    let cmds = commands(&names::nft_table(prefix), iface, &elems);
+    let cmds = commands(&layout.nft_table(), iface, &elems);
     if cmds.is_empty() {
         return Ok(());
     }
@@ -448,48 +448,52 @@ pub fn restore(prefix: &str, iface: &str, rules: &[Rule]) -> Result<(), NetOutEr
 /// The net_out request on container `c` (warden: active containers only;
 /// the rule is recorded in the snapshot).
 pub fn request(
-    prefix: &str,
+    layout: &Layout,
     c: &crate::container::Container,
     r: &NetOutRequest,
-) -> Result<crate::proto::NetOutResponse, String> {
+) -> Result<crate::proto::NetOutResponse, crate::error::RequestError> {
     let _op = c.op();
     c.check_state(&[crate::container::State::Active])?;
-    let rule = Rule::from_request(r).map_err(|e| e.to_string())?;
+    let rule = Rule::from_request(r)?;
     let (index, earlier) = {
         let g = c.lock();
         (g.res.network_index, g.res.net_out.clone())
     };
-    add(prefix, &names::host_iface(prefix, index), &earlier, &rule).map_err(|e| e.to_string())?;
+    add(layout, &layout.host_iface(index), &earlier, &rule)?;
     c.lock().res.net_out.push(rule);
     let _ = c.write_snapshot();
     Ok(crate::proto::NetOutResponse {})
 }
 
 /// After a server restart: the elements of an adopted active container.
-pub fn readopt(prefix: &str, c: &crate::container::Container) {
+pub fn readopt(layout: &Layout, c: &crate::container::Container) {
     let (index, rules) = {
         let g = c.lock();
         (g.res.network_index, g.res.net_out.clone())
     };
-    if let Err(e) = restore(prefix, &names::host_iface(prefix, index), &rules) {
+    if let Err(e) = restore(layout, &layout.host_iface(index), &rules) {
         log::warn!("{:?}: restoring net_out rules: {e}", c.handle);
     }
 }
 
-/// Start-up sweep of the server's table, from `nft -j list table`: removes
-/// the elements of `sources` and the out_* sets keyed by a host veth not
-/// in `live_ifaces`, the net_in elements whose container address is not
-/// in `live_ips`, and the per-container chains and verdict map of earlier
-/// versions. Returns what it removed (for the log).
+/// Start-up sweep of the server's table, after the one of
+/// `restore::sweep_stale` (which removes stale `sources` and `net_in`
+/// entries and the chains of unknown containers): from `nft -j list
+/// table`, removes the elements of the out_* sets keyed by a host veth not
+/// in `live_ifaces`, and the verdict map `containers` and chains `c-ID` of
+/// earlier versions (no rule refers to them any more). The elements are
+/// deleted as nft printed them, in JSON (`nft -j -f -`): their text form
+/// can be ambiguous (an icmp range such as `echo-reply-255`). Returns what
+/// it removed (for the log).
 pub fn sweep_stale(
-    prefix: &str,
+    layout: &Layout,
     live_ifaces: &std::collections::HashSet<String>,
-    live_ips: &std::collections::HashSet<String>,
 ) -> Result<Vec<String>, NetOutError> {
-    let table = names::nft_table(prefix);
+    let table = layout.nft_table();
     let o = crate::sh::command("nft")
-        .args(["-j", "list", "table", "ip", &table])
+        .args(["-j", "list", "table", names::NFT_FAMILY, &table])
         .stdin(Stdio::null())
+        .stderr(Stdio::null())
         .output()
         .map_err(|e| NetOutError::Nft(format!("cannot run nft: {e}")))?;
     if !o.status.success() {
@@ -497,7 +501,7 @@ pub fn sweep_stale(
     }
     let v: serde_json::Value =
         serde_json::from_slice(&o.stdout).map_err(|e| NetOutError::Nft(e.to_string()))?;
-    let (cmds, what) = stale_commands(&table, &v, live_ifaces, live_ips);
+    let (cmds, what) = stale_commands(&table, &v, live_ifaces);
     if !cmds.is_empty() {
         let doc = serde_json::json!({ "nftables": cmds });
         nft_stdin(&["-j", "-f", "-"], &doc.to_string())?;
@@ -506,14 +510,12 @@ pub fn sweep_stale(
 }
 
 /// [`sweep_stale`] for the server's live containers `cs`, logged.
-pub fn sweep_logged(prefix: &str, cs: &[std::sync::Arc<crate::container::Container>]) {
-    let mut ifaces = std::collections::HashSet::new();
-    let mut ips = std::collections::HashSet::new();
-    for c in cs {
-        ifaces.insert(names::host_iface(prefix, c.lock().res.network_index));
-        ips.insert(c.container_ip.to_string());
-    }
-    match sweep_stale(prefix, &ifaces, &ips) {
+pub fn sweep_logged(layout: &Layout, cs: &[std::sync::Arc<crate::container::Container>]) {
+    let ifaces = cs
+        .iter()
+        .map(|c| layout.host_iface(c.lock().res.network_index))
+        .collect();
+    match sweep_stale(layout, &ifaces) {
         Ok(what) if what.is_empty() => {}
         Ok(what) => log::info!("removed stale nft entries: {}", what.join(", ")),
         Err(e) => log::warn!("nft cleanup: {e}"),
@@ -525,9 +527,9 @@ fn stale_commands(
     table: &str,
     v: &serde_json::Value,
     live_ifaces: &std::collections::HashSet<String>,
-    live_ips: &std::collections::HashSet<String>,
 ) -> (Vec<serde_json::Value>, Vec<String>) {
     use serde_json::json;
+    let fam = names::NFT_FAMILY;
     let mut cmds = Vec::new();
     let mut what = Vec::new();
     let mut old_chains = Vec::new();
@@ -535,7 +537,7 @@ fn stale_commands(
     for o in v["nftables"].as_array().unwrap_or(&empty) {
         if let Some(c) = o.get("chain") {
             let name = c["name"].as_str().unwrap_or("");
-            if name.starts_with(names::OLD_CHAIN_PREFIX) {
+            if Layout::chain_id(name).is_some() {
                 old_chains.push(name.to_string());
             }
             continue;
@@ -546,47 +548,35 @@ fn stale_commands(
             _ => continue,
         };
         let name = s["name"].as_str().unwrap_or("");
-        let elems = s["elem"].as_array().cloned().unwrap_or_default();
-        if kind == "map" && name == names::OLD_CONTAINERS_MAP {
-            cmds.push(json!({"delete": {"map": {"family": "ip", "table": table, "name": name}}}));
+        if kind == "map" && name == names::NFT_CONTAINERS {
+            cmds.push(json!({"delete": {"map": {"family": fam, "table": table, "name": name}}}));
             what.push(format!("map {name}"));
             continue;
         }
-        let stale: Vec<serde_json::Value> = elems
+        if kind != "set" || !names::NFT_OUT_SETS.contains(&name) {
+            continue;
+        }
+        let stale: Vec<serde_json::Value> = s["elem"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
             .into_iter()
             .filter(|e| {
-                if name == names::SOURCES || names::OUT_SETS.contains(&name) {
-                    // {"concat": ["P-N-0", ...]}
-                    let iface = e["concat"][0]
-                        .as_str()
-                        .or_else(|| e["elem"]["val"]["concat"][0].as_str());
-                    iface.is_some_and(|i| !live_ifaces.contains(i))
-                } else if name == names::NET_IN {
-                    // [port, {"concat": ["10.0.0.2", 8080]}]
-                    let ip = e[1]["concat"][0].as_str();
-                    ip.is_some_and(|i| !live_ips.contains(i))
-                } else {
-                    false
-                }
-            })
-            .map(|e| {
-                if name == names::NET_IN {
-                    e[0].clone()
-                } else {
-                    e
-                }
+                e["concat"][0]
+                    .as_str()
+                    .is_some_and(|i| !live_ifaces.contains(i))
             })
             .collect();
         if !stale.is_empty() {
             what.push(format!("{} element(s) of {name}", stale.len()));
             cmds.push(json!({"delete": {"element": {
-                "family": "ip", "table": table, "name": name, "elem": stale
+                "family": fam, "table": table, "name": name, "elem": stale
             }}}));
         }
     }
     for c in old_chains {
-        cmds.push(json!({"flush": {"chain": {"family": "ip", "table": table, "name": c}}}));
-        cmds.push(json!({"delete": {"chain": {"family": "ip", "table": table, "name": c}}}));
+        cmds.push(json!({"flush": {"chain": {"family": fam, "table": table, "name": c}}}));
+        cmds.push(json!({"delete": {"chain": {"family": fam, "table": table, "name": c}}}));
         what.push(format!("chain {c}"));
     }
     (cmds, what)
@@ -758,34 +748,29 @@ mod tests {
             {"chain": {"name": "forward"}},
             {"chain": {"name": "c-abc"}},
             {"map": {"name": "containers", "elem": [["x-0-0", {"jump": {"target": "c-abc"}}]]}},
-            {"set": {"name": "sources", "elem": [
-                {"concat": ["x-0-0", "10.0.0.2"]}, {"concat": ["x-1-0", "10.0.0.6"]}]}},
+            {"set": {"name": "sources", "elem": [{"concat": ["x-0-0", "10.0.0.2"]}]}},
             {"set": {"name": "out_l4", "elem": [
                 {"concat": ["x-1-0", {"prefix": {"addr": "10.0.0.0", "len": 8}}, "tcp", {"range": [80, 90]}]},
                 {"concat": ["x-5-0", "1.2.3.4", "tcp", 80]}]}},
-            {"map": {"name": "net_in", "elem": [
-                [61001, {"concat": ["10.0.0.2", 8080]}], [61002, {"concat": ["10.0.0.6", 80]}]]}}
+            {"set": {"name": "out_icmp", "elem": [
+                {"concat": ["x-5-0", "1.2.3.4", {"range": ["echo-reply", 255]}, {"range": ["net-unreachable", 255]}]}]}}
         ]});
         let live_if = ["x-1-0".to_string()].into_iter().collect();
-        let live_ip = ["10.0.0.6".to_string()].into_iter().collect();
-        let (cmds, what) = stale_commands("warden-x", &v, &live_if, &live_ip);
+        let (cmds, what) = stale_commands("warden-x", &v, &live_if);
         let t = serde_json::to_string(&cmds).unwrap();
-        assert!(
-            t.contains(r#""name":"sources","table":"warden-x"}"#) || t.contains("sources"),
-            "{t}"
-        );
         assert_eq!(
             what,
             vec![
                 "map containers",
-                "1 element(s) of sources",
                 "1 element(s) of out_l4",
-                "1 element(s) of net_in",
+                "1 element(s) of out_icmp",
                 "chain c-abc"
             ]
         );
-        assert!(t.contains(r#"{"concat":["x-0-0","10.0.0.2"]}"#), "{t}");
-        assert!(!t.contains("x-1-0"), "{t}");
-        assert!(t.contains(r#""elem":[61001]"#), "{t}");
+        assert!(
+            t.contains(r#"{"concat":["x-5-0","1.2.3.4","tcp",80]}"#),
+            "{t}"
+        );
+        assert!(!t.contains("x-1-0") && !t.contains("sources"), "{t}");
     }
 }

@@ -19,7 +19,7 @@ pub const WNET_C: &str = include_str!("wnet.c");
 /// `WARDEN_WNET` set (a static `wnet` built beforehand: the cgroup v2 VM has
 /// no compiler), copies that instead.
 pub fn build_wnet(dir: &Path) -> PathBuf {
-    if let Some(pre) = std::env::var_os("WARDEN_WNET") {
+    if let Some(pre) = std::env::var_os("WARDEN_WNET").filter(|v| !v.is_empty()) {
         let out = dir.join("wnet");
         std::fs::copy(&pre, &out)
             .unwrap_or_else(|e| panic!("WARDEN_WNET {}: {e}", Path::new(&pre).display()));

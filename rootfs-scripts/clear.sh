@@ -5,7 +5,7 @@
 #      depot_path  the server's container depot
 #
 #   1. destroy.sh for every directory in depot_path (except tmp/)
-#   2. every veth named P-<n>-0 or P-<n>-1 left on the host
+#   2. every veth named P-<n>-0 or P-<n>-1 and ifb device P-<n>-2 left on the host
 #   3. the nft table `ip warden-P`
 #   4. the parent cgroups warden-P (and anything left below them)
 # Only names carrying the prefix are touched. Each failure prints one line;
@@ -34,13 +34,13 @@ for dir in "$depot_path"/*; do
   "$here/destroy.sh" "$dir" || failed=1
 done
 
-for link in $(ip -o link show type veth 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
+for link in $( (ip -o link show type veth; ip -o link show type ifb) 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
   case "$link" in
-    "$prefix"-*-[01]) ;;
+    "$prefix"-*-[012]) ;;
     *) continue ;;
   esac
   n=${link#"$prefix"-}
-  n=${n%-[01]}
+  n=${n%-[012]}
   is_uint "$n" || continue
   ip link del "$link" 2>/dev/null || ! ip link show dev "$link" >/dev/null 2>&1 ||
     { warn "removing interface $link failed"; failed=1; }

@@ -217,6 +217,11 @@ pub struct Config {
     pub release_delay: Duration,
     pub mtu: u32,
     pub allow_networks: Vec<String>,
+    /// `network.deny_networks`: CIDRs (or addresses) whose traffic from
+    /// containers is dropped without a reply, unless a net_out rule of the
+    /// container or `allow_networks` allows it (warden's order); the rest
+    /// of what is not allowed is rejected (ICMP admin-prohibited).
+    pub deny_networks: Vec<String>,
     pub allow_host_access: bool,
     pub dns_servers: Vec<String>,
     pub port_start: u32,
@@ -393,6 +398,7 @@ impl Default for Config {
             release_delay: Duration::from_secs(5),
             mtu: 1500,
             allow_networks: vec![],
+            deny_networks: vec![],
             allow_host_access: false,
             dns_servers: vec![],
             port_start: start,
@@ -711,9 +717,7 @@ impl Config {
                         c.mtu = m;
                     }
                     "allow_networks" => c.allow_networks = strings(&key, v)?,
-                    "deny_networks" => c
-                        .warnings
-                        .push("network.deny_networks is not supported; ignored".into()),
+                    "deny_networks" => c.deny_networks = strings(&key, v)?,
                     "allow_host_access" => c.allow_host_access = boolean(&key, v)?,
                     "dns_servers" => c.dns_servers = strings(&key, v)?,
                     _ => c.warnings.push(format!("ignoring unknown key {key}")),

@@ -63,6 +63,9 @@ pub struct Resources {
     pub ports: Vec<u32>,
     #[serde(default)]
     pub net_in: Vec<(u32, u32)>,
+    /// net_out rules in order (warden's snapshot format; crate::netout).
+    #[serde(default)]
+    pub net_out: Vec<crate::netout::Rule>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -327,14 +330,7 @@ impl Container {
         };
         // memory_stat, cpu_stat, disk_stat (v1 and v2).
         crate::limits::stats::fill(self, &mut r);
-        // No bandwidth limit is applied (limit_bandwidth comes later):
-        // report warden's "unlimited" values.
-        r.bandwidth_stat = Some(proto::BandwidthStat {
-            in_rate: Some(0xffff_ffff),
-            in_burst: Some(0xffff_ffff),
-            out_rate: Some(0xffff_ffff),
-            out_burst: Some(0xffff_ffff),
-        });
+        r.bandwidth_stat = Some(crate::bandwidth::stat(&self.path));
         r
     }
 }
@@ -538,6 +534,7 @@ mod tests {
                 uid: 10001,
                 ports: vec![61001],
                 net_in: vec![(61001, 8080)],
+                ..Default::default()
             },
             Some(5),
         );

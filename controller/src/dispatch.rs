@@ -153,9 +153,9 @@ impl Server {
             Type::NetIn => self.net_in_request(p, refs),
             Type::CopyIn => self.copy_in_request(p, refs),
             Type::CopyOut => self.copy_out_request(p, refs),
-            Type::NetOut => self.not_implemented(ty, p, refs),
+            Type::NetOut => self.net_out_request(p, refs),
             Type::LimitMemory | Type::LimitDisk | Type::LimitCpu => self.limit_request(ty, p, refs),
-            Type::LimitBandwidth => self.not_implemented(ty, p, refs),
+            Type::LimitBandwidth => self.limit_bandwidth_request(p, refs),
             Type::Error | Type::Stream => Err(RequestError::UnknownRequest(ty.name())),
         }
     }
@@ -242,6 +242,18 @@ impl Server {
         self.net_in(&c, &r)
     }
 
+    fn net_out_request(&self, p: &[u8], refs: &mut Refs) -> Reply {
+        let r: proto::NetOutRequest = dec(p, "NetOutRequest")?;
+        let c = self.container_for(&r.handle, "NetOutRequest", refs)?;
+        ok(Type::NetOut, crate::netout::request(&self.layout, &c, &r)?)
+    }
+
+    fn limit_bandwidth_request(&self, p: &[u8], refs: &mut Refs) -> Reply {
+        let r: proto::LimitBandwidthRequest = dec(p, "LimitBandwidthRequest")?;
+        let c = self.container_for(&r.handle, "LimitBandwidthRequest", refs)?;
+        ok(Type::LimitBandwidth, crate::bandwidth::request(&c, &r)?)
+    }
+
     fn copy_in_request(&self, p: &[u8], refs: &mut Refs) -> Reply {
         let r: proto::CopyInRequest = dec(p, "CopyInRequest")?;
         let c = self.container_for(&r.handle, "CopyInRequest", refs)?;
@@ -267,14 +279,6 @@ impl Server {
         let c = self.container_for(&r.handle, &what, refs)?;
         crate::limits::request(self, &c, ty, p)
     }
-
-    /// net_out and limit_bandwidth: the handle is checked, then refused.
-    fn not_implemented(&self, ty: Type, p: &[u8], refs: &mut Refs) -> Reply {
-        let what = format!("{}Request", ty.name());
-        let r: proto::HandleOnly = dec(p, &what)?;
-        self.container_for(&r.handle, &what, refs)?;
-        Err(RequestError::NotImplemented(snake(ty.name())))
-    }
 }
 
 fn echo(p: &[u8]) -> Reply {
@@ -282,22 +286,6 @@ fn echo(p: &[u8]) -> Reply {
     let m = required(&r.message, "EchoRequest", "message")?;
     let message = Some(m.clone());
     ok(Type::Echo, proto::EchoResponse { message })
-}
-
-/// `LimitMemory` -> `limit_memory`.
-fn snake(name: &str) -> String {
-    let mut s = String::new();
-    for (i, ch) in name.chars().enumerate() {
-        if ch.is_ascii_uppercase() {
-            if i > 0 {
-                s.push('_');
-            }
-            s.push(ch.to_ascii_lowercase());
-        } else {
-            s.push(ch);
-        }
-    }
-    s
 }
 
 /// Writes an ErrorResponse carrying `msg`.
@@ -317,12 +305,6 @@ pub fn send_error(w: &mut UnixStream, msg: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn snake_names() {
-        assert_eq!(snake("LimitMemory"), "limit_memory");
-        assert_eq!(snake("NetOut"), "net_out");
-    }
 
     #[test]
     fn echo_and_decode_errors() {

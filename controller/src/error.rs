@@ -63,10 +63,6 @@ pub enum RequestError {
     Rlimit { name: String, value: u64, hard: u64 },
     #[error("the container's root filesystem has no /bin/bash: run and spawn need a shell (wsh can run other programs directly)")]
     NoBash,
-    #[error(
-        "{0} is not implemented by this server yet (net_out and limit_* come in a later release)"
-    )]
-    NotImplemented(String),
     #[error("container {0}: is being destroyed")]
     Destroying(String),
     /// The host side of a request failed (`what` names the step or path).
@@ -74,6 +70,10 @@ pub enum RequestError {
     Host { what: String, err: std::io::Error },
     #[error("{0}")]
     Step(#[from] StepError),
+    #[error("{0}")]
+    NetOut(#[from] crate::netout::NetOutError),
+    #[error("invalid {0}: {1} ({2})")]
+    Bandwidth(&'static str, u64, &'static str),
     #[error("copy_in failed: {0}")]
     CopyIn(String),
     #[error("copy_out failed: {0}")]

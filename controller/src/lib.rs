@@ -1,6 +1,7 @@
 //! `warden`: a server wire-compatible with Cloud Foundry warden (protocol
 //! v1 over a unix socket) and its ops client.
 #![forbid(unsafe_code)]
+pub mod bandwidth;
 pub mod client;
 pub mod config;
 pub mod conn;
@@ -19,6 +20,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod netout;
 pub mod oom_watch;
 pub mod pool;
 pub mod proto;

@@ -85,6 +85,7 @@ impl Server {
             uid,
             ports: vec![],
             net_in: vec![],
+            net_out: vec![],
         };
         let path = self.cfg.container_depot_path.join(id);
         let grace = req

@@ -298,6 +298,59 @@ enum Cmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Allow outbound traffic from the container (warden's net_out).
+    #[command(name = "net-out", alias = "net_out")]
+    NetOut {
+        #[command(flatten)]
+        h: HandleArg,
+        /// The network allowed: a.b.c.d, a.b.c.d/len or a.b.c.d-e.f.g.h.
+        #[arg(long, value_name = "NETWORK")]
+        network: Option<String>,
+        /// The port allowed.
+        #[arg(long, value_name = "PORT")]
+        port: Option<u32>,
+        /// The ports allowed, N:M.
+        #[arg(long = "port-range", visible_alias = "port_range", value_name = "N:M")]
+        port_range: Option<String>,
+        /// The protocol allowed [default: tcp].
+        #[arg(long, value_parser = ["tcp", "udp", "icmp", "all"])]
+        protocol: Option<String>,
+        /// The ICMP type allowed (with --protocol icmp; -1: any).
+        #[arg(
+            long = "icmp-type",
+            visible_alias = "icmp_type",
+            allow_hyphen_values = true,
+            value_name = "TYPE"
+        )]
+        icmp_type: Option<i32>,
+        /// The ICMP code allowed (with --icmp-type; -1: any).
+        #[arg(
+            long = "icmp-code",
+            visible_alias = "icmp_code",
+            allow_hyphen_values = true,
+            value_name = "CODE"
+        )]
+        icmp_code: Option<i32>,
+        /// Log the new tcp connections the rule allows.
+        #[arg(long)]
+        log: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Limit the container's network rate and burst, both directions.
+    #[command(name = "limit-bandwidth", alias = "limit_bandwidth")]
+    LimitBandwidth {
+        #[command(flatten)]
+        h: HandleArg,
+        /// The rate in bytes per second.
+        #[arg(long, value_name = "BYTES")]
+        rate: u64,
+        /// The burst in bytes.
+        #[arg(long, value_name = "BYTES")]
+        burst: u64,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Ask the server to echo a message.
     Echo {
         /// The message (words are joined with spaces).
@@ -937,6 +990,78 @@ fn run(cli: Cli) -> Result<i32> {
                     "host_port={} container_port={}",
                     r.host_port.unwrap_or(0),
                     r.container_port.unwrap_or(0)
+                );
+            }
+            Ok(0)
+        }
+        Cmd::NetOut {
+            h,
+            network,
+            port,
+            port_range,
+            protocol,
+            icmp_type,
+            icmp_code,
+            log,
+            conn,
+        } => {
+            let conn = conn_of(&top, conn);
+            let h = h.get("net-out");
+            let protocol = protocol.map(|p| match p.as_str() {
+                "udp" => 1,
+                "icmp" => 2,
+                "all" => 3,
+                _ => 0,
+            });
+            let r: proto::NetOutResponse = about(
+                &format!("container {h:?} net-out"),
+                &h,
+                connect(&conn)?.call(
+                    Type::NetOut,
+                    &proto::NetOutRequest {
+                        handle: Some(h.clone()),
+                        network,
+                        port,
+                        port_range,
+                        protocol,
+                        icmp_type,
+                        icmp_code,
+                        log: log.then_some(true),
+                    },
+                ),
+            )?;
+            if conn.json {
+                print_json(&r)?;
+            }
+            Ok(0)
+        }
+        Cmd::LimitBandwidth {
+            h,
+            rate,
+            burst,
+            conn,
+        } => {
+            let conn = conn_of(&top, conn);
+            let h = h.get("limit-bandwidth");
+            let r: proto::LimitBandwidthResponse = about(
+                &format!("container {h:?} limit-bandwidth"),
+                &h,
+                connect(&conn)?.call(
+                    Type::LimitBandwidth,
+                    &proto::LimitBandwidthRequest {
+                        handle: Some(h.clone()),
+                        rate: Some(rate),
+                        burst: Some(burst),
+                    },
+                ),
+            )?;
+            if conn.json {
+                print_json(&r)?;
+            } else {
+                outln!(
+                    "rate={} burst={}",
+                    r.rate.unwrap_or(0),
+                    r.burst.unwrap_or(0)
                 );
             }
             Ok(0)

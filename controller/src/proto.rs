@@ -764,6 +764,29 @@ pub struct LimitDiskResponse {
     pub byte_hard: Option<u64>,
 }
 
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct NetOutResponse {}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct LimitBandwidthRequest {
+    #[prost(string, optional, tag = "1")]
+    pub handle: Option<String>,
+    /// Bytes per second.
+    #[prost(uint64, optional, tag = "2")]
+    pub rate: Option<u64>,
+    /// Bytes.
+    #[prost(uint64, optional, tag = "3")]
+    pub burst: Option<u64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct LimitBandwidthResponse {
+    #[prost(uint64, optional, tag = "1")]
+    pub rate: Option<u64>,
+    #[prost(uint64, optional, tag = "2")]
+    pub burst: Option<u64>,
+}
+
 /// The only field every Limit* request shares: the handle.
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
 pub struct HandleOnly {

@@ -139,9 +139,10 @@ impl Server {
 
     /// F23/F31: removes host resources carrying this server's prefix that
     /// belong to no re-adopted container (left by a crash or a lost
-    /// record): veths `P-N-0|1`, cgroups `warden-P/<id>` (killing what
-    /// runs in them), loop devices of `DEPOT/<id>/disk.img` images, nft
-    /// per-container chains and map and set elements.
+    /// record): veths `P-N-0|1` and ifb devices `P-N-2`, cgroups
+    /// `warden-P/<id>` (killing what runs in them), loop devices of
+    /// `DEPOT/<id>/disk.img` images, nft per-container chains and map and
+    /// set elements.
     pub fn sweep_stale(&self) {
         let cs = self.containers();
         let used_idx: HashSet<u32> = cs.iter().map(|c| c.lock().res.network_index).collect();
@@ -175,6 +176,7 @@ impl Server {
                 log::warn!("nft cleanup: {e}");
             }
         }
+        crate::netout::sweep_logged(&self.layout, &cs);
     }
 
     /// Takes a snapshot's container back: its pools' entries, its host
@@ -217,6 +219,7 @@ impl Server {
         lock(&c.grace).floor = RECONNECT_WINDOW;
         if s.state == State::Active {
             restore_networking(&c);
+            crate::netout::readopt(&self.layout, &c);
         }
         let max_job = s.jobs.iter().map(|(id, js)| self.adopt_job(&c, *id, js));
         let max_job = max_job.max().unwrap_or(0);

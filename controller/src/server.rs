@@ -188,6 +188,7 @@ impl Server {
                 ("pool_network", c.pool_network.to_string()),
                 ("allow_host_access", c.allow_host_access.to_string()),
                 ("allow_networks", c.allow_networks.join(" ")),
+                ("deny_networks", c.deny_networks.join(" ")),
                 ("depot_path", c.container_depot_path.display().to_string()),
             ],
         )?;

@@ -1,37 +1,44 @@
 #!/bin/sh
-# net.sh setup|teardown|in|out: the host side of one container's network.
+# net.sh setup|teardown|in|rate: the host side of one container's network.
 #
 #   setup     veth pair network_host_iface/network_container_iface, host
 #             address network_host_ip/len, mtu, up; on the host end
 #             rp_filter=1 (strict), IPv6 off, route_localnet=1 (needed for
 #             host clients of 127.0.0.1:HOST_PORT, see below); this
-#             container's nft chain c-<id>, its element in the `containers`
-#             verdict map (forward filter) and its element
-#             "host veth" . container ip in the `sources` set (the only
-#             source address accepted from this veth). Idempotent: re-run
-#             on a running container it keeps the pair and the chain's
-#             net_out rules (the server does this after a restart).
+#             container's element "host veth" . container ip in the
+#             `sources` set (the only source address accepted from this
+#             veth). Idempotent: re-run on a running container it keeps
+#             the pair (the server does this after a restart).
 #             env PID (hook-parent-after-clone.sh, run by wshd during
 #             start.sh): the container end is made in (or moved to) the
 #             network namespace of PID, the container's init, and set up
 #             there: lo up, address network_container_ip/len, mtu, up,
 #             default route via network_host_ip.
 #   teardown  removes this container's net_in elements (found by its ip),
-#             its verdict-map and sources elements and chain, and the veth
-#             pair.
+#             its sources element, its net_out elements (every element of
+#             the out_* sets keyed by its host veth), the ifb device of
+#             `rate` and the veth pair.
 #             Idempotent: missing pieces are skipped.
 #   in        env HOST_PORT, CONTAINER_PORT: DNAT tcp HOST_PORT on every
 #             host address to network_container_ip:CONTAINER_PORT.
-#   out       env NETWORK (a.b.c.d, a.b.c.d/len or a.b.c.d-e.f.g.h),
-#             PORTS (N or N:M), PROTOCOL (tcp|udp|icmp|all, default all),
-#             ICMP_TYPE, ICMP_CODE, LOG (true|false): allow this container's
-#             outbound traffic matching them (the default is deny, as in
-#             warden; the server's allow_networks are always allowed).
+#   rate      env RATE (bytes/s), BURST (bytes): warden's limit_bandwidth.
+#             A token bucket (tc tbf, latency 25 ms) on the host veth's
+#             egress shapes what the container receives; the host veth's
+#             ingress is redirected (u32 + mirred) to the ifb device
+#             P-N-2 (network_host_iface with -2 for -0), whose tbf shapes
+#             what the container sends. Re-run it to change the limit.
+#             (A burst below the MTU holds back full-size packets, as in
+#             warden.)
+#
+# net_out rules are not added here: the controller adds them as elements
+# of the out_* sets (controller/src/netout.rs; it splits overlapping
+# rules into disjoint elements, which the kernel requires).
 #
 # All rules live in the server's table `ip warden-<prefix>` made by the
-# top-level setup.sh (see there for the layout). Per-container cost is one
-# chain, one verdict-map element, one sources element and one map element
-# per net_in port, so it stays flat with the number of containers.
+# top-level setup.sh (see there for the layout). Per-container cost is
+# set and map elements only (one sources element, one net_in element per
+# port, the net_out elements), never a rule or a chain, so it stays flat
+# with the number of containers.
 set -eu
 [ -z "${DEBUG:-}" ] || set -x
 
@@ -43,7 +50,7 @@ esac
 load_config
 
 table=warden-$prefix # nft_table
-chain=c-$id
+ifb_iface=${network_host_iface%-0}-2
 
 # (No separate check that the table exists: every nft command below fails
 # with a message naming the table, and teardown skips a missing table.)
@@ -110,20 +117,16 @@ EOF
   fi
   echo 1 >"$conf/route_localnet" || die "enabling route_localnet on $network_host_iface failed"
 
-  # One transaction: the chain (kept if it exists), its map element and the
-  # veth's one allowed source address.
-  {
-    echo "add chain ip $table $chain"
-    echo "add element ip $table containers { \"$network_host_iface\" : jump $chain }"
-    echo "add element ip $table sources { \"$network_host_iface\" . $network_container_ip }"
-  } | nft -f - || die "adding nft chain $chain to table $table failed (did the server's setup.sh run?)"
+  # The veth's one allowed source address.
+  nft add element ip "$table" sources "{ \"$network_host_iface\" . $network_container_ip }" ||
+    die "adding $network_host_iface to the sources set of table $table failed (did the server's setup.sh run?)"
 }
 
 # net.sh setup step by step (idempotent): keeps what exists.
 setup_careful() {
   # Idempotent and non-destructive: the server re-runs it for running
   # containers after a restart, so an existing pair (its container end maybe
-  # inside the container) is kept, and the chain is not flushed.
+  # inside the container) is kept.
   if ! iface_exists "$network_host_iface"; then
     if iface_exists "$network_container_iface"; then
       ip link del "$network_container_iface" || die "removing stale interface $network_container_iface failed"
@@ -154,12 +157,18 @@ teardown() {
   # without a process.
   veth_del &
   veth_pid=$!
+  # The ifb device of `rate` (its qdiscs go with it; those of the host
+  # veth go with the veth).
+  if [ -e "/sys/class/net/$ifb_iface" ] || { [ ! -d /sys/class/net ] && iface_exists "$ifb_iface"; }; then
+    ip link del "$ifb_iface" 2>/dev/null || [ ! -e "/sys/class/net/$ifb_iface" ] ||
+      { warn "removing interface $ifb_iface failed"; rc=1; }
+  fi
   # One listing, one awk, one transaction. net_in elements are
-  # "port : ip . port", sources elements "iface" . ip, separated by commas,
-  # possibly over several lines (a set's lines run from "map net_in" or
-  # "set sources" to the first "}").
+  # "port : ip . port", sources elements "iface" . ip, out_* elements
+  # "iface" . ..., separated by commas, possibly over several lines (a
+  # set's lines run from "map net_in" or "set NAME" to the first "}").
   cmds=$(nft -n list table ip "$table" 2>/dev/null | awk -v table="$table" -v ip="$network_container_ip" \
-    -v iface="$network_host_iface" -v chain="$chain" '
+    -v iface="$network_host_iface" '
     /map net_in/ { in_map = 1 }
     in_map {
       last = index($0, "}") > 0
@@ -171,27 +180,30 @@ teardown() {
       if (last) in_map = 0
       next
     }
-    /set sources/ { in_set = 1 }
+    /^[ \t]*set (sources|out_[a-z0-9_]+) [{]/ { in_set = 1; name = $2; next }
     in_set {
+      if (!in_elems && $0 ~ /^[ \t]*}/) { in_set = 0; next }
+      if (!in_elems && $0 !~ /elements = [{]/) next
+      in_elems = 1
       last = index($0, "}") > 0
-      gsub(/[{},]/, "\n")
-      n = split($0, elems, "\n")
-      for (i = 1; i <= n; i++)
-        if (split(elems[i], f, " ") == 3 && f[1] == "\"" iface "\"" && f[2] == ".")
-          sources = sources (sources == "" ? "" : ", ") f[1] " . " f[3]
-      if (last) in_set = 0
+      sub(/.*elements = [{]/, "")
+      gsub(/[{}]/, "")
+      n = split($0, elems, ",")
+      for (i = 1; i <= n; i++) {
+        e = elems[i]
+        gsub(/^[ \t]+|[ \t]+$/, "", e)
+        if (index(e, "\"" iface "\" ") == 1)
+          del[name] = del[name] (del[name] == "" ? "" : ", ") e
+      }
+      if (last) in_elems = 0
       next
     }
-    $0 ~ ("\"" iface "\" : jump " chain "([^A-Za-z0-9_]|$)") { element = 1 }
-    $0 ~ ("^[ \t]*chain " chain " [{]") { has_chain = 1 }
     END {
       if (ports != "") print "delete element ip " table " net_in { " ports " }"
-      if (element) print "delete element ip " table " containers { \"" iface "\" }"
-      if (sources != "") print "delete element ip " table " sources { " sources " }"
-      if (has_chain) print "delete chain ip " table " " chain
+      for (k in del) print "delete element ip " table " " k " { " del[k] " }"
     }')
   if [ -n "$cmds" ]; then
-    printf '%s\n' "$cmds" | nft -f - || { warn "removing nft elements and chain $chain from table $table failed"; rc=1; }
+    printf '%s\n' "$cmds" | nft -f - || { warn "removing the nft elements of $network_host_iface from table $table failed"; rc=1; }
   fi
   wait "$veth_pid" || rc=1
   return "$rc"
@@ -242,78 +254,36 @@ net_in() {
     die "adding net_in $host_port -> $network_container_ip:$container_port failed (port taken?)"
 }
 
-net_out() {
-  network=${NETWORK:-}
-  ports=${PORTS:-}
-  protocol=${PROTOCOL:-all}
-  icmp_type=${ICMP_TYPE:-}
-  icmp_code=${ICMP_CODE:-}
-  log=${LOG:-false}
-  if [ "$protocol" != icmp ] && [ -z "$network" ] && [ -z "$ports" ]; then
-    die "Please specify NETWORK and/or PORTS"
+rate() {
+  r=${RATE:-}
+  b=${BURST:-}
+  [ -n "$r" ] || die "Please specify RATE"
+  [ -n "$b" ] || die "Please specify BURST"
+  is_uint "$r" && [ "$r" -ge 1 ] || die "bad RATE (bytes/s, at least 1): $r"
+  is_uint "$b" && [ "$b" -ge 1 ] || die "bad BURST (bytes, at least 1): $b"
+  iface_exists "$network_host_iface" || die "no interface $network_host_iface"
+  if ! iface_exists "$ifb_iface"; then
+    ip link add "$ifb_iface" type ifb || die "creating ifb device $ifb_iface failed"
   fi
-  match=
-  case "$network" in
-    '') ;;
-    *-*)
-      is_ipv4 "${network%-*}" && is_ipv4 "${network#*-}" || die "bad NETWORK range: $network"
-      match="ip daddr $network"
-      ;;
-    */*)
-      is_cidr "$network" || die "bad NETWORK: $network"
-      match="ip daddr $network"
-      ;;
-    *)
-      is_ipv4 "$network" || die "bad NETWORK: $network"
-      match="ip daddr $network"
-      ;;
-  esac
-  case "$protocol" in
-    tcp | udp)
-      if [ -n "$ports" ]; then
-        case "$ports" in
-          *:*)
-            is_port "${ports%:*}" && is_port "${ports#*:}" && [ "${ports%:*}" -le "${ports#*:}" ] ||
-              die "bad PORTS range: $ports"
-            match="$match $protocol dport ${ports%:*}-${ports#*:}"
-            ;;
-          *)
-            is_port "$ports" || die "bad PORTS: $ports"
-            match="$match $protocol dport $ports"
-            ;;
-        esac
-      else
-        match="$match ip protocol $protocol"
-      fi
-      ;;
-    icmp)
-      [ -z "$ports" ] || die "PORTS do not apply to icmp"
-      if [ -n "$icmp_type" ]; then
-        is_uint "$icmp_type" && [ "$icmp_type" -le 255 ] || die "bad ICMP_TYPE: $icmp_type"
-        match="$match icmp type $icmp_type"
-        if [ -n "$icmp_code" ]; then
-          is_uint "$icmp_code" && [ "$icmp_code" -le 255 ] || die "bad ICMP_CODE: $icmp_code"
-          match="$match icmp code $icmp_code"
-        fi
-      else
-        match="$match ip protocol icmp"
-      fi
-      ;;
-    all)
-      [ -z "$ports" ] || die "PORTS need PROTOCOL tcp or udp"
-      ;;
-    *) die "bad PROTOCOL (want tcp, udp, icmp or all): $protocol" ;;
-  esac
-  verdict=accept
-  [ "$log" != true ] || verdict="log prefix \"warden-$id \" accept"
-  # shellcheck disable=SC2086
-  nft insert rule ip "$table" "$chain" $match $verdict || die "adding net_out rule to $chain failed"
+  ip link set "$ifb_iface" up || die "bringing up $ifb_iface failed"
+  # The ingress qdisc and its redirect are made once; the two buckets are
+  # replaced in place.
+  ingress=
+  if ! tc qdisc show dev "$network_host_iface" ingress | grep -q ingress; then
+    ingress="qdisc add dev $network_host_iface handle ffff: ingress
+filter add dev $network_host_iface parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev $ifb_iface"
+  fi
+  tc -batch - <<EOF || die "setting rate $r B/s burst $b B on $network_host_iface/$ifb_iface failed"
+qdisc replace dev $network_host_iface root tbf rate $((r * 8))bit burst $b latency 25ms
+qdisc replace dev $ifb_iface root tbf rate $((r * 8))bit burst $b latency 25ms
+$ingress
+EOF
 }
 
 case "${1:-}" in
   setup) setup ;;
   teardown) teardown ;;
   in) net_in ;;
-  out) net_out ;;
-  *) die "usage: net.sh setup|teardown|in|out" ;;
+  rate) rate ;;
+  *) die "usage: net.sh setup|teardown|in|rate" ;;
 esac

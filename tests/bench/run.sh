@@ -11,7 +11,7 @@
 # git dir, e.g. `git clone https://github.com/cloudfoundry/warden`): the wsh
 # section then builds warden's C wshd/wsh in a temp dir and times its boot
 # against ours; unset, that comparison is skipped with a note.
-# Sections: tests/bench/{wsh,iomux,oom,scripts,controller}.sh
+# Sections: tests/bench/{wsh,iomux,oom,scripts,controller,scale}.sh
 # A section that is missing is skipped with a note; one that fails makes the run fail.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,7 +27,7 @@ else
 fi
 
 rc=0
-for section in wsh iomux oom scripts controller; do
+for section in wsh iomux oom scripts controller scale; do
   script="$here/$section.sh"
   echo "=== bench: $section"
   if [ ! -f "$script" ]; then

@@ -178,5 +178,6 @@ describe "warden-rs", :needs_root => true do
   it_should_behave_like "drain"
   it_should_behave_like "snapshotting_common"
   it_should_behave_like "snapshotting_net_in"
+  it_should_behave_like "snapshotting_net_out"
   it_should_behave_like "writing_pidfile"
 end

@@ -15,8 +15,16 @@ use std::time::Duration;
 /// Source of the `wnet` probe (usage in its header comment).
 pub const WNET_C: &str = include_str!("wnet.c");
 
-/// Compiles [`WNET_C`] with `cc -static` into `dir/wnet`.
+/// Compiles [`WNET_C`] with `cc -static` into `dir/wnet`; with
+/// `WARDEN_WNET` set (a static `wnet` built beforehand: the cgroup v2 VM has
+/// no compiler), copies that instead.
 pub fn build_wnet(dir: &Path) -> PathBuf {
+    if let Some(pre) = std::env::var_os("WARDEN_WNET").filter(|v| !v.is_empty()) {
+        let out = dir.join("wnet");
+        std::fs::copy(&pre, &out)
+            .unwrap_or_else(|e| panic!("WARDEN_WNET {}: {e}", Path::new(&pre).display()));
+        return out;
+    }
     cc_static(dir, "wnet", WNET_C, &["-O1"])
 }
 

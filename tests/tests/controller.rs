@@ -359,14 +359,19 @@ fn lifecycle_run_spawn_link_stream_stop_destroy() {
         )
         .unwrap();
     assert_eq!(r.limit_in_bytes, Some(9_223_372_036_854_771_712));
-    // Not implemented yet: an error, never a fake success.
-    let r: Result<proto::EchoResponse, _> = c.call(
+    // net_out needs an active container (warden's check_state_in).
+    let r: Result<proto::NetOutResponse, _> = c.call(
         Type::NetOut,
-        &proto::HandleOnly {
+        &proto::NetOutRequest {
             handle: Some(h.clone()),
+            network: Some("10.0.0.0/8".into()),
+            ..Default::default()
         },
     );
-    assert!(err_text(r).contains("net_out is not implemented"));
+    assert_eq!(
+        err_text(r),
+        "Container state must be one of 'active', current state is 'stopped'"
+    );
 
     destroy_or_retry(&mut c, &h);
     assert!(!Path::new(&path).exists(), "container dir removed");
@@ -1174,6 +1179,36 @@ fn restart_sweeps_stale_prefixed_resources() {
         .trim()
         .parse()
         .unwrap();
+    // Both have a net_out rule, b a bandwidth limit (an ifb device).
+    let iface = |c: &mut Client, h: &str| {
+        warden_tests::net::iface_with_addr(&info(c, h).unwrap().host_ip.unwrap())
+    };
+    let (a_if, b_if) = (iface(&mut c, &a), iface(&mut c, &b));
+    for h in [&a, &b] {
+        let _: proto::NetOutResponse = c
+            .call(
+                Type::NetOut,
+                &proto::NetOutRequest {
+                    handle: Some(h.clone()),
+                    network: Some("192.0.2.0/24".into()),
+                    port: Some(80),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    }
+    let _: proto::LimitBandwidthResponse = c
+        .call(
+            Type::LimitBandwidth,
+            &proto::LimitBandwidthRequest {
+                handle: Some(b.clone()),
+                rate: Some(100_000),
+                burst: Some(10_000),
+            },
+        )
+        .unwrap();
+    let b_ifb = format!("{}2", b_if.strip_suffix('0').unwrap());
+    assert!(Path::new("/sys/class/net").join(&b_ifb).exists());
     drop(c);
     s.signal_and_wait(nix::sys::signal::Signal::SIGKILL);
     // The record of b is lost (warden lost records and leaked ip/uid/veth).
@@ -1192,7 +1227,12 @@ fn restart_sweeps_stale_prefixed_resources() {
         .args(["list", "table", "ip", &format!("warden-{}", s.prefix)])
         .output()
         .unwrap();
-    assert!(!String::from_utf8_lossy(&nft.stdout).contains(&b_id));
+    let nft = String::from_utf8_lossy(&nft.stdout);
+    assert!(!nft.contains(&b_id));
+    // b's elements and ifb device are swept, a's net_out element stays.
+    assert!(!nft.contains(&format!("\"{b_if}\"")), "{nft}");
+    assert!(nft.contains(&format!("\"{a_if}\" . 192.0.2.0/24")), "{nft}");
+    assert!(!Path::new("/sys/class/net").join(&b_ifb).exists());
     assert!(wait_for(Duration::from_secs(5), || !warden_tests::alive(
         b_wshd
     )));

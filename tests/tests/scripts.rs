@@ -136,16 +136,31 @@ impl Server {
         s
     }
 
-    /// `nft list chain` of container `c`'s own chain.
-    fn chain(&self, c: &Container) -> Vec<u8> {
-        let (_, out, _) = run(Command::new("nft").args([
-            "list",
-            "chain",
+    /// What the controller does for a net_out rule (controller/src/netout.rs):
+    /// one element of the `out_l4` set keyed by `c`'s host veth.
+    fn allow_out(&self, c: &Container, net: &str, proto: &str, ports: &str) {
+        let (code, _, err) = run(Command::new("nft").args([
+            "add",
+            "element",
             "ip",
             &format!("warden-{}", self.prefix),
-            &format!("c-{}", c.id),
+            "out_l4",
+            &format!("{{ \"{}\" . {net} . {proto} . {ports} }}", c.host_iface()),
         ]));
-        out
+        assert_eq!(code, 0, "adding a net_out element: {}", text(&err));
+    }
+
+    /// `nft -n list set` of the `out_l4` set.
+    fn out_l4(&self) -> String {
+        let (_, out, _) = run(Command::new("nft").args([
+            "-n",
+            "list",
+            "set",
+            "ip",
+            &format!("warden-{}", self.prefix),
+            "out_l4",
+        ]));
+        text(&out)
     }
 
     /// Settings for container number `idx` of this server.
@@ -221,9 +236,9 @@ impl Server {
             c.container_ip
         );
         assert!(
-            !t.contains(&format!("c-{}", c.id)),
-            "nft chain left for {}:\n{t}",
-            c.id
+            !t.contains(&format!("\"{}\"", c.host_iface())),
+            "nft elements left for {}:\n{t}",
+            c.host_iface()
         );
     }
 }
@@ -586,27 +601,26 @@ fn net_setup_dnat_filter_and_teardown_with_own_netns() {
     assert_ne!(code, 0, "container reached the host");
     drop(listener);
 
-    // Outbound default deny, then net.sh out allows one port.
+    // A net_out element and a bandwidth limit (the ifb device): teardown
+    // removes both.
+    s.allow_out(&c, "10.252.0.0/16", "tcp", "80-81");
+    assert!(s.out_l4().contains(&c.host_iface()), "{}", s.out_l4());
     let (code, _, err) = c.script(
         "net.sh",
-        &["out"],
-        &[
-            ("NETWORK", "10.252.0.0/16"),
-            ("PORTS", "80:81"),
-            ("PROTOCOL", "tcp"),
-        ],
+        &["rate"],
+        &[("RATE", "100000"), ("BURST", "10000")],
     );
-    assert_eq!(code, 0, "net.sh out: {err}");
-    let out = s.chain(&c);
-    assert!(
-        text(&out).contains("ip daddr 10.252.0.0/16 tcp dport 80-81 accept"),
-        "{}",
-        text(&out)
-    );
+    assert_eq!(code, 0, "net.sh rate: {err}");
+    let ifb = format!("{}-{}-2", s.prefix, c.idx);
+    assert!(link_exists(&ifb), "no ifb device {ifb}");
+    let (code, _, err) = c.script("net.sh", &["rate"], &[("RATE", "0"), ("BURST", "10000")]);
+    assert!(code != 0 && err.contains("bad RATE"), "{err}");
 
     // Teardown removes every element of this container, twice is fine.
     let (code, _, err) = c.script("net.sh", &["teardown"], &[]);
     assert_eq!(code, 0, "net.sh teardown: {err}");
+    assert!(!link_exists(&ifb), "ifb device {ifb} left");
+    assert!(!s.out_l4().contains(&c.host_iface()), "{}", s.out_l4());
     let (code, _, err) = c.script("net.sh", &["teardown"], &[]);
     assert_eq!(code, 0, "second net.sh teardown: {err}");
     drop(ns);
@@ -631,7 +645,6 @@ fn net_setup_with_pid_and_teardown_of_a_vanishing_veth() {
     let (code, err) = c.create();
     assert_eq!(code, 0, "create.sh: {err}");
     let table = format!("warden-{}", s.prefix);
-    let chain = format!("c-{}", c.id);
 
     for round in 0..5 {
         // A process in a network namespace of its own stands in for wshd.
@@ -699,7 +712,10 @@ fn net_setup_with_pid_and_teardown_of_a_vanishing_veth() {
         );
         let (_, out, _) = run(Command::new("nft").args(["-n", "list", "table", "ip", &table]));
         let listing = text(&out);
-        assert!(!listing.contains(&chain), "round {round}: {listing}");
+        assert!(
+            !listing.contains(&format!("\"{}\"", c.host_iface())),
+            "round {round}: {listing}"
+        );
         assert!(
             !listing.contains(&format!("{} .", c.container_ip)),
             "round {round}: {listing}"
@@ -1018,16 +1034,7 @@ fn net_in_reaches_a_listener_in_the_container() {
         &[("HOST_PORT", &hp.to_string()), ("CONTAINER_PORT", "8080")],
     );
     assert_eq!(code, 0, "net.sh in: {err}");
-    let (code, _, err) = c.script(
-        "net.sh",
-        &["out"],
-        &[
-            ("NETWORK", "192.0.2.0/24"),
-            ("PROTOCOL", "udp"),
-            ("PORTS", "53"),
-        ],
-    );
-    assert_eq!(code, 0, "net.sh out: {err}");
+    s.allow_out(&c, "192.0.2.0/24", "udp", "53");
     // What the server does for a running container after a restart: setup
     // and the same net_in again. Both must be harmless.
     let (code, _, err) = c.script("net.sh", &["setup"], &[]);
@@ -1038,11 +1045,10 @@ fn net_in_reaches_a_listener_in_the_container() {
         &[("HOST_PORT", &hp.to_string()), ("CONTAINER_PORT", "8080")],
     );
     assert_eq!(code, 0, "repeated net.sh in: {err}");
-    let out = s.chain(&c);
+    let set = s.out_l4();
     assert!(
-        text(&out).contains("ip daddr 192.0.2.0/24 udp dport 53 accept"),
-        "{}",
-        text(&out)
+        set.contains(&format!("\"{}\" . 192.0.2.0/24 . 17 . 53", c.host_iface())),
+        "net_out element lost by setup: {set}"
     );
     for addr in ["127.0.0.1".to_string(), host_addr()] {
         let mut listener = Command::new(c.path.join("bin/wsh"))
@@ -1429,19 +1435,10 @@ fn containers_cannot_reach_each_other_unless_allowed() {
         !probe("default", 9090, 4),
         "container A reached container B by default"
     );
-    let (code, _, err) = a.script(
-        "net.sh",
-        &["out"],
-        &[
-            ("NETWORK", &b.container_ip),
-            ("PORTS", "9091"),
-            ("PROTOCOL", "tcp"),
-        ],
-    );
-    assert_eq!(code, 0, "net.sh out: {err}");
+    s.allow_out(&a, &b.container_ip, "tcp", "9091");
     assert!(
         probe("allowed", 9091, 10),
-        "net.sh out did not let A reach B"
+        "a net_out element did not let A reach B"
     );
     for c in [&a, &b] {
         let (code, err) = c.destroy();

@@ -6,10 +6,12 @@
 //! |---|---|
 //! | nft table | `ip warden-P` |
 //! | nft map: host port -> container ip . port | `net_in` |
-//! | nft map: host veth -> jump to the container's chain | `containers` |
 //! | nft set: host veth . container ip (anti-spoofing) | `sources` |
-//! | nft chain of container ID | `c-ID` |
+//! | nft sets of net_out rules, keyed by host veth | `out_all`, `out_l4`, `out_icmp`, `out_all_log`, `out_l4_log` |
+//! | (earlier versions) map host veth -> jump to the container's chain | `containers` |
+//! | (earlier versions) nft chain of container ID | `c-ID` |
 //! | veth pair of network index N | `P-N-0` (host side), `P-N-1` (container side) |
+//! | ifb device of network index N (limit_bandwidth) | `P-N-2` |
 //! | cgroup directories | `/sys/fs/cgroup/<hierarchy>/warden-P/ID` |
 
 use std::path::PathBuf;
@@ -22,6 +24,20 @@ pub const NFT_NET_IN: &str = "net_in";
 pub const NFT_CONTAINERS: &str = "containers";
 /// nft set: host veth name . container ip.
 pub const NFT_SOURCES: &str = "sources";
+/// nft sets of net_out rules (crate::netout): protocol all, tcp/udp, icmp,
+/// and the logged ones of all and tcp.
+pub const NFT_OUT_ALL: &str = "out_all";
+pub const NFT_OUT_L4: &str = "out_l4";
+pub const NFT_OUT_ICMP: &str = "out_icmp";
+pub const NFT_OUT_ALL_LOG: &str = "out_all_log";
+pub const NFT_OUT_L4_LOG: &str = "out_l4_log";
+pub const NFT_OUT_SETS: [&str; 5] = [
+    NFT_OUT_ALL,
+    NFT_OUT_L4,
+    NFT_OUT_ICMP,
+    NFT_OUT_ALL_LOG,
+    NFT_OUT_L4_LOG,
+];
 /// Where the cgroup hierarchies are mounted.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -72,11 +88,21 @@ impl Layout {
         format!("{}-{n}-1", self.prefix)
     }
 
-    /// The network index of one of this server's veth names.
+    /// The ifb device of network index `n` (limit_bandwidth).
+    pub fn ifb_iface(&self, n: u32) -> String {
+        format!("{}-{n}-2", self.prefix)
+    }
+
+    /// The ifb device that goes with host veth `P-N-0`.
+    pub fn ifb_of_host_iface(host_iface: &str) -> Option<String> {
+        host_iface.strip_suffix("-0").map(|b| format!("{b}-2"))
+    }
+
+    /// The network index of one of this server's veth or ifb names.
     pub fn iface_index(&self, name: &str) -> Option<u32> {
         let rest = name.strip_prefix(&self.prefix)?.strip_prefix('-')?;
         let (n, end) = rest.rsplit_once('-')?;
-        if end != "0" && end != "1" {
+        if end != "0" && end != "1" && end != "2" {
             return None;
         }
         n.parse().ok()
@@ -119,7 +145,13 @@ mod tests {
         let l = Layout::new("w1");
         assert_eq!(l.iface_index("w1-7-0"), Some(7));
         assert_eq!(l.iface_index("w1-12-1"), Some(12));
-        assert_eq!(l.iface_index("w1-7-2"), None);
+        assert_eq!(l.iface_index("w1-7-2"), Some(7));
+        assert_eq!(l.iface_index("w1-7-3"), None);
+        assert_eq!(l.ifb_iface(7), "w1-7-2");
+        assert_eq!(
+            Layout::ifb_of_host_iface("w1-7-0").as_deref(),
+            Some("w1-7-2")
+        );
         assert_eq!(l.iface_index("w10-7-0"), None);
         assert_eq!(l.iface_index("w1-x-0"), None);
         assert_eq!(l.iface_index("eth0"), None);

@@ -13,4 +13,5 @@ pub mod pool;
 pub mod proto;
 pub mod server;
 pub mod sh;
+pub mod stage;
 pub mod tarstream;

@@ -190,6 +190,9 @@ enum Cmd {
         #[arg(long)]
         message: String,
     },
+    // i14-stage: stage, start, apps, stop-app (controller/src/stage).
+    #[command(flatten)]
+    App(warden::stage::Command),
 }
 
 fn main() {
@@ -328,6 +331,8 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Cmd::Server { config } => serve(&config).map(|_| 0),
         Cmd::Clear { config } => clear(&config).map(|_| 0),
+        // i14-stage: stage, start, apps, stop-app (controller/src/stage).
+        Cmd::App(c) => Ok(warden::stage::run(&conn.socket, conn.json, c)?),
         Cmd::Ping => {
             let r: proto::PingResponse =
                 connect(&conn)?.call(Type::Ping, &proto::PingRequest {})?;

@@ -6,7 +6,15 @@
 # etc/bind_mounts, copies the helper binaries into bin/, then runs the
 # container's setup.sh in a private mount namespace to prepare its root
 # filesystem (overlay upper layer: hostname, hosts, resolv.conf,
-# vcap's uid). Nothing is mounted on the host when it returns.
+# vcap's uid). Nothing is mounted on the host when it returns, except, with
+# disk_image_size set, the container's disk image (see below).
+#
+# disk_image_size (bytes, optional): the container's writable layer lives on
+# an ext4 file system of its own, CONTAINER_PATH/disk.img (sparse, no
+# journal, no blocks reserved for root), mounted with a loop device on
+# CONTAINER_PATH/tmp/rootfs (which holds the overlay's upper and work
+# dirs); the server sets its limit (controller/src/limits/disk.rs) and
+# destroy.sh unmounts it (the loop device goes with the last unmount).
 #
 # CONTAINER_PATH must not exist. On any failure everything made is removed
 # and one line naming the failed step is printed on stderr.
@@ -48,6 +56,7 @@ allow_nested_warden=${allow_nested_warden:-false}
 root_capabilities=${root_capabilities:-}
 dns_servers=${dns_servers:-}
 bind_mounts=${bind_mounts:-}
+disk_image_size=${disk_image_size:-}
 
 is_id "$id" || die "bad id: $id"
 is_prefix "$prefix" || die "bad prefix (want [a-z0-9]{1,6}): $prefix"
@@ -75,6 +84,13 @@ esac
 if [ -n "$root_capabilities" ]; then
   is_root_caps "$root_capabilities" ||
     die "bad root_capabilities (want none or comma-separated CAP_ names; host-wide ones are never granted): $bad_cap"
+fi
+if [ -n "$disk_image_size" ]; then
+  case "$disk_image_size" in
+    '' | *[!0-9]*) die "bad disk_image_size (want bytes): $disk_image_size" ;;
+  esac
+  [ "${#disk_image_size}" -le 15 ] && [ "$disk_image_size" -ge 1048576 ] ||
+    die "bad disk_image_size (want bytes, at least 1048576): $disk_image_size"
 fi
 for server in $dns_servers; do
   is_ipv4 "$server" || die "bad dns server: $server"
@@ -121,8 +137,9 @@ created=$target
 on_exit() {
   rc=$?
   if [ "$rc" -ne 0 ] && [ -n "$created" ]; then
-    # setup.sh ran in its own mount namespace, so nothing is mounted here;
-    # check anyway before removing.
+    # setup.sh ran in its own mount namespace, so nothing but the disk
+    # image is mounted here; check anyway before removing.
+    [ ! -f "$created/disk.img" ] || umount "$created/tmp/rootfs" 2>/dev/null || true
     if awk -v p="$created/" 'index($5 "/", p) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
       warn "leaving $created in place: something is still mounted under it"
     else
@@ -136,9 +153,20 @@ trap 'exit 130' INT TERM
 
 cp -R "$here/skeleton/." "$target/" || die "copying skeleton into $target failed"
 # tmp/rootfs/upper becomes the container's / (its mode shows there).
-mkdir -m 0755 "$target/bin" "$target/etc" "$target/tmp" "$target/tmp/rootfs" \
-  "$target/tmp/rootfs/upper" "$target/tmp/rootfs/work" "$target/mnt" ||
+mkdir -m 0755 "$target/bin" "$target/etc" "$target/tmp" "$target/tmp/rootfs" "$target/mnt" ||
   die "making the directories in $target failed"
+if [ -n "$disk_image_size" ]; then
+  : >"$target/disk.img" && chmod 0600 "$target/disk.img" &&
+    truncate -s "$disk_image_size" "$target/disk.img" ||
+    die "making the disk image $target/disk.img failed"
+  mkfs.ext4 -q -F -m 0 -O ^has_journal -E lazy_itable_init=1,nodiscard "$target/disk.img" >/dev/null ||
+    die "formatting the disk image $target/disk.img failed (disk quotas need mkfs.ext4; set quota.disk_quota_enabled: false to run without)"
+  mount -n -t ext4 -o loop,nosuid,nodev "$target/disk.img" "$target/tmp/rootfs" ||
+    die "mounting the disk image $target/disk.img failed (disk quotas need loop devices; set quota.disk_quota_enabled: false to run without)"
+  rmdir "$target/tmp/rootfs/lost+found" 2>/dev/null || true
+fi
+mkdir -m 0755 "$target/tmp/rootfs/upper" "$target/tmp/rootfs/work" ||
+  die "making the directories in $target/tmp/rootfs failed"
 mkdir -m 0700 "$target/run" "$target/jobs" || die "making $target/run and $target/jobs failed"
 
 # Values are single-quoted so the file can be sourced safely; sets q.

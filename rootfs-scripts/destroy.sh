@@ -7,8 +7,9 @@
 #   2. net.sh teardown (net_in elements, nft chain and map element, veth),
 #      in the background until step 5
 #   3. remove the cgroups (retrying while the kernel releases exiting tasks)
-#   4. unmount anything still mounted under CONTAINER_PATH (normally nothing:
-#      the container's mounts live in its own mount namespace)
+#   4. unmount anything still mounted under CONTAINER_PATH: the disk image
+#      on tmp/rootfs (create.sh; its loop device is freed with it), else
+#      normally nothing (the container's mounts live in its own namespace)
 #   5. rm -rf CONTAINER_PATH
 # A missing CONTAINER_PATH is success. Each failed step prints one line; the
 # exit status is 1 if any step failed.

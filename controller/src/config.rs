@@ -137,7 +137,24 @@ pub struct Config {
     pub container_grace_time: Option<u64>,
     pub container_rlimits: BTreeMap<String, u64>,
     pub job_output_limit: u64,
+    /// `server.quota.disk_quota_enabled` (default true): each container
+    /// gets its own ext4 image, whose size limit_disk sets
+    /// (crate::limits::disk). false: no image, limit_disk answers nothing.
     pub disk_quota_enabled: bool,
+    /// `server.quota.disk_image_size`: bytes of each container's disk image
+    /// (sparse), the most limit_disk can grant. Default 4 GiB.
+    pub disk_image_size: u64,
+    /// `server.container_pids_limit`: pids.max of every container (tasks,
+    /// threads included), set at create whatever the client asks. 0: no
+    /// limit. Default 1024.
+    pub container_pids_limit: u64,
+    /// `server.container_memory_limit`: bytes; the memory limit every new
+    /// container starts with (limit_memory may change it). Default none.
+    pub container_memory_limit: Option<u64>,
+    /// `server.container_disk_limit`: bytes; the disk limit every new
+    /// container starts with when quotas are enabled (limit_disk may
+    /// change it). Default none (the image's size).
+    pub container_disk_limit: Option<u64>,
     pub allow_nested_warden: bool,
     /// Root sessions' capabilities, canonical names (`CAP_CHOWN`); None:
     /// wshd's default.
@@ -310,6 +327,10 @@ impl Default for Config {
             container_rlimits: BTreeMap::new(),
             job_output_limit: 10 * 1024 * 1024,
             disk_quota_enabled: true,
+            disk_image_size: 4 << 30,
+            container_pids_limit: 1024,
+            container_memory_limit: None,
+            container_disk_limit: None,
             allow_nested_warden: false,
             container_root_capabilities: None,
             pidfile: None,
@@ -484,11 +505,33 @@ impl Config {
                         }
                     }
                     "job_output_limit" => c.job_output_limit = int(&key, v)?,
+                    "container_pids_limit" => c.container_pids_limit = int(&key, v)?,
+                    "container_memory_limit" => {
+                        c.container_memory_limit = if v.is_null() {
+                            None
+                        } else {
+                            Some(int(&key, v)?)
+                        }
+                    }
+                    "container_disk_limit" => {
+                        c.container_disk_limit = if v.is_null() {
+                            None
+                        } else {
+                            Some(int(&key, v)?)
+                        }
+                    }
                     "quota" => {
                         if let Value::Mapping(q) = v {
                             if let Some(d) = q.get("disk_quota_enabled") {
                                 c.disk_quota_enabled =
                                     boolean("server.quota.disk_quota_enabled", d)?;
+                            }
+                            if let Some(d) = q.get("disk_image_size") {
+                                let k = "server.quota.disk_image_size";
+                                c.disk_image_size = int(k, d)?;
+                                if c.disk_image_size < 1 << 20 {
+                                    return Err(bad(k, "must be at least 1048576 (1 MiB)"));
+                                }
                             }
                         } else if !v.is_null() {
                             return Err(bad(&key, "expected a mapping"));

@@ -326,41 +326,9 @@ impl Container {
             job_ids,
             ..Default::default()
         };
-        let cg = self.cgroups();
-        let find = |sub: &str| {
-            cg.iter()
-                .find(|(k, _)| k.split(',').any(|x| x == sub))
-                .map(|(_, p)| p.clone())
-        };
-        if let Some(mem) = find("memory") {
-            if let Ok(t) = std::fs::read_to_string(mem.join("memory.stat")) {
-                r.memory_stat = Some(memory_stat(&t));
-            }
-        }
-        if let Some(cpu) = find("cpuacct") {
-            let usage = std::fs::read_to_string(cpu.join("cpuacct.usage"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok());
-            let stat = std::fs::read_to_string(cpu.join("cpuacct.stat")).unwrap_or_default();
-            let field = |k: &str| {
-                stat.lines()
-                    .find_map(|l| l.strip_prefix(k).and_then(|v| v.trim().parse().ok()))
-            };
-            if usage.is_some() {
-                r.cpu_stat = Some(proto::CpuStat {
-                    usage,
-                    user: field("user "),
-                    system: field("system "),
-                });
-            }
-        }
-        let (bytes, inodes) = du(&self.path.join("tmp/rootfs/upper"));
-        r.disk_stat = Some(proto::DiskStat {
-            bytes_used: Some(bytes),
-            inodes_used: Some(inodes),
-        });
-        // No bandwidth limit is applied (limit_bandwidth comes later):
-        // report warden's "unlimited" values.
+        crate::limits::stats::fill(self, &mut r); // i11-cg: memory, cpu, disk stats
+                                                  // No bandwidth limit is applied (limit_bandwidth comes later):
+                                                  // report warden's "unlimited" values.
         r.bandwidth_stat = Some(proto::BandwidthStat {
             in_rate: Some(0xffff_ffff),
             in_burst: Some(0xffff_ffff),

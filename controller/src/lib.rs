@@ -9,6 +9,8 @@ pub mod copy;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod job;
+pub mod limits;
+pub mod oom_watch;
 pub mod pool;
 pub mod proto;
 pub mod server;

@@ -682,6 +682,95 @@ pub struct CopyOutRequest {
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
 pub struct CopyOutResponse {}
 
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct LimitMemoryRequest {
+    #[prost(string, optional, tag = "1")]
+    pub handle: Option<String>,
+    #[prost(uint64, optional, tag = "2")]
+    pub limit_in_bytes: Option<u64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct LimitMemoryResponse {
+    #[prost(uint64, optional, tag = "1")]
+    pub limit_in_bytes: Option<u64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct LimitCpuRequest {
+    #[prost(string, optional, tag = "1")]
+    pub handle: Option<String>,
+    #[prost(uint64, optional, tag = "2")]
+    pub limit_in_shares: Option<u64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct LimitCpuResponse {
+    #[prost(uint64, optional, tag = "1")]
+    pub limit_in_shares: Option<u64>,
+}
+
+/// warden's LimitDiskRequest: `*_limit` and the bare name are aliases of
+/// `*_hard`; blocks are 1 KiB (the quota block size warden used).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct LimitDiskRequest {
+    #[prost(string, optional, tag = "1")]
+    pub handle: Option<String>,
+    #[prost(uint64, optional, tag = "10")]
+    pub block_limit: Option<u64>,
+    #[prost(uint64, optional, tag = "11")]
+    pub block: Option<u64>,
+    #[prost(uint64, optional, tag = "12")]
+    pub block_soft: Option<u64>,
+    #[prost(uint64, optional, tag = "13")]
+    pub block_hard: Option<u64>,
+    #[prost(uint64, optional, tag = "20")]
+    pub inode_limit: Option<u64>,
+    #[prost(uint64, optional, tag = "21")]
+    pub inode: Option<u64>,
+    #[prost(uint64, optional, tag = "22")]
+    pub inode_soft: Option<u64>,
+    #[prost(uint64, optional, tag = "23")]
+    pub inode_hard: Option<u64>,
+    #[prost(uint64, optional, tag = "30")]
+    pub byte_limit: Option<u64>,
+    #[prost(uint64, optional, tag = "31")]
+    pub byte: Option<u64>,
+    #[prost(uint64, optional, tag = "32")]
+    pub byte_soft: Option<u64>,
+    #[prost(uint64, optional, tag = "33")]
+    pub byte_hard: Option<u64>,
+}
+
+/// warden's LimitDiskResponse (the request's fields without the handle).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct LimitDiskResponse {
+    #[prost(uint64, optional, tag = "10")]
+    pub block_limit: Option<u64>,
+    #[prost(uint64, optional, tag = "11")]
+    pub block: Option<u64>,
+    #[prost(uint64, optional, tag = "12")]
+    pub block_soft: Option<u64>,
+    #[prost(uint64, optional, tag = "13")]
+    pub block_hard: Option<u64>,
+    #[prost(uint64, optional, tag = "20")]
+    pub inode_limit: Option<u64>,
+    #[prost(uint64, optional, tag = "21")]
+    pub inode: Option<u64>,
+    #[prost(uint64, optional, tag = "22")]
+    pub inode_soft: Option<u64>,
+    #[prost(uint64, optional, tag = "23")]
+    pub inode_hard: Option<u64>,
+    #[prost(uint64, optional, tag = "30")]
+    pub byte_limit: Option<u64>,
+    #[prost(uint64, optional, tag = "31")]
+    pub byte: Option<u64>,
+    #[prost(uint64, optional, tag = "32")]
+    pub byte_soft: Option<u64>,
+    #[prost(uint64, optional, tag = "33")]
+    pub byte_hard: Option<u64>,
+}
+
 /// The only field every Limit* request shares: the handle.
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
 pub struct HandleOnly {

@@ -239,6 +239,7 @@ impl Server {
             ("dns_servers".into(), c.dns_servers.join(" ")),
             ("bin_dir".into(), c.bin_path.display().to_string()),
             ("bind_mounts".into(), bind_mounts.into()),
+            crate::limits::disk::image_env(c), // i11-cg: create.sh makes the disk image
         ]
     }
 
@@ -436,12 +437,13 @@ impl Server {
         sh::run("create.sh", &self.script("create.sh"), &[&p], env.clone())
             .map_err(|e| e.to_string())?;
         sh::run("start.sh", &c.path.join("start.sh"), &[], env).map_err(|e| e.to_string())?;
+        crate::limits::apply_defaults(&self.cfg, c)?; // i11-cg: default limits
         Ok(())
     }
 
     // ---------------------------------------------------------- stop/destroy
 
-    fn stop(&self, c: &Container, kill: bool) -> Result<(), String> {
+    pub(crate) fn stop(&self, c: &Container, kill: bool) -> Result<(), String> {
         let _op = c.op();
         self.stop_locked(c, kill)
     }
@@ -452,6 +454,7 @@ impl Server {
             return Ok(());
         }
         c.lock().state = State::Stopped;
+        crate::oom_watch::disarm(c); // i11-cg
         let args: &[&str] = if kill { &["-w", "0"] } else { &[] };
         let r = sh::run("stop.sh", &c.path.join("stop.sh"), args, env0())
             .map(|_| ())
@@ -479,9 +482,10 @@ impl Server {
         if c.state() == State::Destroyed {
             return Err("unknown handle".into());
         }
-        // No `stop.sh -w 0` first (warden ran one): destroy.sh SIGKILLs
-        // every process in the container's cgroups itself, wshd included,
-        // and waits until they are empty, so a stop would only cost time.
+        crate::oom_watch::disarm(c); // i11-cg
+                                     // No `stop.sh -w 0` first (warden ran one): destroy.sh SIGKILLs
+                                     // every process in the container's cgroups itself, wshd included,
+                                     // and waits until they are empty, so a stop would only cost time.
         if c.state() != State::Stopped {
             c.lock().state = State::Stopped;
         }
@@ -1170,6 +1174,7 @@ impl Server {
             Type::Create => {
                 let r: proto::CreateRequest = dec(p, "CreateRequest")?;
                 let c = self.create(r, refs)?;
+                crate::oom_watch::arm_if_limited(self, &c); // i11-cg: default memory limit
                 ok(
                     ty,
                     proto::CreateResponse {
@@ -1247,11 +1252,13 @@ impl Server {
                 self.copy_out(&c, s, d, r.owner.as_deref())?;
                 ok(ty, proto::CopyOutResponse {})
             }
-            Type::NetOut
-            | Type::LimitMemory
-            | Type::LimitDisk
-            | Type::LimitBandwidth
-            | Type::LimitCpu => {
+            // i11-cg: limit_memory, limit_cpu, limit_disk (crate::limits)
+            Type::LimitMemory | Type::LimitDisk | Type::LimitCpu => {
+                let r: proto::HandleOnly = dec(p, &format!("{}Request", ty.name()))?;
+                let c = self.container_for(&r.handle, &format!("{}Request", ty.name()), refs)?;
+                crate::limits::request(self, &c, ty, p)
+            }
+            Type::NetOut | Type::LimitBandwidth => {
                 let r: proto::HandleOnly = dec(p, &format!("{}Request", ty.name()))?;
                 let _c = self.container_for(&r.handle, &format!("{}Request", ty.name()), refs)?;
                 Err(format!(
@@ -1507,7 +1514,10 @@ impl Server {
                 remove_cgroup(&e.path());
             }
         }
-        // nftables: per-container chains and map elements
+        crate::limits::disk::sweep_loops(&self.cfg.container_depot_path, |id| {
+            used_ids.contains(id)
+        }); // i11-cg
+            // nftables: per-container chains and map elements
         let table = format!("warden-{p}");
         let Ok(out) = sh::run(
             "nft list table",
@@ -1704,6 +1714,7 @@ impl Server {
             g.events.push("wshd exited: container stopped".into());
         }
         let _ = c.write_snapshot();
+        crate::oom_watch::arm_if_limited(self, &c); // i11-cg: re-armed after a restart
         lock(&self.registry).insert(s.handle.clone(), c);
         log::info!("{:?}: re-adopted", s.handle);
         Ok(max_job)

@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use warden::proto::Type;
+use warden::proto::{self, Type};
 use warden_tests::server::{list, Opts, Srv, Txt};
 use warden_tests::{rootfs, rootfs_debian, scratch, wait_for, workspace};
 
@@ -410,14 +410,13 @@ fn stage_fails(s: &Srv, dir: &Path, bp: &Path, extra: &[&str], want: &str) {
 fn server_has_limits(s: &Srv) -> bool {
     let mut c = s.client();
     let h = warden_tests::server::create_default(&mut c);
-    let r: Result<warden::stage::wire::LimitMemoryResponse, _> =
-        c.call(Type::LimitMemory, &limit_req(&h));
+    let r: Result<proto::LimitMemoryResponse, _> = c.call(Type::LimitMemory, &limit_req(&h));
     warden_tests::server::destroy(&mut c, &h).unwrap();
     r.is_ok()
 }
 
-fn limit_req(h: &str) -> warden::stage::wire::LimitMemoryRequest {
-    warden::stage::wire::LimitMemoryRequest {
+fn limit_req(h: &str) -> proto::LimitMemoryRequest {
+    proto::LimitMemoryRequest {
         handle: Some(h.into()),
         limit_in_bytes: Some(512 << 20),
     }

@@ -15,8 +15,7 @@
 //!   before_start hook, and the start script ([`start`]) spawned with the
 //!   DEA's environment ([`env`]) and rlimits (nofile, nproc 512); plus
 //!   listing and stopping what it started.
-//! - [`droplet`]: droplet (tar.gz) and app zip handling; [`wire`]: the
-//!   limit requests.
+//! - [`droplet`]: droplet (tar.gz) and app zip handling.
 //!
 //! **Containers `start` makes** are named `app-<NAME>-<INDEX>-<NONCE>` (the
 //! protocol has no container properties) and carry `/etc/warden-app.json`
@@ -34,7 +33,6 @@ pub mod droplet;
 pub mod env;
 pub mod staging;
 pub mod start;
-pub mod wire;
 
 use crate::client::{Client, ClientError};
 use crate::proto::{self, Type};
@@ -299,24 +297,24 @@ impl Session {
             }
             e => e,
         };
-        let _: wire::LimitMemoryResponse = self
+        let _: proto::LimitMemoryResponse = self
             .call(
                 &format!("limit_memory {mem_mb} MB"),
                 Type::LimitMemory,
-                &wire::LimitMemoryRequest {
+                &proto::LimitMemoryRequest {
                     handle: Some(h.into()),
                     limit_in_bytes: Some(mem_mb << 20),
                 },
             )
             .map_err(|e| unsupported("limit_memory", e))?;
-        let _: wire::LimitDiskResponse = self
+        let _: proto::LimitDiskResponse = self
             .call(
                 &format!("limit_disk {disk_mb} MB"),
                 Type::LimitDisk,
-                &wire::LimitDiskRequest {
+                &proto::LimitDiskRequest {
                     handle: Some(h.into()),
-                    inode_limit: None,
                     byte_limit: Some(disk_mb << 20),
+                    ..Default::default()
                 },
             )
             .map_err(|e| unsupported("limit_disk", e))?;

@@ -31,9 +31,98 @@ fn examples() -> PathBuf {
     workspace().join("examples")
 }
 
-/// `warden ARGS --socket S`: (code, stdout, stderr).
+/// `warden ARGS --socket S` run from the workspace (so `examples/...`
+/// paths are relative, as in the README): (code, stdout, stderr).
 fn warden(s: &Srv, args: &[&str]) -> (i32, String, String) {
-    s.warden(args)
+    let mut cmd = std::process::Command::new(warden_tests::bin("warden"));
+    cmd.current_dir(workspace())
+        .args(args)
+        .arg("--socket")
+        .arg(&s.sock);
+    let (code, o, e) = warden_tests::run(&mut cmd);
+    (
+        code,
+        String::from_utf8_lossy(&o).into_owned(),
+        String::from_utf8_lossy(&e).into_owned(),
+    )
+}
+
+/// A zip archive (stored, no compression) of the files under `dir`, with
+/// their Unix modes, as `zip -r` would make it.
+fn zip_dir(dir: &Path) -> Vec<u8> {
+    fn walk(base: &Path, d: &Path, out: &mut Vec<(String, u32, Vec<u8>)>) {
+        let mut es: Vec<_> = std::fs::read_dir(d).unwrap().flatten().collect();
+        es.sort_by_key(|e| e.file_name());
+        for e in es {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_str().unwrap().to_string();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            if md.is_dir() {
+                out.push((format!("{rel}/"), 0o040755, vec![]));
+                walk(base, &p, out);
+            } else {
+                out.push((
+                    rel,
+                    0o100000 | (md.permissions().mode() & 0o777),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    let mut files = vec![];
+    walk(dir, dir, &mut files);
+    let crc32 = |d: &[u8]| {
+        let mut c = !0u32;
+        for &b in d {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0xedb8_8320
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    };
+    let (mut out, mut cd) = (Vec::new(), Vec::new());
+    for (name, mode, data) in &files {
+        let off = out.len() as u32;
+        let crc = crc32(data);
+        let common = |v: &mut Vec<u8>| {
+            v.extend(0u16.to_le_bytes()); // flags
+            v.extend(0u16.to_le_bytes()); // stored
+            v.extend([0u8; 4]); // time, date
+            v.extend(crc.to_le_bytes());
+            v.extend((data.len() as u32).to_le_bytes());
+            v.extend((data.len() as u32).to_le_bytes());
+            v.extend((name.len() as u16).to_le_bytes());
+        };
+        out.extend(0x0403_4b50u32.to_le_bytes());
+        out.extend(20u16.to_le_bytes());
+        common(&mut out);
+        out.extend(0u16.to_le_bytes());
+        out.extend(name.as_bytes());
+        out.extend(data);
+        cd.extend(0x0201_4b50u32.to_le_bytes());
+        cd.extend((3u16 << 8 | 20).to_le_bytes());
+        cd.extend(20u16.to_le_bytes());
+        common(&mut cd);
+        cd.extend([0u8; 8]); // extra, comment, disk, internal attributes
+        cd.extend((mode << 16).to_le_bytes());
+        cd.extend(off.to_le_bytes());
+        cd.extend(name.as_bytes());
+    }
+    let cd_off = out.len() as u32;
+    out.extend(&cd);
+    out.extend(0x0605_4b50u32.to_le_bytes());
+    out.extend([0u8; 4]);
+    out.extend((files.len() as u16).to_le_bytes());
+    out.extend((files.len() as u16).to_le_bytes());
+    out.extend((cd.len() as u32).to_le_bytes());
+    out.extend(cd_off.to_le_bytes());
+    out.extend(0u16.to_le_bytes());
+    out
 }
 
 /// Files in `dir` other than `keep`.
@@ -50,13 +139,11 @@ fn others(dir: &Path, keep: &[&str]) -> Vec<String> {
 /// only when the server refuses limits, after checking that without it the
 /// command fails clearly and leaves nothing).
 fn stage_sample(s: &Srv, out: &Path) -> Vec<&'static str> {
-    let app = examples().join("env-app");
-    let bp = examples().join("buildpacks/shell");
     let args = [
         "stage",
-        app.to_str().unwrap(),
+        "examples/env-app",
         "--buildpack",
-        bp.to_str().unwrap(),
+        "examples/buildpacks/shell",
         "-o",
         out.to_str().unwrap(),
         "--memory",
@@ -398,6 +485,7 @@ fn stage_fails(s: &Srv, dir: &Path, bp: &Path, extra: &[&str], want: &str) {
         last.starts_with("warden: ") && last.contains(want),
         "want {want:?} in {e:?}"
     );
+    eprintln!("expected failure: {last}");
     assert!(list(&mut s.client()).is_empty(), "containers left: {e}");
     assert_eq!(
         others(out.parent().unwrap(), &[]),
@@ -476,6 +564,50 @@ fn bad_buildpacks_fail_clearly_and_leave_nothing() {
     // A release that prints no YAML mapping.
     let bp = buildpack(&dir.join("badrel"), "echo x", "true", "echo '{{{'; exit 0");
     stage_fails(&s, &dir, &bp, skip, "bin/release");
+    // A compile that outlives --timeout.
+    let bp = buildpack(
+        &dir.join("slow"),
+        "echo slow",
+        "echo started; sleep 60",
+        RELEASE,
+    );
+    let t = Instant::now();
+    let mut a = vec!["--timeout", "1"];
+    a.extend(skip);
+    stage_fails(&s, &dir, &bp, &a, "timed out after 1 s");
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    // A zip that is not one.
+    let z = dir.join("app.zip");
+    std::fs::write(&z, b"PK\x03\x04 but nothing else").unwrap();
+    let bp = examples().join("buildpacks/shell");
+    let mut a = vec![
+        "stage",
+        z.to_str().unwrap(),
+        "--buildpack",
+        bp.to_str().unwrap(),
+        "-o",
+    ];
+    let out = dir.join("zipout");
+    std::fs::create_dir_all(&out).unwrap();
+    let o = out.join("d.tgz");
+    a.push(o.to_str().unwrap());
+    a.extend(skip);
+    let (code, _, e) = warden(&s, &a);
+    assert_eq!(code, 1);
+    assert!(
+        e.contains("app zip") && e.contains("not a zip archive"),
+        "{e}"
+    );
+    assert_eq!(others(&out, &[]), Vec::<String>::new(), "files left");
+    assert!(list(&mut s.client()).is_empty());
+    // The sample app as a zip stages like the directory.
+    std::fs::write(&z, zip_dir(&examples().join("env-app"))).unwrap();
+    let (code, so, e) = warden(&s, &a);
+    assert_eq!(code, 0, "{so}\n{e}");
+    assert!(so.contains("-----> Listener: "), "{so}");
+    assert!(o.is_file());
+    assert!(list(&mut s.client()).is_empty());
+
     // Every step ran as vcap, never root: a compile that checks.
     let bp = buildpack(
         &dir.join("whoami"),
@@ -566,6 +698,7 @@ fn corrupt_droplet_and_port_clash_fail_clearly_and_leave_nothing() {
         let (code, o, e) = start(&[bad.to_str().unwrap()]);
         assert_eq!(code, 1, "{o}{e}");
         assert!(e.contains(want) && e.lines().count() == 1, "{e}");
+        eprintln!("expected failure: {}", e.trim());
         assert!(list(&mut s.client()).is_empty());
     }
     // A real droplet, then truncated.
@@ -598,6 +731,7 @@ fn corrupt_droplet_and_port_clash_fail_clearly_and_leave_nothing() {
     ]);
     assert_eq!(code, 1, "{o}{e}");
     assert!(e.contains("net_in") && e.contains(&p), "{e}");
+    eprintln!("expected failure: {}", e.trim());
     let left = list(&mut s.client());
     assert_eq!(left.len(), 1, "only the first app's container: {left:?}");
     assert!(left[0].starts_with("app-one-0-"));

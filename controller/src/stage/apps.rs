@@ -229,7 +229,10 @@ pub fn start(socket: &Path, json: bool, a: &StartArgs) -> Result<()> {
             Ok(st) => started.push(st),
             Err(e) => {
                 destroy_all(socket, &made);
-                return Err(e);
+                return Err(match e {
+                    e @ StageError::Unsupported { .. } => e,
+                    e => StageError::Step(format!("instance {index}: {e}")),
+                });
             }
         }
     }
@@ -267,15 +270,27 @@ fn start_one(
     if !a.skip_limits {
         s.limits(&h, a.memory, a.disk)?;
     }
-    let ni: proto::NetInResponse = s.call(
-        "net_in",
-        Type::NetIn,
-        &proto::NetInRequest {
-            handle: Some(h.clone()),
-            host_port: a.port.map(|p| p + index),
-            container_port: None,
-        },
-    )?;
+    let want = a.port.map(|p| p + index);
+    let ni: proto::NetInResponse = s
+        .call(
+            "net_in",
+            Type::NetIn,
+            &proto::NetInRequest {
+                handle: Some(h.clone()),
+                host_port: want,
+                container_port: None,
+            },
+        )
+        .map_err(|e| match (want, e) {
+            (
+                Some(p),
+                StageError::Request {
+                    err: crate::client::ClientError::Server(m),
+                    ..
+                },
+            ) => StageError::Step(format!("net_in: host port {p} is not available: {m}")),
+            (_, e) => e,
+        })?;
     let host_port = ni.host_port.unwrap_or(0);
     let container_port = ni.container_port.unwrap_or(host_port);
     s.run_ok(

@@ -101,6 +101,11 @@ pub fn check_buildpack(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `p` made absolute (symlinks resolved), for the server.
+fn absolute(p: &Path, what: &str) -> Result<PathBuf> {
+    std::fs::canonicalize(p).map_err(|e| StageError::Input(format!("{what} {}: {e}", p.display())))
+}
+
 /// Writes `text` to `path` in the container (shell-quoted, no heredoc).
 fn write_file_script(path: &str, text: &str) -> String {
     format!(
@@ -114,8 +119,12 @@ pub fn stage(socket: &Path, a: &StageArgs) -> Result<()> {
     // --- inputs, before any container exists
     let app_md = std::fs::metadata(&a.app)
         .map_err(|e| StageError::Input(format!("app {}: {e}", a.app.display())))?;
+    // copy_in/copy_out paths are read by the server, whose working
+    // directory is not ours: every host path it sees is absolute.
+    let mut buildpacks = Vec::with_capacity(a.buildpacks.len());
     for bp in &a.buildpacks {
         check_buildpack(bp)?;
+        buildpacks.push(absolute(bp, "buildpack")?);
     }
     let name = match &a.name {
         Some(n) => n.clone(),
@@ -144,6 +153,7 @@ pub fn stage(socket: &Path, a: &StageArgs) -> Result<()> {
             a.output.display()
         )));
     }
+    let out_dir = absolute(&out_dir, "-o")?;
     let work = TempDir::new_in(&out_dir, "stage").map_err(|e| {
         StageError::Input(format!(
             "-o {}: cannot write next to it: {e}",
@@ -152,7 +162,7 @@ pub fn stage(socket: &Path, a: &StageArgs) -> Result<()> {
     })?;
     // The server (root) reads the app from here; the directory is 0700.
     let app_src: PathBuf = if app_md.is_dir() {
-        a.app.clone()
+        absolute(&a.app, "app")?
     } else {
         let d = work.0.join("app");
         droplet::unzip(&a.app, &d)?;
@@ -193,7 +203,7 @@ pub fn stage(socket: &Path, a: &StageArgs) -> Result<()> {
         rootfs: a.rootfs.clone(),
         ..Default::default()
     })?;
-    let r = stage_in(&mut s, &h, a, &app_src, &exports, &work, &name);
+    let r = stage_in(&mut s, &h, a, &buildpacks, &app_src, &exports, &work, &name);
     destroy_all(socket, std::slice::from_ref(&h));
     let dropped = r?;
     std::fs::rename(&dropped, &a.output).map_err(|err| StageError::Io {
@@ -205,10 +215,12 @@ pub fn stage(socket: &Path, a: &StageArgs) -> Result<()> {
 }
 
 /// The steps in the container; the checked droplet's temporary path.
+#[allow(clippy::too_many_arguments)]
 fn stage_in(
     s: &mut Session,
     h: &str,
     a: &StageArgs,
+    buildpacks: &[PathBuf],
     app_src: &Path,
     exports: &str,
     work: &TempDir,
@@ -218,7 +230,7 @@ fn stage_in(
         s.limits(h, a.memory, a.disk)?;
     }
     s.copy_in("copying the app in", h, app_src, "/tmp/unstaged")?;
-    for (i, bp) in a.buildpacks.iter().enumerate() {
+    for (i, bp) in buildpacks.iter().enumerate() {
         let mut p = bp.clone().into_os_string();
         p.push("/");
         s.copy_in(
@@ -240,7 +252,7 @@ fn stage_in(
 
     // detect
     let mut found = None;
-    for (i, bp) in a.buildpacks.iter().enumerate() {
+    for (i, bp) in buildpacks.iter().enumerate() {
         let r = s.run(
             &format!("bin/detect of buildpack {}", bp.display()),
             h,
@@ -256,7 +268,7 @@ fn stage_in(
     let Some((i, bp, detected)) = found else {
         return Err(StageError::Step(format!(
             "staging failed: an application could not be detected by any available buildpack (tried {})",
-            a.buildpacks
+            buildpacks
                 .iter()
                 .map(|b| b.display().to_string())
                 .collect::<Vec<_>>()

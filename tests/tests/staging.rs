@@ -249,6 +249,12 @@ fn stage_start_check(tag: &str, rootfs: PathBuf) {
     );
     let services = dir.join("services.json");
     std::fs::write(&services, SERVICES).unwrap();
+    let hook = dir.join("before_start.sh");
+    std::fs::write(
+        &hook,
+        "printf '%s %s %s\\n' \"$(id -u)\" \"$VCAP_APP_PORT\" \"$(umask)\" > hook.out\n",
+    )
+    .unwrap();
 
     let before = now();
     let mut args = vec![
@@ -270,6 +276,8 @@ fn stage_start_check(tag: &str, rootfs: PathBuf) {
         "USER_HOME=$HOME",
         "--env",
         "QUOTED=a \"b\" c",
+        "--before-start",
+        hook.to_str().unwrap(),
     ];
     args.extend(&extra);
     let (code, o, e) = warden(&s, &args);
@@ -380,7 +388,7 @@ fn stage_start_check(tag: &str, rootfs: PathBuf) {
         let r = warden_tests::server::run(
             &mut c,
             h,
-            "cd /home/vcap && stat -c %a logs/env.log && grep -c '^VCAP_APP_PORT=' logs/env.log && cat run.pid && cat logs/stdout.log",
+            "cd /home/vcap && stat -c %a logs/env.log && grep -c '^VCAP_APP_PORT=' logs/env.log && cat run.pid && cat hook.out && cat logs/stdout.log",
         );
         assert_eq!(r.exit_status, Some(0), "{:?}", r.stderr.txt());
         let out = r.stdout.txt().unwrap().to_string();
@@ -389,6 +397,11 @@ fn stage_start_check(tag: &str, rootfs: PathBuf) {
         assert_eq!(ol.next(), Some("1"), "{out}");
         let pid: u32 = ol.next().unwrap().trim().parse().unwrap();
         assert!(pid > 1);
+        // before_start ran as vcap, with the app's environment, under umask 077.
+        let hk: Vec<&str> = ol.next().unwrap().split(' ').collect();
+        assert_ne!(hk[0], "0", "hook ran as root");
+        assert_eq!(hk[1], port.to_string());
+        assert_eq!(hk[2], "0077");
         assert!(
             ol.next().unwrap().starts_with("env-app: listening on"),
             "{out}"

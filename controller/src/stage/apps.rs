@@ -73,8 +73,9 @@ pub struct StartArgs {
     /// Root filesystem of the containers (default: the server's).
     #[arg(long)]
     pub rootfs: Option<String>,
-    /// Seconds with no client before the server destroys an instance
-    /// (default: the server's container_grace_time).
+    /// Seconds with no client before the server destroys an instance.
+    /// Default: never (4294967295 s; the protocol has no null): like the
+    /// DEA's, instances live until `stop-app`, although this client exits.
     #[arg(long = "grace-time")]
     pub grace_time: Option<u32>,
     /// Do not send LimitMemory/LimitDisk (for a server without limits).
@@ -262,7 +263,7 @@ fn start_one(
     let handle = format!("app-{}-{index}-{}", app.name, nonce()?);
     let h = s.create(proto::CreateRequest {
         handle: Some(handle),
-        grace_time: a.grace_time,
+        grace_time: Some(a.grace_time.unwrap_or(u32::MAX)),
         rootfs: a.rootfs.clone(),
         ..Default::default()
     })?;

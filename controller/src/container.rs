@@ -24,6 +24,7 @@
 //!
 //! A container directory without a readable snapshot is destroyed on start.
 
+use crate::error::RequestError;
 use crate::job::Job;
 use crate::proto;
 use serde::{Deserialize, Serialize};
@@ -176,17 +177,15 @@ impl Container {
     }
 
     /// warden's check_state_in.
-    pub fn check_state(&self, allowed: &[State]) -> Result<(), String> {
-        let st = self.state();
-        if allowed.contains(&st) {
+    pub fn check_state(&self, allowed: &[State]) -> Result<(), RequestError> {
+        let current = self.state();
+        if allowed.contains(&current) {
             Ok(())
         } else {
-            let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
-            Err(format!(
-                "Container state must be one of '{}', current state is '{}'",
-                names.join(", "),
-                st.as_str()
-            ))
+            Err(RequestError::State {
+                allowed: allowed.to_vec(),
+                current,
+            })
         }
     }
 
@@ -326,9 +325,10 @@ impl Container {
             job_ids,
             ..Default::default()
         };
-        crate::limits::stats::fill(self, &mut r); // i11-cg: memory, cpu, disk stats
-                                                  // No bandwidth limit is applied (limit_bandwidth comes later):
-                                                  // report warden's "unlimited" values.
+        // memory_stat, cpu_stat, disk_stat (v1 and v2).
+        crate::limits::stats::fill(self, &mut r);
+        // No bandwidth limit is applied (limit_bandwidth comes later):
+        // report warden's "unlimited" values.
         r.bandwidth_stat = Some(proto::BandwidthStat {
             in_rate: Some(0xffff_ffff),
             in_burst: Some(0xffff_ffff),
@@ -516,7 +516,9 @@ mod tests {
             None,
         );
         assert_eq!(
-            c.check_state(&[State::Active, State::Stopped]).unwrap_err(),
+            c.check_state(&[State::Active, State::Stopped])
+                .unwrap_err()
+                .to_string(),
             "Container state must be one of 'active, stopped', current state is 'born'"
         );
         assert_eq!(c.host_ip.to_string(), "10.254.0.1");

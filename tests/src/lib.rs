@@ -181,16 +181,33 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
-/// A fresh scratch directory under /tmp, removed by the returned guard.
+/// A fresh scratch directory under /tmp, removed by the returned guard,
+/// after lazily unmounting whatever is still mounted under it (a container
+/// disk image a test moved out of its depot, say), deepest first.
 pub fn scratch(tag: &str) -> (PathBuf, Cleanup) {
     let dir = std::env::temp_dir().join(unique(&format!("warden-test-{tag}")));
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     let mut c = Cleanup::new();
     let d = dir.clone();
     c.push(move || {
+        for m in mounts_under(&d).iter().rev() {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
         let _ = std::fs::remove_dir_all(&d);
     });
     (dir, c)
+}
+
+/// Mount points under `dir` (not `dir` itself), in mount order.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let prefix = format!("{}/", dir.display());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(PathBuf::from)
+        .collect()
 }
 
 /// Runs registered undo actions in reverse order when dropped (also on panic).

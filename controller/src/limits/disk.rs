@@ -193,13 +193,12 @@ pub fn set_limit(mnt: &Path, bytes: u64) -> Result<Usage, LimitError> {
 
 /// create.sh's `disk_image_size` setting: the image's bytes, or empty
 /// (no image) with quotas disabled.
-pub fn image_env(cfg: &crate::config::Config) -> (String, String) {
-    let v = if cfg.disk_quota_enabled {
+pub fn image_size(cfg: &crate::config::Config) -> String {
+    if cfg.disk_quota_enabled {
         cfg.disk_image_size.to_string()
     } else {
         String::new()
-    };
-    ("disk_image_size".into(), v)
+    }
 }
 
 /// Bytes to warden's 1 KiB blocks, rounding up.

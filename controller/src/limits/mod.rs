@@ -23,6 +23,8 @@ pub mod stats;
 
 use crate::config::Config;
 use crate::container::{Container, State};
+use crate::dispatch::Reply;
+use crate::error::RequestError;
 use crate::proto::{self, Type};
 use crate::server::Server;
 use prost::Message as _;
@@ -47,6 +49,10 @@ pub enum LimitError {
     Memory(Box<LimitError>),
     #[error("{0}")]
     Disk(String),
+    #[error("Failed setting cpu shares: {0}")]
+    Cpu(Box<LimitError>),
+    #[error("setting the default {0} limit: {1}")]
+    Default(&'static str, Box<LimitError>),
 }
 
 /// A cgroup directory of the container and whether it is cgroup v2.
@@ -121,22 +127,17 @@ fn read(p: &Path) -> Result<String, LimitError> {
 /// The server's default limits, applied to a new container after start.sh
 /// (only wshd runs in it then): pids, memory and the disk limit (the disk
 /// image itself is made by create.sh, see [`disk`]).
-pub fn apply_defaults(cfg: &Config, c: &Container) -> Result<(), String> {
+pub fn apply_defaults(cfg: &Config, c: &Container) -> Result<(), LimitError> {
+    let default = |what: &'static str| move |e| LimitError::Default(what, Box::new(e));
     if cfg.container_pids_limit > 0 {
-        pids::set(
-            &Cgroup::of(c, "pids").map_err(|e| e.to_string())?,
-            cfg.container_pids_limit,
-        )
-        .map_err(|e| format!("setting the default pids limit: {e}"))?;
+        pids::set(&Cgroup::of(c, "pids")?, cfg.container_pids_limit).map_err(default("pids"))?;
     }
     if let Some(m) = cfg.container_memory_limit {
-        memory::set(&Cgroup::of(c, "memory").map_err(|e| e.to_string())?, m)
-            .map_err(|e| format!("setting the default memory limit: {e}"))?;
+        memory::set(&Cgroup::of(c, "memory")?, m).map_err(default("memory"))?;
     }
     if cfg.disk_quota_enabled {
         if let Some(d) = cfg.container_disk_limit {
-            disk::set_limit(&disk::mount_point(&c.path), d)
-                .map_err(|e| format!("setting the default disk limit: {e}"))?;
+            disk::set_limit(&disk::mount_point(&c.path), d).map_err(default("disk"))?;
         }
     }
     Ok(())
@@ -146,64 +147,55 @@ pub fn apply_defaults(cfg: &Config, c: &Container) -> Result<(), String> {
 /// server has looked it up): checks its state as warden did (active or
 /// stopped), sets what the request asks, answers the limit in force, and
 /// writes the snapshot. Takes the container's request lock.
-pub fn request(
-    srv: &Arc<Server>,
-    c: &Arc<Container>,
-    ty: Type,
-    p: &[u8],
-) -> Result<(Type, Vec<u8>), String> {
-    fn dec<M: prost::Message + Default>(p: &[u8], name: &str) -> Result<M, String> {
-        proto::decode_request(p).map_err(|e| format!("undecodable {name}: {e}"))
-    }
+pub fn request(srv: &Arc<Server>, c: &Arc<Container>, ty: Type, p: &[u8]) -> Reply {
     let _op = c.op();
     c.check_state(&[State::Active, State::Stopped])?;
     let body = match ty {
         Type::LimitMemory => {
             let r: proto::LimitMemoryRequest = dec(p, "LimitMemoryRequest")?;
-            let cg = Cgroup::of(c, "memory").map_err(|e| e.to_string())?;
+            let cg = Cgroup::of(c, "memory")?;
             if let Some(b) = r.limit_in_bytes {
                 // Armed before the limit, so no OOM it causes is missed.
                 if c.state() == State::Active {
                     crate::oom_watch::arm(srv, c);
                 }
-                memory::set(&cg, b).map_err(|e| e.to_string())?;
+                memory::set(&cg, b)?;
             }
-            let cur = memory::get(&cg).map_err(|e| e.to_string())?;
-            proto::LimitMemoryResponse {
-                limit_in_bytes: Some(cur),
-            }
-            .encode_to_vec()
+            let limit_in_bytes = Some(memory::get(&cg)?);
+            proto::LimitMemoryResponse { limit_in_bytes }.encode_to_vec()
         }
         Type::LimitCpu => {
             let r: proto::LimitCpuRequest = dec(p, "LimitCpuRequest")?;
-            let cg = Cgroup::of(c, "cpu").map_err(|e| e.to_string())?;
+            let cg = Cgroup::of(c, "cpu")?;
             let record = c.path.join("run/cpu_shares");
             if let Some(s) = r.limit_in_shares {
-                cpu::set(&cg, s, &record).map_err(|e| format!("Failed setting cpu shares: {e}"))?;
+                cpu::set(&cg, s, &record).map_err(|e| LimitError::Cpu(Box::new(e)))?;
             }
-            let cur = cpu::get(&cg, &record).map_err(|e| e.to_string())?;
-            proto::LimitCpuResponse {
-                limit_in_shares: Some(cur),
-            }
-            .encode_to_vec()
+            let limit_in_shares = Some(cpu::get(&cg, &record)?);
+            proto::LimitCpuResponse { limit_in_shares }.encode_to_vec()
         }
         Type::LimitDisk => {
             let r: proto::LimitDiskRequest = dec(p, "LimitDiskRequest")?;
-            if !srv.cfg.disk_quota_enabled {
+            if srv.cfg.disk_quota_enabled {
+                disk::limit(&disk::mount_point(&c.path), &r)?.encode_to_vec()
+            } else {
                 // warden answered nothing when quotas were off.
                 proto::LimitDiskResponse::default().encode_to_vec()
-            } else {
-                disk::limit(&disk::mount_point(&c.path), &r)
-                    .map_err(|e| e.to_string())?
-                    .encode_to_vec()
             }
         }
-        _ => return Err(format!("Unknown request: {}Request", ty.name())),
+        _ => return Err(RequestError::UnknownRequest(ty.name())),
     };
     if let Err(e) = c.write_snapshot() {
         log::warn!("{:?}: snapshot: {e}", c.handle);
     }
     Ok((ty, body))
+}
+
+fn dec<M: prost::Message + Default>(p: &[u8], what: &str) -> Result<M, RequestError> {
+    proto::decode_request(p).map_err(|err| RequestError::Undecodable {
+        what: what.into(),
+        err,
+    })
 }
 
 #[cfg(test)]

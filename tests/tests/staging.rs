@@ -146,12 +146,11 @@ fn stage_sample(s: &Srv, out: &Path) -> Vec<&'static str> {
         "examples/buildpacks/shell",
         "-o",
         out.to_str().unwrap(),
-        "--memory",
-        "256",
-        "--disk",
-        "256",
     ];
+    // The README's command, with the default staging limits.
+    let t = Instant::now();
     let (code, o, e) = warden(s, &args);
+    eprintln!("warden stage: {:?}", t.elapsed());
     let mut extra = vec![];
     if code != 0 && e.contains("server does not support limit_memory") {
         assert_eq!(e.lines().count(), 1, "one line: {e}");
@@ -280,7 +279,9 @@ fn stage_start_check(tag: &str, rootfs: PathBuf) {
         hook.to_str().unwrap(),
     ];
     args.extend(&extra);
+    let t = Instant::now();
     let (code, o, e) = warden(&s, &args);
+    eprintln!("warden start --instances 2: {:?}", t.elapsed());
     assert_eq!(code, 0, "start: {o}\n{e}");
     let lines: Vec<Vec<String>> = o
         .lines()
@@ -421,6 +422,16 @@ fn stage_start_check(tag: &str, rootfs: PathBuf) {
             *l,
             format!("{} env-app {i} {} running", lines[i][0], lines[i][1])
         );
+    }
+
+    let (code, o, e) = warden(&s, &["apps", "--json"]);
+    assert_eq!(code, 0, "{e}");
+    for (i, l) in o.lines().enumerate() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["handle"], lines[i][0].as_str());
+        assert_eq!(v["index"], i as u64);
+        assert_eq!(v["job_id"], lines[i][2].parse::<u64>().unwrap());
+        assert_eq!(v["state"], "running");
     }
 
     // Kill the app of instance 0: its job ends with the app's status.

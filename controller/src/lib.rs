@@ -28,4 +28,5 @@ pub mod restore;
 pub mod sdnotify;
 pub mod server;
 pub mod sh;
+pub mod stage;
 pub mod tarstream;

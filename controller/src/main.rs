@@ -362,6 +362,35 @@ enum Cmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Stage an app with buildpacks into a droplet (the Stager).
+    Stage {
+        #[command(flatten)]
+        a: warden::stage::staging::StageArgs,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Start instances of a droplet, each in its own container (the DEA).
+    Start {
+        #[command(flatten)]
+        a: warden::stage::apps::StartArgs,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List the app instances `start` made.
+    Apps {
+        #[command(flatten)]
+        a: warden::stage::apps::AppsArgs,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Destroy the instances of an app.
+    #[command(name = "stop-app", alias = "stop_app")]
+    StopApp {
+        #[command(flatten)]
+        a: warden::stage::apps::StopAppArgs,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -528,6 +557,12 @@ struct Cli2 {
     json: bool,
 }
 
+/// Runs a staging/app command (controller/src/stage) against the server.
+fn app(top: &Cli2, conn: Conn, cmd: warden::stage::Command) -> Result<i32> {
+    let conn = conn_of(top, conn);
+    Ok(warden::stage::run(&conn.socket, conn.json, cmd)?)
+}
+
 fn connect(c: &Client2) -> Result<Client> {
     Ok(Client::connect(&c.socket)?)
 }
@@ -660,6 +695,11 @@ fn run(cli: Cli) -> Result<i32> {
                 .unwrap_or_else(|| PathBuf::from(warden::config::DEFAULT_CONFIG));
             check_config(&path)
         }
+        // Client-side staging and DEA starts (controller/src/stage).
+        Cmd::Stage { a, conn } => app(&top, conn, warden::stage::Command::Stage(a)),
+        Cmd::Start { a, conn } => app(&top, conn, warden::stage::Command::Start(a)),
+        Cmd::Apps { a, conn } => app(&top, conn, warden::stage::Command::Apps(a)),
+        Cmd::StopApp { a, conn } => app(&top, conn, warden::stage::Command::StopApp(a)),
         Cmd::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "warden", &mut out);

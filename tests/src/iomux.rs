@@ -86,7 +86,8 @@ pub fn write_file(p: &Path, data: &[u8]) {
 }
 
 /// A job that has run and ended before anyone linked (`--hold 0`), its
-/// spawner lingering for 3 s: returns once `exit_status` exists.
+/// spawner lingering for 3 s (until a linker gets the status): returns once
+/// `exit_status` exists.
 pub fn ended_job(c: &mut Cleanup, job: &Path, script: &str) -> Spawned {
     let sp = spawn(
         c,

@@ -16,7 +16,7 @@ fn lines_streams_stdin_and_status() {
     require_root();
     let (dir, mut c) = scratch("iomux-basic");
     let job = dir.join("job");
-    let mut sp = spawn(&mut c, &["--linger", "2"], &job, &["sh"], Stdio::piped());
+    let mut sp = spawn(&mut c, &[], &job, &["sh"], Stdio::piped());
     // The script arrives on iomux-spawn's stdin, which the job inherits.
     let mut stdin = sp.child.stdin.take().unwrap();
     stdin
@@ -32,19 +32,86 @@ fn lines_streams_stdin_and_status() {
     assert_eq!(code, 3, "stderr: {}", String::from_utf8_lossy(&err));
     assert_eq!(out, b"out\nmore\n");
     assert_eq!(err, b"err\n");
-    // `child active`, then EOF although iomux-spawn lingers: it let go of
-    // our pipe.
+    // `child active`, then EOF: it let go of our pipe.
     assert_eq!(sp.rest(), "child active\n");
-    assert!(alive(sp.pid()));
     assert_eq!(
         std::fs::read_to_string(job.join("exit_status")).unwrap(),
         "3\nexited 3\n"
     );
-    // After the linger it exits 0 and removes its sockets.
+    // Its linker had the status: with the default flags (a 30 s linger for
+    // late linkers) it exits 0 at once and removes its sockets.
+    let t0 = std::time::Instant::now();
     let st = sp.child.wait().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "iomux-spawn lingered {:?} after its linker had the status",
+        t0.elapsed()
+    );
     assert_eq!(st.code(), Some(0));
     assert!(!job.join("stdout.sock").exists());
     assert!(job.join("exit_status").exists());
+}
+
+/// A caller waiting for iomux-spawn (warden's C contract) waits for the job
+/// and its linker only, also when the linker got the status while the job's
+/// output was still on its way and a second linker came and went.
+#[test]
+fn spawner_exits_once_a_linker_had_the_status() {
+    require_root();
+    let mut sc = Scene::new("iomux-exit", 4 << 20, 11);
+    let script = format!("cat {}; exit 4", sc.file.display());
+    let mut sp = spawn(
+        &mut sc.cleanup,
+        &[],
+        &sc.job,
+        &["sh", "-c", &script],
+        Stdio::null(),
+    );
+    let (code, out, err) = link(&sc.job, None);
+    assert_eq!(code, 4, "stderr: {}", String::from_utf8_lossy(&err));
+    assert!(out == sc.data, "stdout differs from the data");
+    let t0 = std::time::Instant::now();
+    let st = sp.child.wait().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "iomux-spawn lingered {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(st.code(), Some(0));
+    // A linker that leaves before the status does not end the linger:
+    // the output stays for the next one, who gets all of it.
+    let (dir, mut c2) = scratch("iomux-exit2");
+    let job = dir.join("job");
+    let go = dir.join("go");
+    let script = format!(
+        "echo early; while [ ! -e {} ]; do sleep 0.01; done; echo late; exit 6",
+        go.display()
+    );
+    let mut sp = spawn(&mut c2, &[], &job, &["sh", "-c", &script], Stdio::null());
+    let mut l = link_cmd(&job, None)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    c2.kill_pid(l.id() as i32);
+    let mut line = [0u8; 6];
+    l.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
+    assert_eq!(&line, b"early\n");
+    sigterm(l.id());
+    l.wait().unwrap();
+    write_file(&go, b"");
+    assert!(wait_for(Duration::from_secs(10), || job
+        .join("exit_status")
+        .exists()));
+    assert!(
+        alive(sp.pid()),
+        "spawner left before any linker had the status"
+    );
+    let (code, out, _) = link(&job, None);
+    assert_eq!((code, &out[..]), (6, &b"early\nlate\n"[..]));
+    let t0 = std::time::Instant::now();
+    assert_eq!(sp.child.wait().unwrap().code(), Some(0));
+    assert!(t0.elapsed() < Duration::from_secs(10));
 }
 
 /// How a job ended, as iomux-link's status, its output and `exit_status`.
@@ -177,7 +244,7 @@ fn linker_stopped_mid_stream_resumes_exactly() {
     // the two links; the linker's stdout is a pipe we read slowly, so many
     // bytes are in flight when it is stopped.
     let script = format!("cat {}; exit 4", sc.file.display());
-    let _sp = sc.spawn(&["--ring-size", "16777216", "--linger", "2"], &script);
+    let mut sp = sc.spawn(&["--ring-size", "16777216", "--linger", "2"], &script);
     let (job, data, c) = (sc.job.clone(), sc.data.clone(), &mut sc.cleanup);
     let mut l1 = link_cmd(&job, Some(&cursors))
         .stdout(Stdio::piped())
@@ -212,9 +279,9 @@ fn linker_stopped_mid_stream_resumes_exactly() {
         "joined output differs ({} bytes)",
         first.len()
     );
-    // A third link with the same cursors gets nothing more, and the status.
-    let (code, third, _) = link(&job, Some(&cursors));
-    assert_eq!((code, third.len()), (4, 0));
+    // The first linker left without the status, so the spawner stayed for
+    // the second; that one had the status, so the spawner is done.
+    assert_eq!(sp.child.wait().unwrap().code(), Some(0));
 }
 
 #[test]
@@ -260,11 +327,13 @@ fn late_linkers_get_output_and_status_after_the_job_ended() {
     let (dir, mut c) = scratch("iomux-late");
     let job = dir.join("job");
     // --hold 0: nobody links before the job runs and ends.
-    let _sp = ended_job(&mut c, &job, "echo hi; echo ho >&2; exit 5");
-    for _ in 0..2 {
-        let (code, out, err) = link(&job, None);
-        assert_eq!((code, &out[..], &err[..]), (5, &b"hi\n"[..], &b"ho\n"[..]));
-    }
+    let mut sp = ended_job(&mut c, &job, "echo hi; echo ho >&2; exit 5");
+    assert!(alive(sp.pid()), "the output was not kept for a late linker");
+    let (code, out, err) = link(&job, None);
+    assert_eq!((code, &out[..], &err[..]), (5, &b"hi\n"[..], &b"ho\n"[..]));
+    // That linker had the status: the spawner is done.
+    assert_eq!(sp.child.wait().unwrap().code(), Some(0));
+    assert!(!job.join("status.sock").exists());
 }
 
 #[test]
@@ -327,7 +396,7 @@ fn child_gets_exactly_fds_0_1_2() {
     assert_eq!(code, 0);
     // 0, 1, 2 and the directory ls reads.
     assert_eq!(String::from_utf8(out).unwrap(), "0\n1\n2\n3\n");
-    // iomux-spawn (exec'd by sh) exits after the linger.
+    // iomux-spawn (exec'd by sh) exits once its linker had the status.
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
@@ -564,14 +633,19 @@ fn linker_writes_to_files_sockets_and_ttys() {
     let data = pattern(300_000, 9);
     let f = dir.join("data");
     write_file(&f, &data);
-    let _sp = spawn(
-        &mut c,
-        &["--ring-size", "1048576", "--linger", "5"],
-        &job,
-        &["sh", "-c", &format!("cat {}", f.display())],
-        Stdio::null(),
-    );
+    // One job per output: a linker that has the status ends its spawner.
+    let job_for = |c: &mut Cleanup| {
+        let _ = std::fs::remove_dir_all(&job);
+        spawn(
+            c,
+            &["--ring-size", "1048576"],
+            &job,
+            &["sh", "-c", &format!("cat {}", f.display())],
+            Stdio::null(),
+        )
+    };
     // A regular file.
+    let mut sp = job_for(&mut c);
     let out = dir.join("out");
     let st = link_cmd(&job, None)
         .stdout(std::fs::File::create(&out).unwrap())
@@ -579,7 +653,9 @@ fn linker_writes_to_files_sockets_and_ttys() {
         .unwrap();
     assert_eq!(st.code(), Some(0));
     assert!(std::fs::read(&out).unwrap() == data, "file output differs");
+    assert_eq!(sp.child.wait().unwrap().code(), Some(0));
     // A socket.
+    let mut sp = job_for(&mut c);
     let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
     let mut l = link_cmd(&job, None)
         .stdout(Stdio::from(std::os::fd::OwnedFd::from(b)))
@@ -590,7 +666,9 @@ fn linker_writes_to_files_sockets_and_ttys() {
     a.read_to_end(&mut got).unwrap();
     assert_eq!(l.wait().unwrap().code(), Some(0));
     assert!(got == data, "socket output differs ({} bytes)", got.len());
+    assert_eq!(sp.child.wait().unwrap().code(), Some(0));
     // A tty (raw mode, so the bytes pass unchanged).
+    let _sp = job_for(&mut c);
     let pty = nix::pty::openpty(None, None).unwrap();
     let mut t = nix::sys::termios::tcgetattr(&pty.slave).unwrap();
     nix::sys::termios::cfmakeraw(&mut t);

@@ -558,3 +558,26 @@ fn install_files_and_man_pages() {
         assert!(page.contains(".SH EXIT STATUS"), "{h}.8");
     }
 }
+
+/// Type=notify (etc/warden.service): READY=1 once the socket answers,
+/// STOPPING=1 when a signal starts the drain.
+#[test]
+fn systemd_is_notified_when_ready_and_stopping() {
+    let (dir, _g) = scratch("ops-notify");
+    let p = dir.join("notify.sock");
+    let rx = std::os::unix::net::UnixDatagram::bind(&p).unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut s = Srv::start(
+        "ops-notify",
+        Opts {
+            env: vec![("NOTIFY_SOCKET".into(), p.display().to_string())],
+            ..Default::default()
+        },
+    );
+    let mut buf = [0u8; 256];
+    let n = rx.recv(&mut buf).expect("READY=1 within 30 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    s.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+    let n = rx.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}

@@ -20,12 +20,17 @@
 //!   processes left behind by the job write later is not collected. Then
 //!   `DIR/exit_status` is written (see `files`) and every status linker,
 //!   present or late, gets STATUS after its streams' final bytes.
-//! * Linger: iomux-spawn exits once the job has ended, no linker is
-//!   connected, and `--linger`/`IOMUX_LINGER` seconds (default 30) have
-//!   passed since the later of the job's end and the last linker leaving;
-//!   at once when `DIR` has been removed. With no linker ever, it lives at
-//!   most hold + the job's run time + linger. On exit it removes its
-//!   sockets; `exit_status` stays.
+//! * Exit: once the job has ended and a linker has received STATUS,
+//!   iomux-spawn exits as soon as every connection is done (each linker
+//!   has been sent its streams' final bytes: they are in its data pipes,
+//!   which outlive us). So a caller that waits for iomux-spawn, as
+//!   warden's C contract allows, waits for the job and its linker only.
+//!   Linger: while no linker has received STATUS, the output is kept for a
+//!   late linker until no linker is connected and `--linger`/`IOMUX_LINGER`
+//!   seconds (default 30) have passed since the later of the job's end and
+//!   the last linker leaving; at once when `DIR` has been removed. With no
+//!   linker ever, it lives at most hold + the job's run time + linger. On
+//!   exit it removes its sockets; `exit_status` stays.
 //! * SIGTERM or SIGINT: SIGKILL to the job, remove the sockets, exit 0
 //!   at once (linkers then report that iomux-spawn went away). SIGKILL to
 //!   iomux-spawn has the same effect on the job, minus the clean-up.
@@ -67,7 +72,8 @@ use crate::ring::Ring;
 pub const DEFAULT_RING: usize = 256 * 1024;
 /// Smallest and largest accepted ring size.
 pub const RING_RANGE: (usize, usize) = (4096, 256 << 20);
-/// Default linger after the job's end / the last linker.
+/// Default linger after the job's end / the last linker, while no linker
+/// has received the status.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(30);
 /// Default longest hold waiting for the first linker.
 pub const DEFAULT_HOLD: Duration = Duration::from_secs(30);
@@ -139,7 +145,7 @@ pub const CLI: wsys::args::Cli = wsys::args::Cli {
         ),
         (
             "--linger SECS",
-            "stay after the job's end and the last linker\n(default 30; IOMUX_LINGER)",
+            "keep the output after the job's end for a late linker,\nuntil one has the status (default 30; IOMUX_LINGER)",
         ),
         (
             "--hold SECS",
@@ -400,6 +406,8 @@ pub struct Spawner {
     attached_once: [bool; 3],
     exit: Option<Exit>,
     status_at: Option<Instant>,
+    /// A linker has been sent the whole STATUS: no late linker is waited for.
+    status_delivered: bool,
     last_left: Option<Instant>,
     hold_until: Instant,
     dir_gone: bool,
@@ -534,6 +542,7 @@ impl Spawner {
             attached_once: [false; 3],
             exit: None,
             status_at: None,
+            status_delivered: false,
             last_left: None,
             hold_until,
             dir_gone: false,
@@ -546,7 +555,8 @@ impl Spawner {
         self.child.pid()
     }
 
-    /// Serves until the linger ends; then removes the sockets.
+    /// Serves until a linker has the status and every connection is done,
+    /// or the linger ends; then removes the sockets.
     pub fn run(mut self) -> io::Result<()> {
         let mut fds: Vec<PollFd> = Vec::with_capacity(8 + MAX_CONNS);
         let mut tags: Vec<Tag> = Vec::with_capacity(8 + MAX_CONNS);
@@ -555,8 +565,14 @@ impl Spawner {
             let now = Instant::now();
             if self.status_at.is_some() && self.conns.is_empty() {
                 let since = self.last_left.max(self.status_at).unwrap_or(now);
-                if self.dir_gone || now >= since + self.cfg.linger {
-                    break Ok(());
+                if self.status_delivered || self.dir_gone || now >= since + self.cfg.linger {
+                    // A linker already queued on a listener is still served.
+                    for i in 0..self.listeners.len() {
+                        self.accept(i);
+                    }
+                    if self.conns.is_empty() {
+                        break Ok(());
+                    }
                 }
             }
             fds.clear();
@@ -1049,6 +1065,7 @@ impl Spawner {
             }
             if c.ctl_len > 0 && c.ctl_pos == c.ctl_len {
                 c.state = ConnState::Done;
+                self.status_delivered = true;
             }
             return;
         }

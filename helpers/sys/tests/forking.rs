@@ -223,6 +223,31 @@ fn file_text_shed_drops_resident_text() {
     );
 }
 
+fn file_text_shed_then_poll_drops_text_and_polls() {
+    // A pipe that is readable already: the poll returns at once.
+    let (r, w) = nix::unistd::pipe().unwrap();
+    nix::unistd::write(&w, b"x").unwrap();
+    let t = wsys::proc_::FileText::current();
+    let ranges = t.ranges();
+    let before = rss_of(ranges);
+    let mut fds = [libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&r),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: this program never maps over or unmaps its text, and has one
+    // thread (checked in main).
+    let n = unsafe { t.shed_then_poll(&mut fds) };
+    let after = rss_of(ranges);
+    assert_eq!((n, fds[0].revents & libc::POLLIN), (1, libc::POLLIN));
+    // Dropped, then only what ran since came back (how little stays while
+    // blocked is measured from outside: wshd's serves_after_idle_text_shedding).
+    assert!(
+        !ranges.is_empty() && after < before,
+        "resident text {before} kB -> {after} kB"
+    );
+}
+
 fn set_title_shows_in_cmdline() {
     assert_child_ok(|| {
         let a = wsys::proc_::ArgvArea::current().unwrap();
@@ -243,6 +268,10 @@ fn main() {
         (
             "clone_fork_creates_namespaces",
             clone_fork_creates_namespaces,
+        ),
+        (
+            "file_text_shed_then_poll_drops_text_and_polls",
+            file_text_shed_then_poll_drops_text_and_polls,
         ),
         (
             "held_child_runs_only_after_release",

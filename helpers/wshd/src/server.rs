@@ -516,10 +516,21 @@ pub fn serve(
             }
             match poll(&mut fds, timeout) {
                 Ok(0) if active && pending.is_empty() => {
+                    // Idle: drop the program text and wait on the same fds
+                    // (only the socket, the signalfd and watched sessions:
+                    // nothing is pending, so no deadline is due).
+                    let mut raw: Vec<libc::pollfd> = fds
+                        .iter()
+                        .map(|f| libc::pollfd {
+                            fd: f.as_fd().as_raw_fd(),
+                            events: f.events().bits(),
+                            revents: 0,
+                        })
+                        .collect();
                     // SAFETY: wshd never unmaps or maps over its program text.
                     #[allow(unsafe_code)]
                     unsafe {
-                        text.shed()
+                        text.shed_then_poll(&mut raw)
                     };
                     active = false;
                     continue;

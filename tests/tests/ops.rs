@@ -79,6 +79,20 @@ fn cli_positional_arguments_flags_and_errors() {
     assert_eq!(code, 1);
     assert!(err.contains("\"gone\""), "{err}");
 
+    // ... and the ports or paths.
+    let (code, _, err) = s.warden(&["net-in", "ops-h", "--host-port", "70000"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("warden: container \"ops-h\" net-in host port 70000: "),
+        "{err}"
+    );
+    let (code, _, err) = s.warden(&["copy-in", "ops-h", "/nonexistent/src", "/tmp/x"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("warden: container \"ops-h\" copy-in /nonexistent/src -> /tmp/x: "),
+        "{err}"
+    );
+
     // copy-in with HANDLE SRC DST.
     let (dir, _g) = scratch("ops-copy");
     std::fs::write(dir.join("f"), "copied\n").unwrap();

@@ -6,11 +6,18 @@ pub mod config;
 pub mod conn;
 pub mod container;
 pub mod copy;
+pub mod dispatch;
+pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod host;
 pub mod job;
+pub mod jobs;
+pub mod lifecycle;
+pub mod net;
 pub mod pool;
 pub mod proto;
+pub mod restore;
 pub mod server;
 pub mod sh;
 pub mod tarstream;

@@ -93,9 +93,9 @@ for i in $(seq 1 "$runs"); do
 done
 mb=$(awk -v b="$bytes" 'BEGIN { printf "%.0f", b / 1048576 }')
 echo "(a) $mb MiB of job output to /dev/null, wall time (ms), runs interleaved:"
-row "1GiB base: head | cat" ms <"$work/base"
-row "1GiB iomux-spawn + iomux-link" ms <"$work/ours"
-if [ -n "$CSPAWN" ]; then row "1GiB C iomux" ms <"$work/c"; else absent "1GiB C iomux" "$CNOTE"; fi
+row "job output, base head | cat" ms <"$work/base"
+row "job output, iomux-spawn + link" ms <"$work/ours"
+if [ -n "$CSPAWN" ]; then row "job output, C iomux" ms <"$work/c"; else absent "job output, C iomux" "$CNOTE"; fi
 b=$(stats <"$work/base" | awk '{ print $1 }')
 o=$(stats <"$work/ours" | awk '{ print $1 }')
 awk -v n="$bytes" -v b="$b" -v o="$o" 'BEGIN {

@@ -2,8 +2,13 @@
 # Benchmark section "controller" (called by tests/bench/run.sh; not a test,
 # asserts no speed). Env: WARDEN_BIN_DIR (warden and the helpers),
 # WARDEN_ROOTFS (busybox rootfs); optional WARDEN_ROOTFS_DEBIAN (Debian
-# rootfs, default build/rootfs-debian of this checkout: `make rootfs-debian`).
+# rootfs, default build/rootfs-debian of this checkout: `make rootfs-debian`);
+# optional WARDEN_SRC (a warden checkout: its Ruby warden-client for (p)).
 #
+#  (p) create, run(`true`), destroy through warden's own Ruby warden-client
+#      (one connection), against the Ruby warden's figures as a documented
+#      reference (it cannot run here: see (p) below).
+#      Target: each <= 0.1x the Ruby warden's.
 #  (a) create, run(`true`), destroy through the protocol with the `warden`
 #      ops client, 20 rounds, medians; next to `crun run /bin/true` (or
 #      `runc run` where crun cannot run here) on the same rootfs.
@@ -20,6 +25,8 @@
 # the EXIT trap stops the servers and runs `warden clear` for their configs.
 set -euo pipefail
 : "${WARDEN_BIN_DIR:?set WARDEN_BIN_DIR}" "${WARDEN_ROOTFS:?set WARDEN_ROOTFS}"
+BENCH_SECTION=controller
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 [ "$(id -u)" = 0 ] || { echo "controller bench: must run as root" >&2; exit 1; }
 command -v hyperfine >/dev/null || { echo "controller bench: hyperfine missing" >&2; exit 1; }
 ROUNDS=${ROUNDS:-20}
@@ -40,7 +47,7 @@ cleanup() {
   for p in "${SRVS[@]}"; do kill -9 "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
   for c in "${CONFS[@]}"; do "$BIN/warden" clear --config "$c" >/dev/null 2>&1 || true; done
   if [ -n "$OCI" ]; then
-    $OCI delete -f "$ID" >/dev/null 2>&1 || true
+    ocirun $OCI delete -f "$ID" >/dev/null 2>&1 || true
   fi
   rm -rf "$W"
 }
@@ -88,7 +95,47 @@ d() { local c=$1; shift; "$BIN/warden" "$c" --socket "$W/deb.sock" "$@"; }
 
 now() { date +%s%N; }
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }'; }
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# ---- (p) create / run(true) / destroy through warden's own Ruby
+# warden-client (warden-client and warden-protocol from WARDEN_SRC, with
+# Debian's ruby-beefcake), one connection, ROUNDS rounds. The peer is the
+# Ruby warden itself: it cannot run here (its Gemfile needs steno, membrane
+# and pidfile, which Debian does not package, and its scripts set up
+# iptables chains and cgroup mounts on the host), so its figures are the
+# documented reference of issue 12 (same machine, busybox rootfs).
+RUBY_NOTE=
+if [ -z "${WARDEN_SRC:-}" ]; then
+  RUBY_NOTE="WARDEN_SRC unset (the Ruby warden-client comes from a warden checkout)"
+elif [ ! -d "$WARDEN_SRC/warden-client/lib" ] || [ ! -d "$WARDEN_SRC/warden-protocol/lib" ]; then
+  RUBY_NOTE="no warden-client/lib and warden-protocol/lib in WARDEN_SRC=$WARDEN_SRC"
+elif ! ruby -e 'require "beefcake"' 2>/dev/null; then
+  RUBY_NOTE="ruby or ruby-beefcake missing"
+else
+  ruby -I "$WARDEN_SRC/warden-protocol/lib" -I "$WARDEN_SRC/warden-client/lib" - \
+    "$W/warden.sock" "$ROUNDS" "$W" <<'RUBY' || RUBY_NOTE="the Ruby warden-client run failed"
+require "warden/client"
+sock, rounds, dir = ARGV[0], ARGV[1].to_i, ARGV[2]
+def now = Process.clock_gettime(Process::CLOCK_MONOTONIC, :nanosecond)
+c = Warden::Client.new(sock)
+c.connect
+out = %w[create run destroy].to_h { |k| [k, File.open("#{dir}/rb.#{k}", "w")] }
+(rounds + 2).times do |i|
+  t0 = now
+  h = c.call(Warden::Protocol::CreateRequest.new).handle
+  t1 = now
+  r = c.call(Warden::Protocol::RunRequest.new(handle: h, script: "true"))
+  raise "run true: exit status #{r.exit_status}" unless r.exit_status == 0
+  t2 = now
+  c.call(Warden::Protocol::DestroyRequest.new(handle: h))
+  t3 = now
+  next if i < 2 # warm-up
+  out["create"].puts((t1 - t0) / 1e6)
+  out["run"].puts((t2 - t1) / 1e6)
+  out["destroy"].puts((t3 - t2) / 1e6)
+end
+out.each_value(&:close)
+RUBY
+fi
 
 # ---- (a) create / run(true) / destroy, on busybox (client w) and, when
 # present, on Debian (client d), interleaved
@@ -112,6 +159,12 @@ for i in $(seq 1 "$ROUNDS"); do
 done
 
 # OCI runtime on the same rootfs: crun, or runc when crun cannot run here.
+# crun refuses this host's hybrid cgroup layout, so it runs in a private
+# mount namespace with the v2 hierarchy (/sys/fs/cgroup/unified) unmounted.
+ocirun() { # CMD...: in a private mount namespace without the unified hierarchy
+  unshare -m --propagation private sh -c \
+    'mountpoint -q /sys/fs/cgroup/unified && umount /sys/fs/cgroup/unified; exec "$@"' sh "$@"
+}
 cp -a "$WARDEN_ROOTFS" "$W/rootfs"
 mkdir -p "$W/bundle"
 for rt in crun runc; do
@@ -122,29 +175,29 @@ for rt in crun runc; do
     c["process"]["terminal"] = false; c["process"]["args"] = ["/bin/true"]
     c["linux"]["cgroupsPath"] = ARGV[2]; File.write(ARGV[0], JSON.pretty_generate(c))' \
     "$W/bundle/config.json" "$W/rootfs" "/$ID"
-  if $rt --root "$W/$rt-state" run --bundle "$W/bundle" "$ID" >/dev/null 2>&1; then
+  if ocirun $rt --root "$W/$rt-state" run --bundle "$W/bundle" "$ID" >/dev/null 2>&1; then
     OCI="$rt --root $W/$rt-state"
-    $OCI delete -f "$ID" >/dev/null 2>&1 || true
+    ocirun $OCI delete -f "$ID" >/dev/null 2>&1 || true
     break
   fi
-  $rt --root "$W/$rt-state" delete -f "$ID" >/dev/null 2>&1 || true
+  ocirun $rt --root "$W/$rt-state" delete -f "$ID" >/dev/null 2>&1 || true
   echo "($rt cannot run containers here: skipped)"
 done
 RT=${OCI%% *}
 OCI_MS=
 if [ -n "$OCI" ]; then
-  hyperfine -N --style basic --warmup 3 --runs "$ROUNDS" --export-csv "$W/oci.csv" \
+  # hyperfine itself in the namespace, so the timed command is crun alone.
+  ocirun hyperfine -N --style basic --warmup 3 --runs "$ROUNDS" --export-json "$W/oci.json" \
     -n "$RT-run" "$OCI run --bundle $W/bundle $ID" >"$W/oci.log" 2>&1 || { cat "$W/oci.log" >&2; exit 1; }
-  OCI_MS=$(awk -F, 'NR == 2 { printf "%.3f", $4 * 1000 }' "$W/oci.csv")
+  OCI_MS=$(hf_median "$W/oci.json" "$RT-run")
 fi
 
 # ---- (b) run(true) in an existing container vs wsh true
 h=$($W_ create)
 CP=$($W_ info --handle "$h" | awk '/^container_path:/ { print $2 }')
-hyperfine -N --style basic --warmup 10 --runs 100 --export-csv "$W/b.csv" \
+hf_rounds "$W/b.json" 4 100 10 -N -- \
   -n wsh "$CP/bin/wsh --socket $CP/run/wshd.sock true" \
-  -n warden-run "$BIN/warden run --socket $W/warden.sock --handle $h --script true" \
-  >"$W/b.log" 2>&1 || { cat "$W/b.log" >&2; exit 1; }
+  -n warden-run "$BIN/warden run --socket $W/warden.sock --handle $h --script true" || exit 1
 $W_ destroy --handle "$h"
 
 # ---- (c) RSS with MANY containers
@@ -154,34 +207,42 @@ RSS=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SRV/status")
 THREADS=$(ls "/proc/$SRV/task" | wc -l)
 for h in "${hs[@]}"; do $W_ destroy --handle "$h"; done
 
-c=$(median < "$W/bb.create"); r=$(median < "$W/bb.run"); dd=$(median < "$W/bb.destroy"); t=$(median < "$W/bb.total")
-echo "(a) through the protocol (warden ops client), median of $ROUNDS, ms:"
-if [ -n "$DEB" ]; then
-  dc=$(median < "$W/deb.create"); dr=$(median < "$W/deb.run"); ddd=$(median < "$W/deb.destroy"); dt=$(median < "$W/deb.total")
-  printf '    %-22s %8s %8s %8s\n' "" busybox debian deb/bb
-  for k in "create $c $dc" "run(true) $r $dr" "destroy $dd $ddd" "create+run+destroy $t $dt"; do
-    set -- $k
-    awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "    %-22s %8.3f %8.3f %7.2fx\n", n, a, b, b / a }'
-  done
+echo "(p) through warden's Ruby warden-client (one connection), median of $ROUNDS, ms:"
+if [ -z "$RUBY_NOTE" ]; then
+  for k in create run destroy; do row "ruby-client $k" ms <"$W/rb.$k"; done
 else
-  printf '    %-22s %8s\n' create "$c" "run(true)" "$r" destroy "$dd" "create+run+destroy" "$t"
+  for k in create run destroy; do absent "ruby-client $k" "$RUBY_NOTE"; done
 fi
-if [ -n "$OCI_MS" ]; then
-  printf '    %-22s %8s\n' "$RT run /bin/true" "$OCI_MS"
-  awk -v t="$t" -v o="$OCI_MS" -v rt="$RT" 'BEGIN { printf "    create+run+destroy = %.2fx %s run (target <= 5x)\n", t / o, rt }'
-else
-  echo "    (no OCI runtime could run here: no ratio)"
+src="issue 12, Ruby warden measured on this machine with the busybox rootfs"
+reference "Ruby warden create" ms 294 "$src"
+reference "Ruby warden run(true)" ms 56 "$src"
+reference "Ruby warden destroy" ms 337 "$src"
+if [ -z "$RUBY_NOTE" ]; then
+  ratio "ruby-client create / Ruby warden create" "$(stats <"$W/rb.create" | awk '{ print $1 }')" 294 "<=" 0.1
+  ratio "ruby-client run / Ruby warden run" "$(stats <"$W/rb.run" | awk '{ print $1 }')" 56 "<=" 0.1
+  ratio "ruby-client destroy / Ruby warden destroy" "$(stats <"$W/rb.destroy" | awk '{ print $1 }')" 337 "<=" 0.1
 fi
+echo "(a) through the protocol (warden ops client, one process per request), $ROUNDS rounds, ms:"
+for k in create run destroy total; do row "ops-client $k (busybox)" ms <"$W/bb.$k"; done
+t=$(stats <"$W/bb.total" | awk '{ print $1 }')
 if [ -n "$DEB" ]; then
-  awk -v a="$c" -v b="$dc" 'BEGIN { printf "    create on debian = %.2fx busybox (target <= 1.0x)\n", b / a }'
-  awk -v a="$t" -v b="$dt" 'BEGIN { printf "    create+run+destroy on debian = %.2fx busybox\n", b / a }'
+  for k in create run destroy total; do row "ops-client $k (debian)" ms <"$W/deb.$k"; done
+  ratio "create on debian / busybox" "$(stats <"$W/deb.create" | awk '{ print $1 }')" \
+    "$(stats <"$W/bb.create" | awk '{ print $1 }')" "<=" 1.0
   echo "    (debian rootfs: $DEB)"
 else
-  echo "    (no Debian rootfs at ${WARDEN_ROOTFS_DEBIAN:-build/rootfs-debian}: debian/busybox comparison skipped; make rootfs-debian)"
+  absent "ops-client create (debian)" "no Debian rootfs at ${WARDEN_ROOTFS_DEBIAN:-build/rootfs-debian}: make rootfs-debian"
 fi
-wsh=$(awk -F, '$1 == "wsh" { printf "%.3f", $4 * 1000 }' "$W/b.csv")
-wr=$(awk -F, '$1 == "warden-run" { printf "%.3f", $4 * 1000 }' "$W/b.csv")
-echo "(b) /bin/true in an existing container, median ms:"
-printf '    %-22s %8s\n' "wsh true" "$wsh" "warden run true" "$wr"
-awk -v a="$wr" -v b="$wsh" 'BEGIN { printf "    warden run = %.2fx wsh (target <= 3x)\n", a / b }'
-echo "(c) controller RSS with $MANY containers: $RSS kB, $THREADS threads (target < 20480 kB)"
+if [ -n "$OCI_MS" ]; then
+  hf_times "$W/oci.json" "$RT-run" | row "$RT run /bin/true" ms
+  ratio "create+run+destroy / $RT run" "$t" "$OCI_MS" "<=" 5
+else
+  absent "crun run /bin/true" "no OCI runtime could run here"
+fi
+echo "(b) /bin/true in an existing container, ms:"
+hf_times "$W/b.json" wsh | row "wsh true" ms
+hf_times "$W/b.json" warden-run | row "warden run true (client included)" ms
+ratio "warden run / wsh" "$(hf_median "$W/b.json" warden-run)" "$(hf_median "$W/b.json" wsh)" "<=" 3
+echo "(c) controller with $MANY containers ($THREADS threads):"
+echo "$RSS" | row "controller VmRSS, $MANY containers" kB
+ratio "controller VmRSS / 20480 kB" "$RSS" 20480 "<=" 1

@@ -1,75 +1,121 @@
 #!/usr/bin/env bash
-# Bench section "iomux": throughput of a job's output through iomux-spawn +
-# iomux-link against the same bytes through a plain pipe (`cat`), and the
-# RSS of iomux-spawn with 10 GB of output nobody reads.
+# Bench section "iomux" (called by tests/bench/run.sh; asserts no speed).
 #
-# Env: WARDEN_BIN_DIR (iomux-spawn, iomux-link). Optional: IOMUX_BENCH_BYTES
-# (default 1 GiB), IOMUX_BENCH_RUNS (default 5; the median is printed),
-# IOMUX_BENCH_UNREAD (default 10 GB).
-# Targets (not asserted): iomux >= 0.8x the plain pipe; RSS < 2 MB.
+# (a) 1 GiB of job output to one reader writing to /dev/null, wall time:
+#     - base:  `head -c N /dev/zero | cat > /dev/null` (the plain pipe a user
+#              would compare with);
+#     - ours:  `iomux-spawn DIR head -c N /dev/zero` (default flags) and
+#              `iomux-link DIR > /dev/null`, from the start of iomux-spawn
+#              to the end of iomux-link;
+#     - C:     warden's C iomux-spawn/iomux-link the same way, built from
+#              WARDEN_SRC (absent without it).
+#     The runs are interleaved (base, ours, C, base, ours, ...) so a change
+#     in the machine's load hits each alike. Target: ours >= 0.8x base
+#     (ratio of median times, base/ours).
+# (b) iomux-spawn's peak RSS (VmHWM) while its job writes IOMUX_BENCH_UNREAD
+#     bytes (default 4 GB) that nobody reads. Target: < 2 MB.
+#
+# Env: WARDEN_BIN_DIR (iomux-spawn, iomux-link). Optional: WARDEN_SRC,
+# IOMUX_BENCH_BYTES (default 1 GiB), IOMUX_BENCH_RUNS (default 7),
+# IOMUX_BENCH_C_RUNS (default 3: C iomux is slow), IOMUX_BENCH_UNREAD.
 set -euo pipefail
 : "${WARDEN_BIN_DIR:?set WARDEN_BIN_DIR}"
+BENCH_SECTION=iomux
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 spawn="$WARDEN_BIN_DIR/iomux-spawn"
 link="$WARDEN_BIN_DIR/iomux-link"
 bytes=${IOMUX_BENCH_BYTES:-1073741824}
-runs=${IOMUX_BENCH_RUNS:-5}
-unread=${IOMUX_BENCH_UNREAD:-10000000000}
+runs=${IOMUX_BENCH_RUNS:-7}
+c_runs=${IOMUX_BENCH_C_RUNS:-3}
+unread=${IOMUX_BENCH_UNREAD:-4000000000}
 work=$(mktemp -d /tmp/warden-bench-iomux.XXXXXX)
 spawner=""
 cleanup() {
-  [ -n "$spawner" ] && kill -KILL "$spawner" 2>/dev/null || true
+  [ -z "$spawner" ] || kill -KILL "$spawner" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
-now_ns() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# warden's C iomux, -O2, from WARDEN_SRC (work tree or bare git dir).
+CNOTE="WARDEN_SRC unset"
+CSPAWN= CLINK=
+if [ -n "${WARDEN_SRC:-}" ]; then
+  s=$work/csrc
+  mkdir -p "$s"
+  for d in "$WARDEN_SRC/warden/src/iomux" "$WARDEN_SRC/src/iomux"; do
+    [ -f "$d/iomux-spawn.c" ] && { cp -a "$d/." "$s/"; break; }
+  done
+  [ -f "$s/iomux-spawn.c" ] || git -C "$WARDEN_SRC" archive HEAD warden/src/iomux 2>/dev/null |
+    tar -x --strip-components=3 -C "$s" 2>/dev/null || true
+  if [ ! -f "$s/iomux-spawn.c" ]; then
+    CNOTE="no warden/src/iomux in WARDEN_SRC=$WARDEN_SRC"
+  elif make -C "$s" OPTIMIZATION=-O2 DEBUG= iomux-spawn iomux-link >"$work/c.log" 2>&1; then
+    CSPAWN=$s/iomux-spawn CLINK=$s/iomux-link
+  else
+    CNOTE="building warden's C iomux failed: $(tail -n 3 "$work/c.log" | tr '\n' ' ')"
+  fi
+fi
 
-# Plain pipe: producer | cat > /dev/null
-plain_ms=()
-for _ in $(seq "$runs"); do
-  s=$(now_ns)
-  head -c "$bytes" /dev/zero | cat > /dev/null
-  e=$(now_ns)
-  plain_ms+=($(( (e - s) / 1000000 )))
-done
-
-# iomux: iomux-spawn DIR producer; iomux-link DIR > /dev/null. Timed from
-# the start of iomux-spawn to the end of iomux-link.
-iomux_ms=()
-for i in $(seq "$runs"); do
-  dir="$work/job$i"
-  s=$(now_ns)
-  "$spawn" --linger 0 "$dir" head -c "$bytes" /dev/zero > "$work/spawn$i.out" &
+# One timed run: prints the wall time in ms.
+t_base() {
+  local s e
+  s=$(now_us)
+  head -c "$bytes" /dev/zero | cat >/dev/null
+  e=$(now_us)
+  echo "$(( (e - s) / 1000 ))"
+}
+t_iomux() { # SPAWN LINK TAG
+  local s e dir=$work/job-$3 line fd
+  rm -rf "$dir"
+  mkdir "$dir" # warden's C iomux-spawn needs it to exist
+  s=$(now_us)
+  # iomux-spawn's stdout through a pipe: `child_pid=N` says it listens.
+  exec {fd}< <(exec "$1" "$dir" head -c "$bytes" /dev/zero 2>/dev/null)
   spawner=$!
-  # The sockets exist once child_pid=N is printed.
-  until grep -q '^child_pid=' "$work/spawn$i.out" 2>/dev/null; do sleep 0.001; done
-  "$link" "$dir" > /dev/null
-  e=$(now_ns)
-  wait "$spawner" || true
+  IFS= read -r line <&"$fd" || true
+  case $line in child_pid=*) ;; *) echo "iomux bench: $1 printed ${line:-nothing}" >&2; exit 1 ;; esac
+  "$2" "$dir" >/dev/null
+  e=$(now_us)
+  exec {fd}<&-
+  wait "$spawner" 2>/dev/null || true
   spawner=""
-  iomux_ms+=($(( (e - s) / 1000000 )))
+  echo "$(( (e - s) / 1000 ))"
+}
+
+: >"$work/base"; : >"$work/ours"; : >"$work/c"
+for i in $(seq 1 "$runs"); do
+  t_base >>"$work/base"
+  t_iomux "$spawn" "$link" "o$i" >>"$work/ours"
+  if [ -n "$CSPAWN" ] && [ "$i" -le "$c_runs" ]; then
+    t_iomux "$CSPAWN" "$CLINK" "c$i" >>"$work/c"
+  fi
 done
+mb=$(awk -v b="$bytes" 'BEGIN { printf "%.0f", b / 1048576 }')
+echo "(a) $mb MiB of job output to /dev/null, wall time (ms), runs interleaved:"
+row "job output, base head | cat" ms <"$work/base"
+row "job output, iomux-spawn + link" ms <"$work/ours"
+if [ -n "$CSPAWN" ]; then row "job output, C iomux" ms <"$work/c"; else absent "job output, C iomux" "$CNOTE"; fi
+b=$(stats <"$work/base" | awk '{ print $1 }')
+o=$(stats <"$work/ours" | awk '{ print $1 }')
+awk -v n="$bytes" -v b="$b" -v o="$o" 'BEGIN {
+  printf "    throughput: base %.0f MB/s, iomux %.0f MB/s\n", n / b / 1000, n / o / 1000 }'
+ratio "iomux throughput / base (head | cat)" "$b" "$o" ">=" 0.8
+if [ -n "$CSPAWN" ]; then
+  ratio_ref "C iomux throughput / base" "$b" "$(stats <"$work/c" | awk '{ print $1 }')"
+fi
 
-p=$(printf '%s\n' "${plain_ms[@]}" | median)
-m=$(printf '%s\n' "${iomux_ms[@]}" | median)
-mb=$(( bytes / 1000000 ))
-echo "iomux throughput, $mb MB, median of $runs:"
-awk -v b="$bytes" -v p="$p" -v m="$m" 'BEGIN {
-  printf "  plain pipe (cat):          %6d ms  %7.0f MB/s\n", p, b / p / 1000
-  printf "  iomux-spawn + iomux-link:  %6d ms  %7.0f MB/s\n", m, b / m / 1000
-  printf "  ratio iomux/plain:         %6.2f (target >= 0.80)\n", p / m
-}'
-echo "  runs plain: ${plain_ms[*]} ms; iomux: ${iomux_ms[*]} ms"
-
-# RSS with unread output: no linker (--hold 0), the job writes $unread bytes.
+# (b) RSS with unread output: no linker (--hold 0), the job writes $unread bytes.
 dir="$work/unread"
-"$spawn" --hold 0 --linger 60 "$dir" head -c "$unread" /dev/zero > /dev/null &
+"$spawn" --hold 0 --linger 60 "$dir" head -c "$unread" /dev/zero >/dev/null &
 spawner=$!
-s=$(now_ns)
-until [ -e "$dir/exit_status" ]; do sleep 0.05; done
-e=$(now_ns)
-hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$spawner/status")
-kill -KILL "$spawner"; wait "$spawner" 2>/dev/null || true
+s=$(now_us)
+while [ ! -e "$dir/exit_status" ]; do sleep 0.05; done
+e=$(now_us)
+hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$spawner/status")
+kill -KILL "$spawner"
+wait "$spawner" 2>/dev/null || true
 spawner=""
-echo "iomux-spawn with $(( unread / 1000000000 )) GB unread output: peak RSS ${hwm} kB (target < 2048 kB), $(( (e - s) / 1000000 )) ms, $(awk -v b="$unread" -v t=$(( (e - s) / 1000000 )) 'BEGIN {printf "%.0f", b / t / 1000}') MB/s drained"
+echo "(b) iomux-spawn with $(( unread / 1000000000 )) GB of unread output ($(( (e - s) / 1000 )) ms):"
+echo "$hwm" | row "iomux-spawn peak RSS, unread output" kB
+ratio "iomux-spawn peak RSS / 2048 kB" "$hwm" 2048 "<=" 1

@@ -4,22 +4,32 @@
 # optional WARDEN_SRC: a checkout of cloudfoundry/warden (work tree, bare git
 # dir, or its warden/src/wsh directory) to build warden's C wshd/wsh from.
 #
-#  (a) boot: wshd boot to the first `wsh true` returning, in one hyperfine run:
+#  (a) boot: wshd boot to the first `wsh true` returning:
 #      - "wshd": no hooks at all (empty --lib), against the floor
 #        `unshare -m -u -i -n -p -f chroot ROOTFS /bin/true`, `bwrap` and
-#        `crun run` on the same rootfs (`runc run` when crun cannot run here,
-#        e.g. crun refuses hybrid cgroup v1+v2 hosts);
+#        `crun run` on the same rootfs (runc only if crun cannot run);
 #      - "wshd+4hooks": warden's four hooks present as trivial scripts
 #        (`#!/bin/sh` + `exit 0`; the after-clone one records $PID, as
 #        warden's does), against "C-wshd+4hooks": warden's C wshd (built from
 #        WARDEN_SRC with -O2 into the temp dir) booting the same rootfs with
-#        the same hooks, then warden's C `wsh true`. Skipped with a note when
-#        WARDEN_SRC is unset.
+#        the same hooks, then warden's C `wsh true`. Absent (with a note)
+#        when WARDEN_SRC is unset.
 #  (b) exec: `wsh true` into a running wshd, against `nsenter` into the same
-#      namespaces and `crun exec` (or `runc exec`) into a running container.
-#  (c) RSS of wshd (VmRSS) right after it served (b), and idle 1.5 s later.
-# Prints medians (ms) and ratios. Targets: (a) wshd (no hooks) <= 1.5x floor,
-# wshd+4hooks <= 0.8x C-wshd+4hooks; (b) <= 0.7x nsenter; (c) <= 1024 kB.
+#      namespaces, warden's C `wsh true` into a running C wshd, and
+#      `crun exec` into a running container.
+#  (c) resident memory: wshd's VmRSS (and smaps_rollup Rss/Pss) idle, 1.5 s
+#      after (b); C wshd's likewise; the `crun run` process that stays as a
+#      container's parent.
+# (a) and (b) run in ROUNDS hyperfine rounds with the commands' order
+# rotated each round (tests/bench/lib.sh hf_rounds), so load changes on this
+# shared machine hit every command alike. Prints medians, p90 (ms) and
+# ratios. Targets: (a) wshd (no hooks) <= 1.5x floor, wshd+4hooks <= 0.8x
+# C-wshd+4hooks; (b) wsh <= 0.7x nsenter and <= 0.9x C wsh; (c) idle
+# VmRSS <= 400 kB.
+#
+# crun refuses hybrid cgroup hosts (this one: v1 controllers plus the v2
+# hierarchy at /sys/fs/cgroup/unified); in this script's private mount
+# namespace (below) that hierarchy is unmounted, so crun runs in v1 mode.
 #
 # Finding a container's init: no hook records wshd's pid, so every boot gets
 # a --title under this run's prefix (wbench-<pid>-); the init shows
@@ -45,6 +55,8 @@
 # removes on delete.
 set -euo pipefail
 : "${WARDEN_BIN_DIR:?set WARDEN_BIN_DIR}" "${WARDEN_ROOTFS:?set WARDEN_ROOTFS}"
+BENCH_SECTION=wsh
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 [ "$(id -u)" = 0 ] || { echo "wsh bench: must run as root" >&2; exit 1; }
 for c in hyperfine unshare perl; do
   command -v $c >/dev/null || { echo "wsh bench: $c missing" >&2; exit 1; }
@@ -74,8 +86,9 @@ fi
 [ "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/$PPID/ns/mnt)" ] ||
   { echo "wsh bench: not in a private mount namespace" >&2; exit 1; }
 
-RUNS_BOOT=${RUNS_BOOT:-40}
+RUNS_BOOT=${RUNS_BOOT:-60}
 RUNS_EXEC=${RUNS_EXEC:-300}
+ROUNDS=${ROUNDS:-5}
 W=$(mktemp -d /tmp/warden-bench-wsh-XXXXXX)
 # Title prefix of every container init started here: short, as warden's C
 # wshd asserts its title fits in the argv of `/sbin/wshd --continue` (21).
@@ -89,6 +102,7 @@ cleanup() {
     $OCI kill "$ID" KILL 2>/dev/null || true
     $OCI delete -f "$ID" 2>/dev/null || true
     $OCI delete -f "$ID-a" 2>/dev/null || true
+    $OCI delete -f "$ID-r" 2>/dev/null || true
   fi
   # only mounted in this script's private mount namespace
   ! mountpoint -q "$W/croot" 2>/dev/null || umount "$W/croot" || true
@@ -206,6 +220,13 @@ else
   CNOTE="WARDEN_SRC unset"
 fi
 
+# crun refuses hybrid cgroup hosts (v1 controllers plus the v2 hierarchy at
+# /sys/fs/cgroup/unified): hide that hierarchy, in this private mount
+# namespace only, so crun runs in legacy v1 mode.
+if mountpoint -q /sys/fs/cgroup/unified 2>/dev/null; then
+  umount /sys/fs/cgroup/unified 2>/dev/null || umount -l /sys/fs/cgroup/unified || true
+fi
+
 # ---- (a) boot to first command
 # Before each timed run: kill every container init of this script by pid and
 # wait until it is gone, so no teardown overlaps a measurement.
@@ -235,10 +256,11 @@ if [ -n "$CW" ]; then
     CW=
   fi
 fi
+BWRAP_NOTE="bwrap not installed"
 if command -v bwrap >/dev/null; then
   cmds+=(-n bwrap "bwrap --unshare-all --bind $W/rootfs / /bin/true")
 fi
-# OCI runtime: crun, or runc when crun cannot run a container on this host.
+# OCI runtime: crun (runc stands in only when crun cannot run here).
 ocispec() { # ARGS...: write $W/bundle/config.json running ARGS
   ruby -rjson -e 'c = JSON.parse(File.read(ARGV[0])); c["root"]["path"] = ARGV[1]
     c["process"]["terminal"] = false; c["process"]["args"] = ARGV[3..]
@@ -246,29 +268,30 @@ ocispec() { # ARGS...: write $W/bundle/config.json running ARGS
     "$W/bundle/config.json" "$W/rootfs" "/$ID" "$@"
 }
 mkdir -p "$W/bundle"
+OCI_NOTE="neither crun nor runc could run a container here"
 for rt in crun runc; do
   command -v $rt >/dev/null || continue
-  command -v ruby >/dev/null || { echo "(ruby missing: OCI runtime skipped)"; break; }
+  command -v ruby >/dev/null || { OCI_NOTE="ruby missing (writes the OCI config)"; break; }
   rm -f "$W/bundle/config.json"
   (cd "$W/bundle" && $rt spec) >/dev/null 2>&1 || continue
   ocispec /bin/true
-  if $rt --root "$W/$rt-state" run --bundle "$W/bundle" "$ID-probe" >/dev/null 2>&1; then
+  if $rt --root "$W/$rt-state" run --bundle "$W/bundle" "$ID-probe" >"$W/oci-probe.log" 2>&1; then
     OCI="$rt --root $W/$rt-state"
     $OCI delete -f "$ID-probe" >/dev/null 2>&1 || true
     break
   fi
   $rt --root "$W/$rt-state" delete -f "$ID-probe" >/dev/null 2>&1 || true
-  echo "($rt cannot run containers here: skipped)"
+  echo "($rt cannot run containers here: $(head -c 300 "$W/oci-probe.log"))"
 done
 RT=${OCI%% *}
 if [ -n "$OCI" ]; then
   cmds+=(-n "$RT-run" "$OCI run --bundle $W/bundle $ID-a")
 fi
-hyperfine --style basic --warmup 3 --runs "$RUNS_BOOT" --prepare "$kill_boot" \
-  --export-csv "$W/a.csv" "${cmds[@]}" >"$W/a.log" 2>&1 || { cat "$W/a.log" >&2; exit 1; }
+hf_rounds "$W/a.json" "$ROUNDS" "$RUNS_BOOT" 3 --prepare "$kill_boot" -- "${cmds[@]}" || exit 1
 $kill_boot
 
-# ---- (b) command into a running container (no hooks)
+# ---- (b) command into a running container (no hooks; C wshd with its
+# four trivial hooks, which do not matter once it runs)
 "$BIN/wshd" --run "$W/x/run" --lib "$W/x/lib" --root "$W/rootfs" --title "$T-x" >/dev/null 2>&1
 PID=$("$W/procs.sh" find "$T-x")
 case $PID in
@@ -276,44 +299,89 @@ case $PID in
 esac
 cmds=(-n wsh "$BIN/wsh --socket $W/x/run/wshd.sock /bin/true"
   -n nsenter "nsenter -t $PID -m -u -i -n -p -r -w /bin/true")
+CPID=
+if [ -n "$CW" ]; then
+  mkhooks "$W/cx"
+  "$CW/wshd" --run "$W/cx/run" --lib "$W/cx/lib" --root "$W/croot" --title "$T-cx" >/dev/null 2>&1 </dev/null
+  CPID=$("$W/procs.sh" find "$T-cx")
+  cmds+=(-n C-wsh "$CW/wsh --socket $W/cx/run/wshd.sock /bin/true")
+fi
 if [ -n "$OCI" ]; then
   ocispec /bin/sleep 1000
   $OCI run -d --bundle "$W/bundle" "$ID" >/dev/null </dev/null
   cmds+=(-n "$RT-exec" "$OCI exec $ID /bin/true")
 fi
-hyperfine -N --style basic --warmup 20 --runs "$RUNS_EXEC" \
-  --export-csv "$W/b.csv" "${cmds[@]}" >"$W/b.log" 2>&1 || { cat "$W/b.log" >&2; exit 1; }
+hf_rounds "$W/b.json" "$ROUNDS" "$RUNS_EXEC" 20 -N -- "${cmds[@]}" || exit 1
 
-# ---- (c) RSS of wshd right after serving (b), and idle (wshd drops its
-# resident program text after 1 s without activity)
-RSS_BUSY=$(awk '/^VmRSS:/ { print $2 }' "/proc/$PID/status")
-sleep 1.5
-RSS=$(awk '/^VmRSS:/ { print $2 }' "/proc/$PID/status")
-
-median() { # CSV FILE -> "name median_ms" lines
-  awk -F, 'NR > 1 { printf "%s %.3f\n", $1, $4 * 1000 }' "$1"
+# ---- (c) RSS right after serving (b), and idle (wshd drops its resident
+# program text after 1 s without activity): VmRSS, and smaps_rollup's Rss
+# and Pss (Pss counts pages shared with other processes by their share).
+rss_of() { # PID -> "VmRSS Rss Pss" in kB
+  local v r p
+  v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null)
+  r=$(awk '/^Rss:/ { print $2 }' "/proc/$1/smaps_rollup" 2>/dev/null)
+  p=$(awk '/^Pss:/ { print $2 }' "/proc/$1/smaps_rollup" 2>/dev/null)
+  echo "${v:-nan} ${r:-nan} ${p:-nan}"
 }
-med() { # CSV NAME -> median ms
-  median "$1" | awk -v n="$2" '$1 == n { print $2 }'
-}
-echo "(a) boot to first command, median of $RUNS_BOOT, ms:"
-median "$W/a.csv" | awk '{ printf "    %-14s %8.3f\n", $1, $2 }'
-floor=$(med "$W/a.csv" floor)
-median "$W/a.csv" | awk -v f="$floor" '$1 != "floor" { printf "    %-14s %6.2fx floor\n", $1, $2 / f }'
-awk -v a="$(med "$W/a.csv" wshd)" -v f="$floor" \
-  'BEGIN { printf "    wshd (no hooks) = %.2fx floor (target <= 1.5x)\n", a / f }'
-if [ -n "$CW" ]; then
-  awk -v a="$(med "$W/a.csv" wshd+4hooks)" -v c="$(med "$W/a.csv" C-wshd+4hooks)" \
-    'BEGIN { printf "    wshd+4hooks = %.2fx C-wshd+4hooks (target <= 0.8x)\n", a / c }'
-else
-  echo "    (comparison with warden's C wshd skipped: $CNOTE)"
+RSS_BUSY=$(rss_of "$PID" | awk '{ print $1 }')
+# The OCI runtime's own process per container: `crun run` in the
+# foreground stays as the container's parent (the closest to wshd).
+OCI_RSS=
+if [ -n "$OCI" ]; then
+  $OCI run --bundle "$W/bundle" "$ID-r" >/dev/null 2>&1 </dev/null &
+  ocipid=$!
+  for _ in $(seq 1 200); do
+    [ "$($OCI state "$ID-r" 2>/dev/null | ruby -rjson -e 'puts JSON.parse(STDIN.read)["status"]' 2>/dev/null)" = running ] && break
+    sleep 0.02
+  done
 fi
-echo "(b) run /bin/true in a running container, median ms:"
-median "$W/b.csv" | awk '{ printf "    %-14s %8.3f\n", $1, $2 }'
-ns=$(med "$W/b.csv" nsenter)
-median "$W/b.csv" | awk -v f="$ns" '$1 != "nsenter" { printf "    %-14s %6.2fx nsenter\n", $1, $2 / f }'
-echo "    target: wsh <= 0.7x nsenter"
-echo "(c) wshd RSS: idle ${RSS} kB, right after serving (b) ${RSS_BUSY} kB (target: idle <= 1024 kB)"
+sleep 1.5
+read -r RSS RSS_R RSS_P <<<"$(rss_of "$PID")"
+[ -z "${BENCH_DEBUG:-}" ] || awk '/^[0-9a-f]+-/ {m=$0} /^Rss:/ && $2>0 {print $2, m}' /proc/$PID/smaps >&2
+C_RSS=
+[ -z "$CPID" ] || C_RSS=$(rss_of "$CPID" | awk '{ print $1 }')
+if [ -n "$OCI" ]; then
+  OCI_RSS=$(rss_of "$ocipid" | awk '{ print $1 }')
+  $OCI kill "$ID-r" KILL >/dev/null 2>&1 || true
+  wait "$ocipid" 2>/dev/null || true
+  $OCI delete -f "$ID-r" >/dev/null 2>&1 || true
+fi
+
+echo "(a) boot to the first command, $RUNS_BOOT runs, ms:"
+for n in floor bwrap "$RT-run" wshd wshd+4hooks C-wshd+4hooks; do
+  if hf_times "$W/a.json" "$n" | grep -q .; then
+    hf_times "$W/a.json" "$n" | row "boot $n" ms
+  fi
+done
+command -v bwrap >/dev/null || absent "boot bwrap" "$BWRAP_NOTE"
+[ -n "$OCI" ] || absent "boot crun-run" "$OCI_NOTE"
+[ -n "$CW" ] || absent "boot C-wshd+4hooks" "$CNOTE"
+floor=$(hf_median "$W/a.json" floor)
+ratio "boot wshd (no hooks) / floor" "$(hf_median "$W/a.json" wshd)" "$floor" "<=" 1.5
+[ -z "$CW" ] || ratio "boot wshd+4hooks / C-wshd+4hooks" \
+  "$(hf_median "$W/a.json" wshd+4hooks)" "$(hf_median "$W/a.json" C-wshd+4hooks)" "<=" 0.8
+[ -z "$OCI" ] || ratio "boot wshd+4hooks / $RT run" \
+  "$(hf_median "$W/a.json" wshd+4hooks)" "$(hf_median "$W/a.json" "$RT-run")" "<=" 1
+echo "(b) /bin/true in a running container, $RUNS_EXEC runs, ms:"
+for n in wsh C-wsh nsenter "$RT-exec"; do
+  if hf_times "$W/b.json" "$n" | grep -q .; then
+    hf_times "$W/b.json" "$n" | row "exec $n" ms
+  fi
+done
+[ -n "$CW" ] || absent "exec C-wsh" "$CNOTE"
+[ -n "$OCI" ] || absent "exec crun-exec" "$OCI_NOTE"
+wsh=$(hf_median "$W/b.json" wsh)
+ratio "exec wsh / nsenter" "$wsh" "$(hf_median "$W/b.json" nsenter)" "<=" 0.7
+[ -z "$CW" ] || ratio "exec wsh / C wsh" "$wsh" "$(hf_median "$W/b.json" C-wsh)" "<=" 0.9
+[ -z "$OCI" ] || ratio "exec wsh / $RT exec" "$wsh" "$(hf_median "$W/b.json" "$RT-exec")" "<=" 1
+echo "(c) resident memory per container, kB (idle: 1.5 s after the last command):"
+echo "$RSS" | row "wshd idle VmRSS" kB
+echo "$RSS_R" | row "wshd idle smaps_rollup Rss" kB
+echo "$RSS_P" | row "wshd idle smaps_rollup Pss" kB
+echo "$RSS_BUSY" | row "wshd VmRSS right after (b)" kB
+if [ -n "$C_RSS" ]; then echo "$C_RSS" | row "C wshd idle VmRSS" kB; else absent "C wshd idle VmRSS" "$CNOTE"; fi
+if [ -n "$OCI_RSS" ]; then echo "$OCI_RSS" | row "$RT run (foreground) VmRSS" kB; else absent "crun run VmRSS" "$OCI_NOTE"; fi
+ratio "wshd idle VmRSS / 400 kB" "$RSS" 400 "<=" 1
 for b in wshd wsh; do
   printf '    %s: %s\n' "$b" "$(file -L "$WARDEN_BIN_DIR/$b" | sed 's/.*: //' | cut -d, -f1-4)"
   [ ! -u "$WARDEN_BIN_DIR/$b" ] || echo "    $b HAS A SETUID BIT"

@@ -8,8 +8,8 @@
 //!   registered by writing `"<eventfd> <fd of memory.oom_control>"` to
 //!   `cgroup.event_control`; the kernel signals it on OOM and also when the
 //!   cgroup is removed, so after a wake-up the cgroup must still exist
-//!   (its `cgroup.event_control` is still there, the directory is the same
-//!   inode as when armed) to count as an OOM.
+//!   (the directory is still there and the same inode as when armed) to
+//!   count as an OOM.
 //! * cgroup v2 (the directory has `memory.events`): the file is polled for
 //!   POLLPRI (kernfs notifies on every counter change) and re-read; an
 //!   increase of the `oom` or `oom_kill` counter over the values read at
@@ -140,22 +140,24 @@ pub fn arm(dir: &Path) -> Result<Armed, OomError> {
 
 impl Armed {
     /// Blocks until an OOM (`Ok`) or until no OOM can come (`Err`).
-    pub fn wait(self) -> Result<(), OomError> {
+    pub fn wait(&self) -> Result<(), OomError> {
         match self {
             Armed::V1 { dir, id, efd, .. } => {
                 loop {
                     match efd.read() {
                         Ok(_) => break,
                         Err(nix::Error::EINTR) => continue,
-                        Err(e) => return Err(io_err(&dir)(e.into())),
+                        Err(e) => return Err(io_err(dir)(e.into())),
                     }
                 }
                 // Removal signals the eventfd too: an OOM needs the same,
-                // still live cgroup.
-                if dir.join("cgroup.event_control").exists() && dir_id(&dir).ok() == Some(id) {
+                // still live cgroup (a removed one has no directory, a
+                // re-created one another inode): one stat, the only
+                // syscall between the wake-up and the exit.
+                if dir_id(dir).ok() == Some(*id) {
                     Ok(())
                 } else {
-                    Err(OomError::Removed(dir))
+                    Err(OomError::Removed(dir.clone()))
                 }
             }
             Armed::V2 { dir, events, start } => loop {
@@ -163,18 +165,18 @@ impl Armed {
                 match poll(&mut fds, V2_RECHECK.as_millis() as i32) {
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(io_err(&dir)(e)),
+                    Err(e) => return Err(io_err(dir)(e)),
                 }
-                let now = match read_counts(&events, &dir) {
+                let now = match read_counts(events, dir) {
                     Ok(c) => c,
-                    Err(OomError::Io { .. }) => return Err(OomError::Removed(dir)),
+                    Err(OomError::Io { .. }) => return Err(OomError::Removed(dir.clone())),
                     Err(e) => return Err(e),
                 };
                 if now.oom > start.oom || now.oom_kill > start.oom_kill {
                     return Ok(());
                 }
                 if !dir.join("memory.events").exists() {
-                    return Err(OomError::Removed(dir));
+                    return Err(OomError::Removed(dir.clone()));
                 }
             },
         }

@@ -40,9 +40,19 @@ fn main() {
     // No PR_SET_PDEATHSIG: it fires when the parent *thread* exits, which
     // would fake a "no OOM" for a threaded controller. A left-over oom ends
     // when its cgroup is removed.
-    if let Err(e) = oom::arm(&dir).and_then(oom::Armed::wait) {
-        eprintln!("oom: {e}");
-        std::process::exit(1);
+    let verdict = oom::arm(&dir).and_then(|armed| match armed.wait() {
+        // Exit at once, from inside the wait: closing the watcher's fds and
+        // the runtime's teardown (signal stack) would be four more syscalls
+        // between the OOM and the exit its caller waits for.
+        Ok(()) => wsys::proc_::exit_now(0),
+        Err(e) => Err(e),
+    });
+    match verdict {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("oom: {e}");
+            std::process::exit(1);
+        }
     }
 }
 

@@ -11,10 +11,11 @@
 # network::limit_bandwidth_* (net_out sets, tc tbf, ifb and u32/mirred on the
 # Debian kernel, whose netfilter and tc parts are modules, where the host's
 # are built in). They do not depend on the cgroup version and take several
-# minutes under emulation, so they are opt-in (measured: about 4 min for the
-# two, 11 min with the 50-container nft test). Env: VM_RUN (default: shared/vm/run beside the repository, as CI lays
+# minutes under emulation, so they are opt-in (measured: 3 min for the
+# two, 11 min with the 50-container nft test).
+# Env: VM_RUN (default: shared/vm/run beside the repository, as CI lays
 # it out, else /work/shared/vm/run), V2_TIMEOUT (seconds for
-# the whole VM run, default 600), WARDEN_BIN_DIR / WARDEN_ROOTFS as for
+# the whole VM run, default 600; 1500 with V2_NET=1), WARDEN_BIN_DIR / WARDEN_ROOTFS as for
 # `make test` (the Makefile sets them), plus shared/vm's own (VM_CACHE, ...).
 set -eu
 cd "$(dirname "$0")/.."

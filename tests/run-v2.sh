@@ -15,7 +15,7 @@
 # several minutes under emulation, so they are opt-in (measured: about 4 min
 # for the two, 11 min with the 50-container nft test). Env: VM_RUN (default: shared/vm/run beside the repository, as CI lays
 # it out, else /work/shared/vm/run), V2_TIMEOUT (seconds for
-# the whole VM run, default 1200), WARDEN_BIN_DIR / WARDEN_ROOTFS as for
+# the whole VM run, default 1200; 1500 with V2_NET=1), WARDEN_BIN_DIR / WARDEN_ROOTFS as for
 # `make test` (the Makefile sets them), plus shared/vm's own (VM_CACHE, ...).
 set -eu
 cd "$(dirname "$0")/.."

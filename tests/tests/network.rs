@@ -944,3 +944,73 @@ fn limit_bandwidth_shapes_the_veth_and_goes_with_destroy() {
         "{ifb} left after destroy"
     );
 }
+
+/// Create, net_out (overlapping rules, one logged), limit_bandwidth,
+/// destroy, many times (WARDEN_NET_CYCLES, default 100; the figure
+/// is 1,000): nothing of the containers is left on the host (veths, ifb
+/// devices, set and map elements: [`prefix_leftovers`]), the table's rule
+/// count is what it was, and the server holds no more descriptors than
+/// after the first cycles.
+#[test]
+fn net_out_and_bandwidth_cycles_leave_nothing_behind() {
+    let cycles: usize = std::env::var("WARDEN_NET_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+        .max(1);
+    let s = Srv::start("netleak", Opts::default());
+    let mut cl = s.client();
+    let (rules0, _, _) = nft_shape(&s.prefix);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", s.pid()))
+            .unwrap()
+            .count()
+    };
+    let mut fds_early = 0;
+    for i in 0..cycles {
+        let h = create_default(&mut cl);
+        net_out(&mut cl, &h, |r| {
+            r.network = Some("192.0.2.0/24".into());
+            r.port_range = Some("80:90".into());
+        })
+        .unwrap();
+        net_out(&mut cl, &h, |r| {
+            r.network = Some("192.0.2.64/26".into());
+            r.port_range = Some("85:100".into());
+            r.log = Some(true);
+        })
+        .unwrap();
+        net_out(&mut cl, &h, |r| {
+            r.network = Some("192.0.2.1".into());
+            r.protocol = Some(2);
+            r.icmp_type = Some(8);
+        })
+        .unwrap();
+        let _: proto::LimitBandwidthResponse = cl
+            .call(
+                Type::LimitBandwidth,
+                &proto::LimitBandwidthRequest {
+                    handle: Some(h.clone()),
+                    rate: Some(1 << 20),
+                    burst: Some(1 << 16),
+                },
+            )
+            .unwrap();
+        destroy_or_retry(&mut cl, &h);
+        if i == 2.min(cycles - 1) {
+            fds_early = fds();
+        }
+    }
+    let left = warden_tests::server::prefix_leftovers(&s.prefix, &s.depot);
+    assert!(left.is_empty(), "after {cycles} cycles: {left:#?}");
+    let (rules, _, sets) = nft_shape(&s.prefix);
+    assert_eq!(rules, rules0);
+    for (name, elems) in &sets {
+        assert!(elems.is_empty(), "{name}: {elems:?}");
+    }
+    let fds_end = fds();
+    assert!(
+        fds_end <= fds_early,
+        "server descriptors {fds_early} -> {fds_end}"
+    );
+}

@@ -64,7 +64,7 @@ pub enum RequestError {
     #[error("the container's root filesystem has no /bin/bash: run and spawn need a shell (wsh can run other programs directly)")]
     NoBash,
     #[error(
-        "{0} is not implemented by this server yet (net_out and limit_* come in a later release)"
+        "{0} is not implemented by this server yet (net_out and limit_bandwidth come in a later release)"
     )]
     NotImplemented(String),
     #[error("container {0}: is being destroyed")]

@@ -16,6 +16,8 @@
 //! container is stopped, as warden did. Any other exit (cgroup removed,
 //! killed by [`disarm`]) is no OOM. [`disarm`] (stop, destroy) kills the
 //! helper; [`arm_if_limited`] arms new and adopted containers that have a memory limit.
+//! A server that was killed leaves its helpers running (each ends when its
+//! cgroup goes); [`end_orphans`] ends them at start, before re-arming.
 
 use crate::container::{Container, State};
 use crate::limits::{memory, Cgroup};
@@ -155,5 +157,83 @@ pub fn arm_if_limited(srv: &Arc<Server>, c: &Arc<Container>) {
         .is_ok_and(|l| l < memory::UNLIMITED);
     if limited {
         arm(srv, c);
+    }
+}
+
+/// At start (before any arm): SIGKILLs `oom` helpers a previous server
+/// left, recognised by their exact command line, `<bin>/oom <dir>` with
+/// `<dir>` a container cgroup under one of this server's `parents`
+/// (`.../warden-P`). How many were ended.
+pub fn end_orphans(bin: &std::path::Path, parents: &[PathBuf]) -> usize {
+    let prog = bin.join("oom");
+    let me = std::process::id() as i32;
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if !orphan_cmdline(&cmd, &prog, parents) || pid == me {
+            continue;
+        }
+        log::info!("ending a previous server's oom helper (pid {pid})");
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
+            .is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// `prog\0<parent>/<id>\0` for one of `parents` and a plain `<id>`.
+fn orphan_cmdline(cmd: &[u8], prog: &std::path::Path, parents: &[PathBuf]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let args: Vec<&[u8]> = cmd
+        .strip_suffix(b"\0")
+        .unwrap_or(cmd)
+        .split(|b| *b == 0)
+        .collect();
+    let [p, dir] = args[..] else {
+        return false;
+    };
+    if p != prog.as_os_str().as_bytes() {
+        return false;
+    }
+    let dir = std::path::Path::new(std::ffi::OsStr::from_bytes(dir));
+    let (Some(parent), Some(id)) = (dir.parent(), dir.file_name()) else {
+        return false;
+    };
+    parents.iter().any(|p| p == parent)
+        && !id.is_empty()
+        && id.as_bytes().iter().all(|b| b.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn orphans_are_recognised_by_their_exact_command_line() {
+        let parents = vec![PathBuf::from("/sys/fs/cgroup/memory/warden-p1")];
+        let prog = Path::new("/opt/w/oom");
+        let ok = b"/opt/w/oom\0/sys/fs/cgroup/memory/warden-p1/abc123\0";
+        assert!(orphan_cmdline(ok, prog, &parents));
+        for bad in [
+            &b"/opt/w/oom\0/sys/fs/cgroup/memory/warden-p2/abc123\0"[..],
+            b"/opt/x/oom\0/sys/fs/cgroup/memory/warden-p1/abc123\0",
+            b"/opt/w/oom\0/sys/fs/cgroup/memory/warden-p1/abc123\0x\0",
+            b"/opt/w/oom\0/sys/fs/cgroup/memory/warden-p1/../x\0",
+            b"/opt/w/oom\0/sys/fs/cgroup/memory/warden-p1\0",
+            b"",
+        ] {
+            assert!(!orphan_cmdline(bad, prog, &parents), "{bad:?}");
+        }
     }
 }

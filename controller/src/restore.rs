@@ -74,6 +74,8 @@ impl Server {
 
     /// Re-adopts containers with a snapshot, destroys the rest.
     pub fn restore(self: &Arc<Self>) {
+        // A killed server's OOM watches; adopt re-arms the live ones.
+        crate::oom_watch::end_orphans(&self.cfg.bin_path, &self.layout.cgroup_parents());
         let depot = self.cfg.container_depot_path.clone();
         let Ok(rd) = std::fs::read_dir(&depot) else {
             return;

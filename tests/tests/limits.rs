@@ -109,6 +109,20 @@ fn wait_oom_stopped(c: &mut Client, h: &str) {
     assert!(ok, "no OOM stop: {:?}", info(c, h).unwrap());
 }
 
+/// Live `oom` helpers watching `dir` (zombies have no command line).
+fn oom_helpers(dir: &Path) -> Vec<i32> {
+    let want = format!("/oom\0{}\0", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmd).contains(&want).then_some(pid)
+        })
+        .collect()
+}
+
 #[test]
 fn memory_limit_oom_event_stops_container_also_after_restart() {
     let v2 = v2();
@@ -162,6 +176,13 @@ fn memory_limit_oom_event_stops_container_also_after_restart() {
     s.run();
     let mut c = s.client();
     assert_eq!(info(&mut c, &h2).unwrap().state.as_deref(), Some("active"));
+    // One watch: the killed server's helper was ended, a new one armed.
+    let mem2 = cgroup(&mut c, &h2, "memory");
+    assert!(
+        wait_for(Duration::from_secs(10), || oom_helpers(&mem2).len() == 1),
+        "{:?}",
+        oom_helpers(&mem2)
+    );
     let _ = try_run(&mut c, &h2, &hog(96));
     wait_oom_stopped(&mut c, &h2);
     for h in [&h, &h2] {

@@ -110,9 +110,14 @@ impl Layout {
 
     /// This server's cgroup directory in every hierarchy mounted under
     /// [`CGROUP_ROOT`] (symlinked hierarchies such as `cpu` -> `cpu,cpuacct`
-    /// counted once), whether or not it exists.
+    /// counted once), whether or not it exists. On cgroup v2 (the root has
+    /// `cgroup.controllers`) that is `CGROUP_ROOT/warden-P` itself.
     pub fn cgroup_parents(&self) -> Vec<PathBuf> {
         let leaf = self.cgroup_leaf();
+        let root = std::path::Path::new(CGROUP_ROOT);
+        if root.join("cgroup.controllers").is_file() {
+            return vec![root.join(&leaf)];
+        }
         let Ok(rd) = std::fs::read_dir(CGROUP_ROOT) else {
             return vec![];
         };

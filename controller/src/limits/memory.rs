@@ -57,3 +57,51 @@ pub fn set(cg: &Cgroup, bytes: u64) -> Result<(), LimitError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fake(files: &[(&str, &str)]) -> (Cgroup, PathBuf) {
+        let d = std::env::temp_dir().join(format!(
+            "warden-memtest-{}-{}",
+            std::process::id(),
+            files.len()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        for (f, v) in files {
+            std::fs::write(d.join(f), v).unwrap();
+        }
+        (
+            Cgroup {
+                dir: d.clone(),
+                v2: files.iter().any(|(f, _)| *f == "memory.max"),
+            },
+            d,
+        )
+    }
+
+    #[test]
+    fn v1_without_memsw_sets_the_memory_limit_only() {
+        let (cg, d) = fake(&[("memory.limit_in_bytes", "9223372036854771712\n")]);
+        set(&cg, 1 << 20).unwrap();
+        assert_eq!(get(&cg).unwrap(), 1 << 20);
+        assert!(!d.join("memory.memsw.limit_in_bytes").exists());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn v2_sets_max_and_no_swap_and_reports_max_as_unlimited() {
+        let (cg, d) = fake(&[("memory.max", "max\n"), ("memory.swap.max", "max\n")]);
+        assert_eq!(get(&cg).unwrap(), UNLIMITED);
+        set(&cg, 1 << 20).unwrap();
+        assert_eq!(get(&cg).unwrap(), 1 << 20);
+        assert_eq!(
+            std::fs::read_to_string(d.join("memory.swap.max")).unwrap(),
+            "0"
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

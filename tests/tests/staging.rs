@@ -736,6 +736,42 @@ fn corrupt_droplet_and_port_clash_fail_clearly_and_leave_nothing() {
     assert!(e.contains("corrupt droplet"), "{e}");
     assert!(list(&mut s.client()).is_empty());
 
+    // A droplet whose buildpack named no web process: start needs --command.
+    // (The sample buildpack's compile, which the app needs; a release with no web.)
+    let compile = std::fs::read_to_string(examples().join("buildpacks/shell/bin/compile")).unwrap();
+    let bp = buildpack(&dir.join("noweb"), "echo noweb", &compile, "echo '--- {}'");
+    let noweb = dir.join("noweb.tgz");
+    let app = examples().join("env-app");
+    let mut a = vec![
+        "stage",
+        app.to_str().unwrap(),
+        "--buildpack",
+        bp.to_str().unwrap(),
+        "-o",
+        noweb.to_str().unwrap(),
+    ];
+    a.extend(skip);
+    let (code, o, e) = warden(&s, &a);
+    assert_eq!(code, 0, "{o}{e}");
+    let (code, _, e) = start(&[noweb.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(e.contains("has no start_command; give --command"), "{e}");
+    assert!(list(&mut s.client()).is_empty());
+    let (code, o, e) = start(&[noweb.to_str().unwrap(), "--command", "./serve.sh"]);
+    assert_eq!(code, 0, "{o}{e}");
+    let port: u16 = o
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .strip_prefix("127.0.0.1:")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(fetch_env(port)["VCAP_APP_PORT"], port.to_string());
+    let (code, _, e) = warden(&s, &["stop-app", "noweb"]);
+    assert_eq!(code, 0, "{e}");
+    assert!(list(&mut s.client()).is_empty());
+
     // Port clash: a second app asking for the first one's port.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -54,8 +54,12 @@ pub struct StagingInfo {
 }
 
 impl StagingInfo {
+    /// As Ruby's `YAML.dump` wrote it: a `---` line, then the mapping.
     pub fn to_yaml(&self) -> String {
-        serde_yaml_ng::to_string(self).unwrap_or_default()
+        format!(
+            "---\n{}",
+            serde_yaml_ng::to_string(self).unwrap_or_default()
+        )
     }
 }
 
@@ -360,6 +364,10 @@ mod tests {
             detected_buildpack: "shell".into(),
             start_command: Some("./web".into()),
         };
+        assert_eq!(
+            info.to_yaml(),
+            "---\nbuildpack_path: /bp\ndetected_buildpack: shell\nstart_command: ./web\n"
+        );
         std::fs::write(&p, droplet_bytes(true, Some(&info.to_yaml()))).unwrap();
         assert_eq!(read(&p).unwrap().info, info);
     }

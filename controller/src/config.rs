@@ -36,6 +36,10 @@
 //!   request frame has started to arrive, the whole of it must arrive
 //!   within this time, or the connection is closed. Idle connections
 //!   (between requests) are never timed out.
+//! - `server.copy_idle_timeout` (seconds, default 120, 1..86400): a
+//!   copy_in or copy_out whose stream moves no byte for this long is ended
+//!   (its `wsh`, and with it the copy inside the container, killed) and
+//!   fails.
 //!
 //! Defaults of the extensions:
 //! - `container_root_capabilities`: unset, so root sessions (privileged
@@ -153,6 +157,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_buffered_bytes: usize,
     pub request_timeout: Duration,
+    /// A copy whose stream is idle this long is ended (server.copy_idle_timeout).
+    pub copy_idle_timeout: Duration,
     pub log_level: String,
     pub log_file: Option<PathBuf>,
     pub pool_network: Ipv4Net,
@@ -322,6 +328,7 @@ impl Default for Config {
             max_request_bytes: 1 << 20,
             max_buffered_bytes: 16 << 20,
             request_timeout: Duration::from_secs(30),
+            copy_idle_timeout: Duration::from_secs(120),
             log_level: "info".into(),
             log_file: None,
             pool_network: Ipv4Net::parse("10.254.0.0/24").expect("valid default"),
@@ -523,6 +530,9 @@ impl Config {
                     }
                     "request_timeout" => {
                         c.request_timeout = Duration::from_secs(ranged(&key, v, 1, 3600)?);
+                    }
+                    "copy_idle_timeout" => {
+                        c.copy_idle_timeout = Duration::from_secs(ranged(&key, v, 1, 86400)?);
                     }
                     "scripts_path" => c.scripts_path = string(&key, v)?.into(),
                     "bin_path" => c.bin_path = string(&key, v)?.into(),

@@ -14,6 +14,7 @@ pub mod host;
 pub mod job;
 pub mod jobs;
 pub mod lifecycle;
+pub mod lock;
 pub mod net;
 pub mod pool;
 pub mod proto;

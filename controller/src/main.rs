@@ -656,6 +656,9 @@ fn serve(path: &Path) -> Result<()> {
     let cfg = Config::load(path)?;
     init_logging(&cfg)?;
     cfg.check_paths()?;
+    // i10-ctl: exclusive ownership of depot and prefix before anything on the host is touched.
+    let _owner =
+        warden::lock::Ownership::acquire(&cfg.container_depot_path, &cfg.resource_prefix, path)?;
     // Checked before anything is set up; written once the socket listens.
     let pidfile = match &cfg.pidfile {
         Some(p) => Some(
@@ -709,6 +712,9 @@ fn raise_nofile() {
 fn clear(path: &Path) -> Result<()> {
     let cfg = Config::load(path)?;
     init_logging(&cfg)?;
+    // i10-ctl: the server's own lock: clear never runs beside a server.
+    let _owner =
+        warden::lock::Ownership::acquire(&cfg.container_depot_path, &cfg.resource_prefix, path)?;
     if Client::connect(&cfg.unix_domain_path).is_ok() {
         bail!(
             "a server is listening on {}: stop it before clear",

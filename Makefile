@@ -4,6 +4,7 @@
 #   make demo      deps, build everything, build the busybox rootfs, start a container, run a command in it
 #   make test      deps-test, build, build both rootfs, run unit and end-to-end tests (as root), then the
 #                  controller end-to-end tests again on the Debian rootfs
+#   make test-order  the request-order tests (tests/tests/order.rs) 200 times each under CPU load
 #   make test-v2   the cgroup v2 tests (device program) in a cgroup-v2 VM (tests/run-v2.sh)
 #   make bench     compare against peers (unshare+chroot, bwrap, crun, nsenter, plain pipes); prints ratios
 #   make lint      cargo fmt --check and clippy -D warnings
@@ -40,7 +41,7 @@ export WARDEN_BIN_DIR := $(BIN_DIR)
 export WARDEN_ROOTFS  := $(ROOTFS)
 export WARDEN_ROOTFS_DEBIAN := $(ROOTFS_DEBIAN)
 
-.PHONY: all build test test-v2 unit e2e bench lint install install-files man rootfs rootfs-debian demo clean check-static fuzz fuzz-short deps deps-test
+.PHONY: all build test test-order test-v2 unit e2e bench lint install install-files man rootfs rootfs-debian demo clean check-static fuzz fuzz-short deps deps-test
 
 all: build
 
@@ -88,6 +89,11 @@ $(ROOTFS_DEBIAN)/etc/debian_version:
 test: deps-test build rootfs rootfs-debian
 	$(CARGO) test --release --workspace
 	WARDEN_ROOTFS=$(ROOTFS_DEBIAN) $(CARGO) test --release -p warden-tests --test controller
+
+# Issue 16: every order case ORDER_LOOPS times, with two busy loops as load.
+ORDER_LOOPS ?= 200
+test-order: build rootfs
+	WARDEN_ORDER_LOOPS=$(ORDER_LOOPS) $(CARGO) test --release -p warden-tests --test order -- --test-threads 1
 
 # Test binaries built here, run in a throwaway cgroup v2 VM (shared/vm/run).
 test-v2: build rootfs

@@ -10,6 +10,14 @@
 #   4. the parent cgroups warden-P (and anything left below them)
 # Only names carrying the prefix are touched. Each failure prints one line;
 # the exit status is 1 if anything could not be removed.
+#
+# Left in place on purpose: the sysctl net.ipv4.ip_forward=1 that setup.sh
+# sets (host-wide; other servers, containers or the host's own routing may
+# rely on it: reset it by hand if nothing does), the depot directory itself
+# and its lock file .warden.lock, and /run/warden-rs/prefix-P.lock (empty
+# of meaning once no process holds its flock).
+# `warden clear` holds the server's ownership locks while this runs, so it
+# never runs beside a live server of the same depot or prefix.
 set -eu
 [ -z "${DEBUG:-}" ] || set -x
 

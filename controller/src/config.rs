@@ -36,6 +36,10 @@
 //!   request frame has started to arrive, the whole of it must arrive
 //!   within this time, or the connection is closed. Idle connections
 //!   (between requests) are never timed out.
+//! - `server.copy_idle_timeout` (seconds, default 120, 1..86400): a
+//!   copy_in or copy_out whose stream moves no byte for this long is ended
+//!   (its `wsh`, and with it the copy inside the container, killed) and
+//!   fails.
 //!
 //! Health check and metrics (`crate::health`): `health_check_server.port`
 //! (1..65535, or 0 for any free port, logged at start) serves warden's HTTP
@@ -204,6 +208,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_buffered_bytes: usize,
     pub request_timeout: Duration,
+    /// A copy whose stream is idle this long is ended (server.copy_idle_timeout).
+    pub copy_idle_timeout: Duration,
     /// One of [`LOG_LEVELS`].
     pub log_level: String,
     pub log_file: Option<PathBuf>,
@@ -389,6 +395,7 @@ impl Default for Config {
             max_request_bytes: 1 << 20,
             max_buffered_bytes: 16 << 20,
             request_timeout: Duration::from_secs(30),
+            copy_idle_timeout: Duration::from_secs(120),
             log_level: "info".into(),
             log_file: None,
             log_format: LogFormat::Text,
@@ -627,6 +634,9 @@ impl Config {
                     }
                     "request_timeout" => {
                         c.request_timeout = Duration::from_secs(ranged(&key, v, 1, 3600)?);
+                    }
+                    "copy_idle_timeout" => {
+                        c.copy_idle_timeout = Duration::from_secs(ranged(&key, v, 1, 86400)?);
                     }
                     "scripts_path" => c.scripts_path = string(&key, v)?.into(),
                     "bin_path" => c.bin_path = string(&key, v)?.into(),

@@ -129,6 +129,11 @@ pub struct Container {
     pub op: Mutex<()>,
     pub inner: Mutex<Inner>,
     pub grace: Mutex<Grace>,
+    /// Set by destroy before it kills the container's processes
+    /// (crate::lifecycle); a copy in flight ends when it sees it.
+    pub destroying: std::sync::atomic::AtomicBool,
+    /// Requests on this container not yet started (crate::dispatch).
+    pub order: crate::dispatch::Order,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -164,6 +169,8 @@ impl Container {
                 idle_since: Some(Instant::now()),
                 floor: Duration::ZERO,
             }),
+            destroying: Default::default(),
+            order: Default::default(),
         }
     }
 

@@ -64,14 +64,16 @@ pub use extract::{host_mode, Extraction, Summary, LEFT_OUT_NAMES};
 pub use source::Source;
 
 use crate::container::{Container, State};
+use crate::dispatch::Turn;
 use crate::error::RequestError;
 use crate::server::Server;
 use crate::sh;
 use std::ffi::OsStr;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Most of a copy's container stderr kept for its error message.
@@ -115,7 +117,13 @@ impl Server {
     ///
     /// The container's op lock is held only for the state check: a copy the
     /// container stalls must not hold up stop or destroy (S22), which end it.
-    pub(crate) fn copy_in(&self, c: &Container, src: &str, dst: &str) -> Result<(), RequestError> {
+    pub(crate) fn copy_in(
+        &self,
+        c: &Container,
+        src: &str,
+        dst: &str,
+        turn: &mut Turn,
+    ) -> Result<(), RequestError> {
         {
             let _op = c.op();
             c.check_state(&[State::Active])?;
@@ -135,19 +143,27 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| RequestError::CopyIn(format!("wsh: {e}")))?;
+        turn.started();
         let stdin = wsh.stdin.take().expect("piped");
         let stderr = wsh.stderr.take().expect("piped");
-        let (written, err) = std::thread::scope(|s| {
+        let watch = Watch::new(c, wsh.id(), self.cfg.copy_idle_timeout);
+        let (written, err, ended) = std::thread::scope(|s| {
             let h = s.spawn(move || read_capped(stderr, COPY_STDERR_MAX));
-            let w = source.write_to(std::io::BufWriter::with_capacity(64 * 1024, stdin));
+            let wd = s.spawn(|| watch.run());
+            let out = Counting(stdin, &watch);
+            let w = source.write_to(std::io::BufWriter::with_capacity(64 * 1024, out));
             if w.as_ref()
                 .is_err_and(|e| e.kind() != std::io::ErrorKind::BrokenPipe)
             {
                 let _ = wsh.kill();
             }
+            let ended = watch.stop(wd);
             let st = wait_or_kill(&mut wsh, COPY_EXIT_GRACE);
-            (w.map(|_| st), h.join().unwrap_or_default())
+            (w.map(|_| st), h.join().unwrap_or_default(), ended)
         });
+        if let Some(why) = ended {
+            return Err(RequestError::CopyIn(why.text(c, &self.cfg)));
+        }
         let err = String::from_utf8_lossy(&err);
         let fail = |m: String| Err(RequestError::CopyIn(m));
         match written {
@@ -170,6 +186,7 @@ impl Server {
         src: &str,
         dst: &str,
         owner: Option<&str>,
+        turn: &mut Turn,
     ) -> Result<(), RequestError> {
         {
             let _op = c.op();
@@ -182,20 +199,29 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| RequestError::CopyOut(format!("wsh: {e}")))?;
-        let mut so = wsh.stdout.take().expect("piped");
+        turn.started();
+        let so = wsh.stdout.take().expect("piped");
         let se = wsh.stderr.take().expect("piped");
         let limits = self.cfg.copy_limits;
-        let (res, status, err) = std::thread::scope(|s| {
+        let watch = Watch::new(c, wsh.id(), self.cfg.copy_idle_timeout);
+        let (res, status, err, ended) = std::thread::scope(|s| {
             let h = s.spawn(move || read_capped(se, COPY_STDERR_MAX));
+            let wd = s.spawn(|| watch.run());
+            let mut so = Counting(so, &watch);
             let res = extract_from(&mut so, Path::new(dst), limits);
             if res.is_err() {
                 // Stop a container still writing (its session dies with wsh).
                 let _ = wsh.kill();
             }
             drop(so);
+            let ended = watch.stop(wd);
             let st = wait_or_kill(&mut wsh, COPY_EXIT_GRACE);
-            (res, st, h.join().unwrap_or_default())
+            (res, st, h.join().unwrap_or_default(), ended)
         });
+        if let Some(why) = ended {
+            // The uncommitted extraction is dropped: what it made goes.
+            return Err(RequestError::CopyOut(why.text(c, &self.cfg)));
+        }
         let err = String::from_utf8_lossy(&err);
         let err = err.trim();
         let ok = status.as_ref().is_ok_and(|s| s.success());
@@ -255,6 +281,110 @@ fn log_summary(c: &Container, src: &str, dst: &str, sum: &Summary) {
             sum.left_out,
             sum.left_out_names.join(", ")
         );
+    }
+}
+
+/// Why a copy's watch ended it.
+#[derive(Debug, PartialEq)]
+enum Ended {
+    Idle,
+    Destroying,
+}
+
+impl Ended {
+    fn text(&self, c: &Container, cfg: &crate::config::Config) -> String {
+        match self {
+            Ended::Idle => format!(
+                "container {}: the copy stream moved no byte for {} s (server.copy_idle_timeout); ended",
+                c.handle,
+                cfg.copy_idle_timeout.as_secs()
+            ),
+            Ended::Destroying => format!("container {}: is being destroyed", c.handle),
+        }
+    }
+}
+
+/// The deadline of a copy: ends it (SIGKILL to its `wsh`, a child of
+/// ours not yet reaped, so the pid is still its own) when its stream is
+/// idle for `limit`, or when its container is being destroyed.
+struct Watch<'a> {
+    c: &'a Container,
+    pid: u32,
+    limit: Duration,
+    t0: Instant,
+    /// Milliseconds after t0 of the last byte moved.
+    last: AtomicU64,
+    done: AtomicBool,
+}
+
+impl<'a> Watch<'a> {
+    fn new(c: &'a Container, pid: u32, limit: Duration) -> Watch<'a> {
+        Watch {
+            c,
+            pid,
+            limit,
+            t0: Instant::now(),
+            last: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+        }
+    }
+
+    fn progress(&self) {
+        let ms = self.t0.elapsed().as_millis() as u64;
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// Polls until [`Watch::stop`]; why it ended the copy, if it did.
+    fn run(&self) -> Option<Ended> {
+        while !self.done.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+            let now_ms = self.t0.elapsed().as_millis() as u64;
+            let idle_ms = now_ms.saturating_sub(self.last.load(Ordering::Relaxed));
+            let why = if self.c.destroying.load(Ordering::SeqCst) {
+                Ended::Destroying
+            } else if Duration::from_millis(idle_ms) >= self.limit {
+                Ended::Idle
+            } else {
+                continue;
+            };
+            let pid = nix::unistd::Pid::from_raw(self.pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            return Some(why);
+        }
+        None
+    }
+
+    /// Ends the watch (before the wsh is reaped); why it ended the copy.
+    fn stop(&self, h: std::thread::ScopedJoinHandle<'_, Option<Ended>>) -> Option<Ended> {
+        self.done.store(true, Ordering::SeqCst);
+        h.join().unwrap_or(None)
+    }
+}
+
+/// A copy stream that reports each byte moved to its [`Watch`].
+struct Counting<'a, T>(T, &'a Watch<'a>);
+
+impl<T: Read> Read for Counting<'_, T> {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(b)?;
+        if n > 0 {
+            self.1.progress();
+        }
+        Ok(n)
+    }
+}
+
+impl<T: Write> Write for Counting<'_, T> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.0.write(b)?;
+        if n > 0 {
+            self.1.progress();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 

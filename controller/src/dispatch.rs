@@ -5,15 +5,111 @@
 //! Routing is the table in [`Server::route`]: one line per request type,
 //! calling the handler in the module that owns it (lifecycle, jobs, copy,
 //! net).
+//!
+//! Order (issue 16): each request gets a sequence number once its frame
+//! has been read completely ([`Server::sequence`]), and a request naming a
+//! container joins that container's [`Order`]. It takes effect only when
+//! every request on the container with a smaller number has *started*:
+//! a spawn/run once its job exists, a link/stream once it found its job, a
+//! copy once its stream began, anything else once it is done. So a
+//! destroy written after a run (on any connection) waits for the run's job
+//! and then ends it (the run returns the job's status and info, as
+//! warden's did), and a request written after a destroy finds no container
+//! ("unknown handle"). Requests on different containers never wait for
+//! each other. A turn that does not come within [`TURN_WAIT`] (an earlier
+//! request stuck) is taken anyway.
+//!
+//! Test hook: `WARDEN_TEST_TURN_DELAY_MS=N` in the server's environment
+//! delays every request on a container except stop and destroy by N ms
+//! after it is sequenced, before it waits for its turn (the tests use it
+//! to lose the race that ordering must win).
 
 use crate::container::{Container, State};
 use crate::error::{required, RequestError};
 use crate::proto::{self, FrameError, Type};
 use crate::server::{lock, spawn_thread, Server};
 use prost::Message as _;
+use std::collections::BTreeSet;
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// Longest a request waits for the earlier ones on its container to start.
+pub const TURN_WAIT: Duration = Duration::from_secs(10);
+
+/// The sequence numbers of a container's requests not yet started.
+#[derive(Debug, Default)]
+pub struct Order {
+    pending: Mutex<BTreeSet<u64>>,
+    cv: Condvar,
+}
+
+/// A request's place in its container's [`Order`]; [`Turn::started`] (or
+/// dropping it) lets the next request go.
+#[derive(Default)]
+pub struct Turn(Option<(Arc<Container>, u64)>);
+
+impl Turn {
+    fn join(c: Arc<Container>, seq: u64) -> Turn {
+        lock(&c.order.pending).insert(seq);
+        Turn(Some((c, seq)))
+    }
+
+    /// Waits (at most `limit`) until every earlier request on the
+    /// container has started; false when the wait timed out.
+    fn wait(&self, limit: Duration) -> bool {
+        let Some((c, seq)) = &self.0 else { return true };
+        let end = Instant::now() + limit;
+        let mut p = lock(&c.order.pending);
+        while p.first().is_some_and(|first| first < seq) {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            p = c
+                .order
+                .cv
+                .wait_timeout(p, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// This request has taken effect far enough for later ones to go.
+    pub fn started(&mut self) {
+        if let Some((c, seq)) = self.0.take() {
+            lock(&c.order.pending).remove(&seq);
+            c.order.cv.notify_all();
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.started();
+    }
+}
+
+/// Request types that name an existing container (`handle`, field 1).
+fn names_a_container(t: Type) -> bool {
+    !matches!(
+        t,
+        Type::Ping | Type::List | Type::Echo | Type::Create | Type::Error
+    )
+}
+
+/// The test hook's delay (see the module documentation).
+fn test_delay() -> Option<Duration> {
+    static D: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *D.get_or_init(|| {
+        let ms: u64 = std::env::var("WARDEN_TEST_TURN_DELAY_MS")
+            .ok()?
+            .parse()
+            .ok()?;
+        Some(Duration::from_millis(ms))
+    })
+}
 
 /// A response (type and encoded body), or why the request failed.
 pub type Reply = Result<(Type, Vec<u8>), RequestError>;
@@ -68,9 +164,10 @@ impl Server {
             if self.draining() {
                 break;
             }
+            let turn = self.sequence(&m);
             *lock(&self.busy) += 1;
             // Requests by type, latency (warden_request_duration_seconds).
-            let r = crate::metrics::timed(m.r#type, || self.handle(m, &mut w, &mut refs));
+            let r = crate::metrics::timed(m.r#type, || self.handle(m, turn, &mut w, &mut refs));
             *lock(&self.busy) -= 1;
             self.idle.notify_all();
             if r.is_err() {
@@ -86,24 +183,54 @@ impl Server {
         }
     }
 
+    /// Numbers a request whose frame is complete and, when it names a
+    /// container, puts it in that container's order.
+    fn sequence(&self, m: &proto::Message) -> Turn {
+        let Some(t) = m.r#type.and_then(|t| Type::try_from(t).ok()) else {
+            return Turn::default();
+        };
+        let p = m.payload.as_deref().unwrap_or_default();
+        let handle = names_a_container(t)
+            .then(|| proto::HandleOnly::decode(p).ok()?.handle)
+            .flatten();
+        let mut n = lock(&self.sequence);
+        *n += 1;
+        let Some(c) = handle.and_then(|h| self.lookup(&h).ok()) else {
+            return Turn::default();
+        };
+        log::debug!("{:?}: request {}: {}", c.handle, *n, t.name());
+        Turn::join(c, *n)
+    }
+
     /// Answers one request; an error when the connection must close.
     fn handle(
         self: &Arc<Self>,
         m: proto::Message,
+        mut turn: Turn,
         w: &mut UnixStream,
         refs: &mut Refs,
     ) -> std::io::Result<()> {
         let raw = m.r#type.unwrap_or(0);
         let payload = m.payload.unwrap_or_default();
-        let reply = match Type::try_from(raw) {
+        let ty = Type::try_from(raw);
+        if let (Some(d), Ok(t)) = (test_delay(), ty) {
+            if turn.0.is_some() && t != Type::Stop && t != Type::Destroy {
+                std::thread::sleep(d);
+            }
+        }
+        if !turn.wait(TURN_WAIT) {
+            log::warn!("request {raw}: earlier requests on its container did not start within {TURN_WAIT:?}; going ahead");
+        }
+        let reply = match ty {
             Err(_) => Err(RequestError::UnknownType(raw)),
             // Stream answers with many frames, written as they come.
-            Ok(Type::Stream) => match self.stream_request(&payload, w, refs) {
+            Ok(Type::Stream) => match self.stream_request(&payload, w, refs, &mut turn) {
                 Ok(()) => return Ok(()),
                 Err(e) => Err(e),
             },
-            Ok(ty) => self.route(ty, &payload, refs),
+            Ok(ty) => self.route(ty, &payload, refs, &mut turn),
         };
+        drop(turn);
         match reply {
             Ok((t, body)) => {
                 let env = proto::Message {
@@ -133,7 +260,7 @@ impl Server {
     }
 
     /// The routing table: request type -> handler.
-    fn route(self: &Arc<Self>, ty: Type, p: &[u8], refs: &mut Refs) -> Reply {
+    fn route(self: &Arc<Self>, ty: Type, p: &[u8], refs: &mut Refs, turn: &mut Turn) -> Reply {
         match ty {
             Type::Ping => ok(ty, proto::PingResponse {}),
             Type::List => ok(
@@ -147,12 +274,12 @@ impl Server {
             Type::Stop => self.stop_request(p, refs),
             Type::Destroy => self.destroy_request(p, refs),
             Type::Info => self.info_request(p, refs),
-            Type::Spawn => self.spawn_request(p, refs),
-            Type::Link => self.link_request(p, refs),
-            Type::Run => self.run_request(p, refs),
+            Type::Spawn => self.spawn_request(p, refs, turn),
+            Type::Link => self.link_request(p, refs, turn),
+            Type::Run => self.run_request(p, refs, turn),
             Type::NetIn => self.net_in_request(p, refs),
-            Type::CopyIn => self.copy_in_request(p, refs),
-            Type::CopyOut => self.copy_out_request(p, refs),
+            Type::CopyIn => self.copy_in_request(p, refs, turn),
+            Type::CopyOut => self.copy_out_request(p, refs, turn),
             Type::NetOut => self.net_out_request(p, refs),
             Type::LimitMemory | Type::LimitDisk | Type::LimitCpu => self.limit_request(ty, p, refs),
             Type::LimitBandwidth => self.limit_bandwidth_request(p, refs),
@@ -202,25 +329,25 @@ impl Server {
         ok(Type::Info, c.info())
     }
 
-    fn spawn_request(self: &Arc<Self>, p: &[u8], refs: &mut Refs) -> Reply {
+    fn spawn_request(self: &Arc<Self>, p: &[u8], refs: &mut Refs, turn: &mut Turn) -> Reply {
         let r: proto::SpawnRequest = dec(p, "SpawnRequest")?;
         let c = self.container_for(&r.handle, "SpawnRequest", refs)?;
-        let j = self.spawn_job(&c, &r)?;
+        let j = self.spawn_job(&c, &r, turn)?;
         ok(Type::Spawn, proto::SpawnResponse { job_id: Some(j.id) })
     }
 
-    fn link_request(&self, p: &[u8], refs: &mut Refs) -> Reply {
+    fn link_request(&self, p: &[u8], refs: &mut Refs, turn: &mut Turn) -> Reply {
         let r: proto::LinkRequest = dec(p, "LinkRequest")?;
         let c = self.container_for(&r.handle, "LinkRequest", refs)?;
         let id = *required(&r.job_id, "LinkRequest", "job_id")?;
-        self.link(&c, id)
+        self.link(&c, id, turn)
     }
 
-    fn run_request(self: &Arc<Self>, p: &[u8], refs: &mut Refs) -> Reply {
+    fn run_request(self: &Arc<Self>, p: &[u8], refs: &mut Refs, turn: &mut Turn) -> Reply {
         let r: proto::RunRequest = dec(p, "RunRequest")?;
         let c = self.container_for(&r.handle, "RunRequest", refs)?;
-        let j = self.spawn_job(&c, &r)?;
-        let (_, body) = self.link(&c, j.id)?;
+        let j = self.spawn_job(&c, &r, turn)?;
+        let (_, body) = self.link(&c, j.id, turn)?;
         Ok((Type::Run, body))
     }
 
@@ -229,11 +356,12 @@ impl Server {
         p: &[u8],
         w: &mut UnixStream,
         refs: &mut Refs,
+        turn: &mut Turn,
     ) -> Result<(), RequestError> {
         let r: proto::StreamRequest = dec(p, "StreamRequest")?;
         let c = self.container_for(&r.handle, "StreamRequest", refs)?;
         let id = *required(&r.job_id, "StreamRequest", "job_id")?;
-        self.stream(&c, id, w)
+        self.stream(&c, id, w, turn)
     }
 
     fn net_in_request(&self, p: &[u8], refs: &mut Refs) -> Reply {
@@ -254,21 +382,21 @@ impl Server {
         ok(Type::LimitBandwidth, crate::bandwidth::request(&c, &r)?)
     }
 
-    fn copy_in_request(&self, p: &[u8], refs: &mut Refs) -> Reply {
+    fn copy_in_request(&self, p: &[u8], refs: &mut Refs, turn: &mut Turn) -> Reply {
         let r: proto::CopyInRequest = dec(p, "CopyInRequest")?;
         let c = self.container_for(&r.handle, "CopyInRequest", refs)?;
         let s = required(&r.src_path, "CopyInRequest", "src_path")?;
         let d = required(&r.dst_path, "CopyInRequest", "dst_path")?;
-        self.copy_in(&c, s, d)?;
+        self.copy_in(&c, s, d, turn)?;
         ok(Type::CopyIn, proto::CopyInResponse {})
     }
 
-    fn copy_out_request(&self, p: &[u8], refs: &mut Refs) -> Reply {
+    fn copy_out_request(&self, p: &[u8], refs: &mut Refs, turn: &mut Turn) -> Reply {
         let r: proto::CopyOutRequest = dec(p, "CopyOutRequest")?;
         let c = self.container_for(&r.handle, "CopyOutRequest", refs)?;
         let s = required(&r.src_path, "CopyOutRequest", "src_path")?;
         let d = required(&r.dst_path, "CopyOutRequest", "dst_path")?;
-        self.copy_out(&c, s, d, r.owner.as_deref())?;
+        self.copy_out(&c, s, d, r.owner.as_deref(), turn)?;
         ok(Type::CopyOut, proto::CopyOutResponse {})
     }
 
@@ -305,6 +433,44 @@ pub fn send_error(w: &mut UnixStream, msg: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn container() -> Arc<Container> {
+        Arc::new(Container::new(
+            "id".into(),
+            "h".into(),
+            "/nonexistent".into(),
+            0x0afe0000,
+            Default::default(),
+            None,
+        ))
+    }
+
+    #[test]
+    fn turns_go_in_sequence_order() {
+        let c = container();
+        let mut first = Turn::join(c.clone(), 1);
+        let second = Turn::join(c.clone(), 2);
+        let third = Turn::join(c.clone(), 5);
+        // Another container's requests do not wait.
+        assert!(Turn::join(container(), 3).wait(Duration::ZERO));
+        assert!(first.wait(Duration::ZERO));
+        assert!(!second.wait(Duration::from_millis(20)));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = std::thread::spawn(move || {
+            let ok = second.wait(Duration::from_secs(10));
+            tx.send(ok).unwrap();
+            drop(second); // done: the third may go
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+        first.started();
+        assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
+        h.join().unwrap();
+        assert!(third.wait(Duration::from_secs(10)));
+        drop(third);
+        assert!(lock(&c.order.pending).is_empty());
+        // No container: never waits.
+        assert!(Turn::default().wait(Duration::ZERO));
+    }
 
     #[test]
     fn echo_and_decode_errors() {

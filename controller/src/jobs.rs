@@ -7,6 +7,7 @@
 //! linker is attached and the script runs.
 
 use crate::container::{Container, State};
+use crate::dispatch::{ok, Reply, Turn};
 use crate::error::{required, RequestError};
 use crate::job::Job;
 use crate::proto::{self, Type};
@@ -53,6 +54,7 @@ impl Server {
         self: &Arc<Self>,
         c: &Arc<Container>,
         req: &proto::SpawnRequest,
+        turn: &mut Turn,
     ) -> Result<Arc<Job>> {
         let _op = c.op();
         c.check_state(&[State::Active])?;
@@ -96,6 +98,7 @@ impl Server {
         let started = start_spawner(c, cmd, job, script.as_bytes(), &dir)?;
         let job = started.job.clone();
         c.lock().jobs.insert(id, job.clone());
+        turn.started();
         if let Err(e) = c.write_snapshot() {
             log::warn!("{:?}: snapshot: {e}", c.handle);
         }
@@ -158,12 +161,13 @@ impl Server {
         )
     }
 
-    pub(crate) fn link(&self, c: &Arc<Container>, job_id: u32) -> crate::dispatch::Reply {
+    pub(crate) fn link(&self, c: &Arc<Container>, job_id: u32, turn: &mut Turn) -> Reply {
         let job = find_job(c, job_id)?;
+        turn.started();
         let status = job.wait().ok_or(RequestError::Draining)?;
         let (o, e) = job.output();
         cleanup_job(c, &job);
-        crate::dispatch::ok(
+        ok(
             Type::Link,
             proto::LinkResponse {
                 exit_status: Some(status),
@@ -180,8 +184,10 @@ impl Server {
         c: &Arc<Container>,
         job_id: u32,
         w: &mut W,
+        turn: &mut Turn,
     ) -> Result<()> {
         let job = find_job(c, job_id)?;
+        turn.started();
         let mut next = 0usize;
         loop {
             let (batch, status, detached) = {

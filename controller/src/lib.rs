@@ -17,6 +17,7 @@ pub mod job;
 pub mod jobs;
 pub mod lifecycle;
 pub mod limits;
+pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod net;

@@ -14,6 +14,7 @@ use crate::proto;
 use crate::server::{lock, spawn_thread, Server};
 use crate::sh;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -185,6 +186,12 @@ impl Server {
     // ---------------------------------------------------------- stop/destroy
 
     pub(crate) fn stop(&self, c: &Container, kill: bool) -> Result<()> {
+        if kill {
+            // Never behind another request's op lock: the container's
+            // processes (wshd spared) go first, which ends whatever holds it.
+            c.check_state(&[State::Active, State::Stopped])?;
+            kill_processes(c, c.wshd_pid());
+        }
         let _op = c.op();
         c.check_state(&[State::Active, State::Stopped])?;
         if c.state() == State::Stopped {
@@ -215,6 +222,14 @@ impl Server {
     }
 
     pub fn destroy(&self, c: &Container) -> Result<()> {
+        if c.state() == State::Destroyed {
+            return Err(RequestError::UnknownHandle);
+        }
+        // Never behind another request's op lock: every process of the
+        // container goes first (a copy or a spawn holding the lock, or stuck
+        // on the container, then ends), and a copy's watch sees the flag.
+        c.destroying.store(true, Ordering::SeqCst);
+        kill_processes(c, None);
         let _op = c.op();
         if c.state() == State::Destroyed {
             return Err(RequestError::UnknownHandle);
@@ -226,6 +241,7 @@ impl Server {
         c.lock().state = State::Stopped;
         let p = c.path.display().to_string();
         if let Err(e) = sh::run("destroy.sh", &self.script("destroy.sh"), &[&p], sh::NO_ENV) {
+            c.destroying.store(false, Ordering::SeqCst);
             c.lock().events.push(format!("destroy failed: {e}"));
             let _ = c.write_snapshot();
             return Err(e.into());
@@ -309,6 +325,15 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+/// SIGKILLs every process in the container's cgroups but `spare`.
+fn kill_processes(c: &Container, spare: Option<i32>) {
+    // Every hierarchy lists the same processes.
+    if let Some((_, dir)) = c.cgroups().first() {
+        let n = crate::host::cgroup::kill_tree(dir, spare);
+        log::debug!("{:?}: killed {n} processes", c.handle);
     }
 }
 

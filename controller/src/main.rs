@@ -1208,7 +1208,7 @@ fn serve(path: &Path) -> Result<()> {
     warden::logging::announce(&format!("read config from {}", path.display()));
     // From here on a startup error goes to logging.file as well (main
     // prints it on stderr).
-    let srv = match start(&cfg) {
+    let (srv, _owner) = match start(&cfg, path) {
         Ok(s) => s,
         Err(e) => {
             if warden::logging::to_file() {
@@ -1230,9 +1230,13 @@ fn serve(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Everything from the path checks to the accept loop.
-fn start(cfg: &Config) -> Result<Arc<Server>> {
+/// Everything from the path checks to the accept loop. The returned
+/// ownership lock (of depot and prefix) must be held until the server exits.
+fn start(cfg: &Config, path: &Path) -> Result<(Arc<Server>, warden::lock::Ownership)> {
     cfg.check_paths()?;
+    // Exclusive ownership of depot and prefix before anything on the host is touched.
+    let owner =
+        warden::lock::Ownership::acquire(&cfg.container_depot_path, &cfg.resource_prefix, path)?;
     // Checked before anything is set up; written once the socket listens.
     let pidfile = match &cfg.pidfile {
         Some(p) => Some(
@@ -1285,7 +1289,7 @@ fn start(cfg: &Config) -> Result<Arc<Server>> {
             .name("accept".into())
             .spawn(move || server::accept_loop(&s, listener))?;
     }
-    Ok(srv)
+    Ok((srv, owner))
 }
 
 fn raise_nofile() {
@@ -1298,6 +1302,9 @@ fn raise_nofile() {
 fn clear(path: &Path) -> Result<()> {
     let cfg = load_config(path)?;
     init_logging(&cfg)?;
+    // i10-ctl: the server's own lock: clear never runs beside a server.
+    let _owner =
+        warden::lock::Ownership::acquire(&cfg.container_depot_path, &cfg.resource_prefix, path)?;
     if Client::connect(&cfg.unix_domain_path).is_ok() {
         bail!(
             "a server is listening on {}: stop it before clear",

@@ -85,6 +85,7 @@ impl Server {
             .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
             .map(|e| (e.path(), e.file_name().to_string_lossy().into_owned()))
             .filter(|(_, name)| !name.starts_with('.'))
+            .filter(|(path, _)| !holds_a_depot(path))
             .collect();
         // Up to 8 containers at once, so a slow or wedged one (each script
         // step is bounded by sh::STEP_TIMEOUT) does not hold up the rest.
@@ -311,6 +312,15 @@ fn restore_networking(c: &Container) {
             log::warn!("{:?}: {e}", c.handle);
         }
     }
+}
+
+/// Whether `dir` is (or was) another server's depot: never destroyed.
+fn holds_a_depot(dir: &Path) -> bool {
+    let found = std::fs::symlink_metadata(dir.join(crate::lock::DEPOT_LOCK)).is_ok();
+    if found {
+        log::warn!("{}: another server's depot; left alone", dir.display());
+    }
+    found
 }
 
 /// Whether a job directory holds iomux-spawn's sockets.

@@ -108,6 +108,8 @@ pub struct Server {
     /// Requests being handled, and its change signal (drain waits on it).
     pub(crate) busy: Mutex<usize>,
     pub(crate) idle: Condvar,
+    /// The last request sequence number (crate::dispatch).
+    pub(crate) sequence: Mutex<u64>,
     /// Bytes of large request frames being received (crate::conn).
     budget: Arc<conn::Budget>,
 }
@@ -141,6 +143,7 @@ impl Server {
             draining: AtomicBool::new(false),
             busy: Mutex::new(0),
             idle: Condvar::new(),
+            sequence: Mutex::new(0),
         }))
     }
 

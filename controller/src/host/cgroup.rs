@@ -24,6 +24,34 @@ pub fn kill_all(dir: &Path) -> usize {
     n
 }
 
+/// SIGKILLs every process in the cgroup `dir` and the cgroups below it,
+/// except `spare` (a container's wshd, for stop). How many were signalled.
+pub fn kill_tree(dir: &Path, spare: Option<i32>) -> usize {
+    let mut n = 0;
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs
+            .split_whitespace()
+            .filter_map(|x| x.parse::<i32>().ok())
+        {
+            if Some(pid) != spare && pid > 0 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                n += 1;
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                n += kill_tree(&e.path(), spare);
+            }
+        }
+    }
+    n
+}
+
 /// Removes a cgroup dir (children first), killing what is left in it.
 /// Retries for up to 2 s while the kernel lets the killed tasks go; returns
 /// whether the directory is gone. Also used by the end-to-end tests.

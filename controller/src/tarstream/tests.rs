@@ -2,6 +2,7 @@
 //! corrupted and truncated streams never panic, never pass the limits, and
 //! never yield an entry the format refuses.
 
+use super::write::put_num;
 use super::*;
 use std::path::Path;
 use std::process::Command;

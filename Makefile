@@ -4,6 +4,8 @@
 #   make test      build, build both rootfs, run unit and end-to-end tests (as root), then the
 #                  controller end-to-end tests again on the Debian rootfs
 #   make test-v2   the cgroup v2 tests (device program) in a cgroup-v2 VM (tests/run-v2.sh)
+#   make test-faults   the long fault tests (tests/tests/faults.rs): 50 SIGKILLs of the server under
+#                  load, 1000 create/destroy cycles (make test runs 8 and 200)
 #   make bench     compare against peers (unshare+chroot, bwrap, crun, nsenter, plain pipes); prints ratios
 #   make lint      cargo fmt --check and clippy -D warnings
 #   make install PREFIX=/usr/local   install the static binaries and the scripts
@@ -29,7 +31,7 @@ export WARDEN_BIN_DIR := $(BIN_DIR)
 export WARDEN_ROOTFS  := $(ROOTFS)
 export WARDEN_ROOTFS_DEBIAN := $(ROOTFS_DEBIAN)
 
-.PHONY: all build test test-v2 unit e2e bench lint install rootfs rootfs-debian demo clean check-static fuzz fuzz-short
+.PHONY: all build test test-faults test-v2 unit e2e bench lint install rootfs rootfs-debian demo clean check-static fuzz fuzz-short
 
 all: build
 
@@ -69,6 +71,14 @@ $(ROOTFS_DEBIAN)/etc/debian_version:
 test: build rootfs rootfs-debian
 	$(CARGO) test --release --workspace
 	WARDEN_ROOTFS=$(ROOTFS_DEBIAN) $(CARGO) test --release -p warden-tests --test controller
+
+# The fault tests at full length (make test runs them short). WARDEN_FAULT_SEED=N
+# replays a SIGKILL run (each run prints its seed).
+FAULT_KILLS  ?= 50
+FAULT_CYCLES ?= 1000
+test-faults: build rootfs
+	WARDEN_FAULT_KILLS=$(FAULT_KILLS) WARDEN_FAULT_CYCLES=$(FAULT_CYCLES) \
+	  $(CARGO) test --release -p warden-tests --test faults -- --nocapture --test-threads=1
 
 # Test binaries built here, run in a throwaway cgroup v2 VM (shared/vm/run).
 test-v2: build rootfs

@@ -9,6 +9,7 @@ pub mod copy;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod job;
+pub mod orphans;
 pub mod pool;
 pub mod proto;
 pub mod server;

@@ -180,6 +180,7 @@ impl Server {
     /// Runs setup.sh (server start).
     pub fn setup(&self) -> Result<(), ServerError> {
         let c = &self.cfg;
+        crate::orphans::take_over(&c.container_depot_path); // i10-faults: end a dead server's steps
         sh::run(
             "setup.sh",
             &self.script("setup.sh"),
@@ -486,7 +487,9 @@ impl Server {
             c.lock().state = State::Stopped;
         }
         let p = c.path.display().to_string();
+        crate::orphans::begin_destroy(&c.path); // i10-faults: a restart finishes it
         if let Err(e) = sh::run("destroy.sh", &self.script("destroy.sh"), &[&p], env0()) {
+            crate::orphans::abandon_destroy(&c.path); // i10-faults
             let msg = e.to_string();
             c.lock().events.push(format!("destroy failed: {msg}"));
             let _ = c.write_snapshot();
@@ -1420,7 +1423,7 @@ impl Server {
 
     /// Re-adopts or destroys one depot directory; the highest job id seen.
     fn restore_one(self: &Arc<Self>, path: &Path, name: &str) -> Option<u32> {
-        let snap = Container::read_snapshot(path);
+        let snap = crate::orphans::finish_destroy(path, Container::read_snapshot(path)); // i10-faults
         if let Ok(s) = &snap {
             if s.id != name {
                 log::info!(
@@ -1580,6 +1583,7 @@ impl Server {
     }
 
     fn destroy_dir(&self, path: &Path) {
+        crate::orphans::end_untracked_jobs(path, &[]); // i10-faults: jobs of a dead server
         if path.join("stop.sh").is_file() {
             let _ = sh::run("stop.sh", &path.join("stop.sh"), &["-w", "0"], env0());
         }
@@ -1698,6 +1702,10 @@ impl Server {
                 let _ = std::fs::remove_dir_all(&dir);
             }
         }
+        crate::orphans::end_untracked_jobs(
+            path,
+            &c.lock().jobs.keys().copied().collect::<Vec<_>>(),
+        ); // i10-faults
         if s.state == State::Active && !c.wshd_alive() {
             let mut g = c.lock();
             g.state = State::Stopped;

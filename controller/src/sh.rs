@@ -91,7 +91,9 @@ where
 {
     use std::os::unix::process::CommandExt;
     let t0 = std::time::Instant::now();
-    let child = command(path)
+    let mut cmd = command(path);
+    crate::orphans::mark(&mut cmd); // i10-faults: steps carry their server's mark
+    let child = cmd
         .args(args)
         .envs(env)
         .stdin(Stdio::null())

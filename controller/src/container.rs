@@ -26,6 +26,7 @@
 //! and so is one holding the file `destroying` (a destroy was under way:
 //! `crate::orphans`).
 
+use crate::error::RequestError;
 use crate::job::Job;
 use crate::proto;
 use serde::{Deserialize, Serialize};
@@ -178,17 +179,15 @@ impl Container {
     }
 
     /// warden's check_state_in.
-    pub fn check_state(&self, allowed: &[State]) -> Result<(), String> {
-        let st = self.state();
-        if allowed.contains(&st) {
+    pub fn check_state(&self, allowed: &[State]) -> Result<(), RequestError> {
+        let current = self.state();
+        if allowed.contains(&current) {
             Ok(())
         } else {
-            let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
-            Err(format!(
-                "Container state must be one of '{}', current state is '{}'",
-                names.join(", "),
-                st.as_str()
-            ))
+            Err(RequestError::State {
+                allowed: allowed.to_vec(),
+                current,
+            })
         }
     }
 
@@ -550,7 +549,9 @@ mod tests {
             None,
         );
         assert_eq!(
-            c.check_state(&[State::Active, State::Stopped]).unwrap_err(),
+            c.check_state(&[State::Active, State::Stopped])
+                .unwrap_err()
+                .to_string(),
             "Container state must be one of 'active, stopped', current state is 'born'"
         );
         assert_eq!(c.host_ip.to_string(), "10.254.0.1");

@@ -271,25 +271,8 @@ impl Job {
                         if let Some(t) = tee.as_mut() {
                             t.feed(stream, &buf[..n]);
                         }
-                        if self.discard_output || exceeded {
-                            continue;
-                        }
-                        // As warden (em-posix-spawn): the chunk that
-                        // crosses the limit is still kept and delivered,
-                        // then the job is killed. A chunk is at most one
-                        // read (64 KiB), so at most limit + 64 KiB is kept.
-                        let mut s = self.lock();
-                        s.stored += n as u64;
-                        s.chunks.push((stream, buf[..n].to_vec()));
-                        if s.stored > self.limit {
-                            exceeded = true;
-                            s.err = Some(OUTPUT_EXCEEDED.into());
-                            drop(s);
-                            self.cv.notify_all();
-                            self.kill_for_limit(&mut child);
-                        } else {
-                            drop(s);
-                            self.cv.notify_all();
+                        if !self.discard_output && !exceeded {
+                            exceeded = self.store(stream, &buf[..n], &mut child);
                         }
                     }
                 }
@@ -314,6 +297,26 @@ impl Job {
         drop(s);
         self.cv.notify_all();
         recorded
+    }
+
+    /// Keeps one chunk of output; true when it crossed the output limit
+    /// (the job is then killed). As warden (em-posix-spawn): the chunk
+    /// that crosses the limit is still kept and delivered. A chunk is at
+    /// most one read (64 KiB), so at most limit + 64 KiB is kept.
+    fn store(&self, stream: Stream, data: &[u8], child: &mut Child) -> bool {
+        let mut s = self.lock();
+        s.stored += data.len() as u64;
+        s.chunks.push((stream, data.to_vec()));
+        let exceeded = s.stored > self.limit;
+        if exceeded {
+            s.err = Some(OUTPUT_EXCEEDED.into());
+        }
+        drop(s);
+        self.cv.notify_all();
+        if exceeded {
+            self.kill_for_limit(child);
+        }
+        exceeded
     }
 
     fn kill_for_limit(&self, child: &mut Child) {

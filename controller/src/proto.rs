@@ -25,7 +25,7 @@
 //!
 //! Field numbers and labels follow warden-protocol's `pb/*.proto` exactly.
 //! proto2 `required` fields are declared `optional` here so that a missing
-//! one can be detected: the server checks them with [`required`] and answers
+//! one can be detected: the server checks them with [`crate::error::required`] and answers
 //! "<Message>.<field> is required" when one is absent. Encoding a `Some`
 //! value is byte-identical to encoding a proto2 required field.
 
@@ -81,7 +81,7 @@ pub enum FrameError {
 
 /// Why [`decode_request`] refused a payload.
 #[derive(Debug, thiserror::Error)]
-pub enum RequestError {
+pub enum PayloadError {
     #[error(transparent)]
     Decode(#[from] prost::DecodeError),
     #[error("message has more than {MAX_FIELDS} fields")]
@@ -162,12 +162,12 @@ pub fn read_message<R: BufRead>(r: &mut R) -> Result<Message, FrameError> {
     Ok(Message::decode(buf.as_slice())?)
 }
 
-/// Decodes a request payload as the server does: [`RequestError::TooManyFields`]
+/// Decodes a request payload as the server does: [`PayloadError::TooManyFields`]
 /// when it holds more than [`MAX_FIELDS`] top-level fields (counted before
 /// anything is decoded), else `M::decode`.
-pub fn decode_request<M: prost::Message + Default>(p: &[u8]) -> Result<M, RequestError> {
+pub fn decode_request<M: prost::Message + Default>(p: &[u8]) -> Result<M, PayloadError> {
     if count_fields(p) > MAX_FIELDS {
-        return Err(RequestError::TooManyFields);
+        return Err(PayloadError::TooManyFields);
     }
     Ok(M::decode(p)?)
 }
@@ -257,13 +257,6 @@ impl Type {
             Type::Echo => "Echo",
         }
     }
-}
-
-/// Returns the value of a proto2 required field or the error text the
-/// server sends when it is missing.
-pub fn required<'a, T>(v: &'a Option<T>, msg: &str, field: &str) -> Result<&'a T, String> {
-    v.as_ref()
-        .ok_or_else(|| format!("{msg}.{field} is required"))
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
@@ -782,14 +775,5 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(i.encode_to_vec(), vec![0xe0, 0x02, 7]);
-    }
-
-    #[test]
-    fn required_field_message() {
-        let r = LinkRequest::default();
-        assert_eq!(
-            required(&r.handle, "LinkRequest", "handle").unwrap_err(),
-            "LinkRequest.handle is required"
-        );
     }
 }

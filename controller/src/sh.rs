@@ -17,6 +17,9 @@ use std::process::{Command, Stdio};
 /// Longest a lifecycle step may run.
 pub const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// The environment of a step that needs no variables.
+pub const NO_ENV: [(&str, &str); 0] = [];
+
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A command for any program the controller starts (scripts, helpers,

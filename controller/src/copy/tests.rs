@@ -2,9 +2,14 @@
 //! forged streams leave nothing behind, modes are masked, symlinks and hard
 //! links cannot reach outside, and Source -> Extraction round-trips.
 
+use super::fsat::remove_tree;
 use super::*;
-use crate::tarstream::{raw_header, Meta, Writer, BLOCK};
+use crate::tarstream::{raw_header, Limits, Meta, Reader, Writer, BLOCK};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 struct Tmp(PathBuf);
 

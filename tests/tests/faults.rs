@@ -8,6 +8,8 @@
 //! - [`create_destroy_cycles_leak_nothing`]: create/destroy cycles from 8
 //!   clients leave the host resources and the server's fds, threads and
 //!   RSS where they were.
+//! - [`destroy_cut_short_by_sigkill_is_finished_by_the_next_server`]: the
+//!   regression test of two bugs the SIGKILL test found.
 //! - [`idle_and_partial_connections_do_not_starve_ping`]: 200 idle
 //!   connections and 200 stuck in a partial frame; ping is still answered
 //!   within 50 ms and the server stays under 64 MB RSS.
@@ -707,4 +709,71 @@ fn idle_and_partial_connections_do_not_starve_ping() {
     );
     assert!(rss < 64 * 1024, "RSS {rss} kB");
     drop((idle, partial));
+}
+
+/// Regression (found by the SIGKILL test): a server killed while destroy.sh
+/// runs. Its destroy.sh used to keep running and race the next server,
+/// which re-adopted the container as active (its wshd was still alive) and
+/// then lost it when the orphaned destroy.sh finished. Now the next server
+/// ends the orphaned step before it starts, and finishes the destroy that
+/// was under way: the container is gone and nothing of it is left.
+#[test]
+fn destroy_cut_short_by_sigkill_is_finished_by_the_next_server() {
+    let (tmp, _g) = warden_tests::scratch("slowdestroy");
+    let scripts = tmp.join("rootfs-scripts");
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(warden_tests::workspace().join("rootfs-scripts"))
+        .arg(&scripts)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // destroy.sh, once: marks that it runs, then stalls before the real one.
+    std::fs::rename(scripts.join("destroy.sh"), scripts.join("destroy-real.sh")).unwrap();
+    std::fs::write(
+        scripts.join("destroy.sh"),
+        "#!/bin/sh\nhere=$(dirname \"$0\")\nif [ -e \"$here/slow-once\" ]; then rm -f \"$here/slow-once\"; touch \"$here/in-destroy\"; sleep 60; fi\nexec \"$here/destroy-real.sh\" \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        scripts.join("destroy.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut s = Srv::start(
+        "slowdestroy",
+        Opts {
+            scripts: Some(scripts.clone()),
+            ..Default::default()
+        },
+    );
+    let mut c = s.client();
+    let h = warden_tests::server::create_default(&mut c);
+    let path = PathBuf::from(info(&mut c, &h).unwrap().container_path.unwrap());
+    std::fs::write(scripts.join("slow-once"), b"").unwrap();
+    warden_tests::server::send_until_read(
+        &mut c,
+        Type::Destroy,
+        &proto::DestroyRequest {
+            handle: Some(h.clone()),
+        },
+    );
+    let in_destroy = scripts.join("in-destroy");
+    assert!(wait_for(Duration::from_secs(20), || in_destroy.exists()));
+    s.signal_and_wait(nix::sys::signal::Signal::SIGKILL);
+    let stalled = faults::procs_naming(&path.display().to_string());
+    assert!(!stalled.is_empty(), "the stalled destroy.sh runs on");
+    s.run();
+    assert!(
+        faults::procs_naming(&path.display().to_string()).is_empty(),
+        "the next server ended the orphaned destroy.sh"
+    );
+    let mut c = s.client();
+    assert!(list(&mut c).is_empty(), "the destroy was finished");
+    assert!(!path.exists(), "{} is gone", path.display());
+    assert!(s.log().contains("its destroy was under way"), "{}", s.log());
+    drop(c);
+    s.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+    clear(&s);
+    assert_nothing_left(&s.prefix, &s.depot);
 }

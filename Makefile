@@ -6,6 +6,8 @@
 #                  controller end-to-end tests again on the Debian rootfs
 #   make test-order  the request-order tests (tests/tests/order.rs) 200 times each under CPU load
 #   make test-v2   the cgroup v2 tests (device program) in a cgroup-v2 VM (tests/run-v2.sh)
+#   make test-faults   the long fault tests (tests/tests/faults.rs): 50 SIGKILLs of the server under
+#                  load, 1000 create/destroy cycles (make test runs 8 and 200)
 #   make bench     compare against peers (unshare+chroot, bwrap, crun, nsenter, plain pipes); prints ratios
 #   make lint      cargo fmt --check and clippy -D warnings
 #   make install PREFIX=/usr/local   install the binaries, scripts, config, systemd unit, man pages
@@ -41,7 +43,7 @@ export WARDEN_BIN_DIR := $(BIN_DIR)
 export WARDEN_ROOTFS  := $(ROOTFS)
 export WARDEN_ROOTFS_DEBIAN := $(ROOTFS_DEBIAN)
 
-.PHONY: all build test test-order test-v2 unit e2e bench lint install install-files man rootfs rootfs-debian demo clean check-static fuzz fuzz-short deps deps-test
+.PHONY: all build test test-order test-faults test-v2 unit e2e bench lint install install-files man rootfs rootfs-debian demo clean check-static fuzz fuzz-short deps deps-test
 
 all: build
 
@@ -94,6 +96,14 @@ test: deps-test build rootfs rootfs-debian
 ORDER_LOOPS ?= 200
 test-order: build rootfs
 	WARDEN_ORDER_LOOPS=$(ORDER_LOOPS) $(CARGO) test --release -p warden-tests --test order -- --test-threads 1
+
+# The fault tests at full length (make test runs them short). WARDEN_FAULT_SEED=N
+# replays a SIGKILL run (each run prints its seed).
+FAULT_KILLS  ?= 50
+FAULT_CYCLES ?= 1000
+test-faults: build rootfs
+	WARDEN_FAULT_KILLS=$(FAULT_KILLS) WARDEN_FAULT_CYCLES=$(FAULT_CYCLES) \
+	  $(CARGO) test --release -p warden-tests --test faults -- --nocapture --test-threads=1
 
 # Test binaries built here, run in a throwaway cgroup v2 VM (shared/vm/run).
 test-v2: build rootfs

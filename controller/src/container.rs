@@ -22,7 +22,9 @@
 //!                       "status": <exit status, absent while running> } } }
 //! ```
 //!
-//! A container directory without a readable snapshot is destroyed on start.
+//! A container directory without a readable snapshot is destroyed on start,
+//! and so is one holding the file `destroying` (a destroy was under way:
+//! `crate::orphans`).
 
 use crate::error::RequestError;
 use crate::job::Job;

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod net;
 pub mod netout;
 pub mod oom_watch;
+pub mod orphans;
 pub mod pool;
 pub mod proto;
 pub mod restore;

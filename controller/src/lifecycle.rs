@@ -240,8 +240,11 @@ impl Server {
         // and waits until they are empty, so a stop would only cost time.
         c.lock().state = State::Stopped;
         let p = c.path.display().to_string();
+        // A server killed from here on has its successor finish the destroy.
+        crate::orphans::begin_destroy(&c.path);
         if let Err(e) = sh::run("destroy.sh", &self.script("destroy.sh"), &[&p], sh::NO_ENV) {
             c.destroying.store(false, Ordering::SeqCst);
+            crate::orphans::abandon_destroy(&c.path);
             c.lock().events.push(format!("destroy failed: {e}"));
             let _ = c.write_snapshot();
             return Err(e.into());
@@ -262,6 +265,8 @@ impl Server {
     /// directory the registry does not hold (a failed create, a directory
     /// found at start-up).
     pub(crate) fn destroy_dir(&self, path: &Path) {
+        // Jobs a killed server spawned run outside the container's cgroups.
+        crate::orphans::end_untracked_jobs(path, &[]);
         if path.join("stop.sh").is_file() {
             let _ = sh::run("stop.sh", &path.join("stop.sh"), &["-w", "0"], sh::NO_ENV);
         }

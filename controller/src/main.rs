@@ -1312,6 +1312,7 @@ fn clear(path: &Path) -> Result<()> {
         );
     }
     let _ = std::fs::remove_file(&cfg.unix_domain_path);
+    warden::orphans::take_over(&cfg.container_depot_path); // i10-faults: end a dead server's steps
     warden::sh::run(
         "clear.sh",
         &cfg.scripts_path.join("clear.sh"),

@@ -109,7 +109,8 @@ impl Server {
 
     /// Re-adopts or destroys one depot directory; the highest job id seen.
     fn restore_one(self: &Arc<Self>, path: &Path, name: &str) -> Option<u32> {
-        let snap = Container::read_snapshot(path);
+        // A destroy under way when the server died is finished.
+        let snap = crate::orphans::finish_destroy(path, Container::read_snapshot(path));
         if let Ok(s) = &snap {
             if s.id != name {
                 log::info!(
@@ -226,6 +227,9 @@ impl Server {
         }
         let max_job = s.jobs.iter().map(|(id, js)| self.adopt_job(&c, *id, js));
         let max_job = max_job.max().unwrap_or(0);
+        // A spawn under way when the server died left a job no one tracks.
+        let tracked: Vec<u32> = c.lock().jobs.keys().copied().collect();
+        crate::orphans::end_untracked_jobs(path, &tracked);
         if s.state == State::Active && !c.wshd_alive() {
             let mut g = c.lock();
             g.state = State::Stopped;

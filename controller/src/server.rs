@@ -182,6 +182,8 @@ impl Server {
     /// Runs setup.sh (server start).
     pub fn setup(&self) -> Result<(), ServerError> {
         let c = &self.cfg;
+        // End the steps a killed server left running, then mark ours.
+        crate::orphans::take_over(&c.container_depot_path);
         sh::run(
             "setup.sh",
             &self.script("setup.sh"),

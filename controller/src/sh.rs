@@ -96,7 +96,9 @@ where
     let t0 = std::time::Instant::now();
     // Counted in warden_script_failures_total unless the step succeeds.
     let failed = crate::metrics::ScriptGuard::new(step);
-    let child = command(path)
+    let mut cmd = command(path);
+    crate::orphans::mark(&mut cmd); // steps carry their server's mark
+    let child = cmd
         .args(args)
         .envs(env)
         .stdin(Stdio::null())

@@ -14,9 +14,11 @@
 //! [`server`] holds the fixture that starts a `warden server` and the
 //! protocol helpers shared by the controller and rootfs tests; [`net`] the
 //! network probe and namespaces of the network tests; [`attack`] the wshd
-//! container, launcher and host snapshots of the attack tests.
+//! container, launcher and host snapshots of the attack tests; [`faults`]
+//! the seeded random source and host-resource census of the fault tests.
 
 pub mod attack;
+pub mod faults;
 pub mod net;
 pub mod server;
 pub mod snap;

@@ -326,6 +326,21 @@ pub fn spawn(c: &mut Client, h: &str, script: &str) -> u32 {
     r.job_id.unwrap()
 }
 
+/// Sends a request on `c` and waits (up to 20 s) until the server has read
+/// all of it (the socket's unread bytes, SIOCOUTQ, drop to 0), so a test
+/// knows the request is being handled before it acts, without a fixed
+/// sleep. The response is left for `c.recv`.
+pub fn send_until_read<M: prost::Message>(c: &mut Client, ty: Type, req: &M) {
+    use std::os::fd::AsFd;
+    c.send(ty, req).expect("send the request");
+    let (_, w) = c.raw();
+    let w = &*w;
+    let read = wait_for(Duration::from_secs(20), || {
+        wsys::event::bytes_unread_by_peer(w.as_fd()).expect("SIOCOUTQ") == 0
+    });
+    assert!(read, "the server did not read the {ty:?} request");
+}
+
 /// LinkRequest.
 pub fn link(c: &mut Client, h: &str, job: u32) -> Result<proto::LinkResponse, ClientError> {
     c.call(

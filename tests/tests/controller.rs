@@ -22,7 +22,7 @@ use warden::client::{Client, ClientError};
 use warden::proto::{self, Type};
 use warden_tests::server::{
     create, create_default, destroy, destroy_or_retry, err_text, info, link, list,
-    prefix_leftovers, run, spawn, try_run, Opts, Srv, Txt,
+    prefix_leftovers, run, send_until_read, spawn, try_run, Opts, Srv, Txt,
 };
 use warden_tests::{bin, scratch, wait_for, workspace};
 
@@ -266,7 +266,11 @@ fn lifecycle_run_spawn_link_stream_stop_destroy() {
 
     // F5/F33: a job that exits at once, linked late, loses nothing.
     let quick = spawn(&mut c, &h, "echo quick; echo qerr >&2; exit 5");
-    std::thread::sleep(Duration::from_millis(500));
+    let status = Path::new(&path).join(format!("jobs/{quick}/exit_status"));
+    assert!(
+        wait_for(Duration::from_secs(10), || status.is_file()),
+        "the quick job ended"
+    );
     let l = link(&mut c, &h, quick).unwrap();
     assert_eq!(
         (l.exit_status, l.stdout.txt(), l.stderr.txt()),
@@ -777,19 +781,18 @@ fn net_in_allocates_ports() {
     );
     assert_eq!(r.exit_status, Some(0));
     let hp = b.host_port.unwrap();
-    let got = (0..20).find_map(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        let mut st = std::net::TcpStream::connect(("127.0.0.1", hp as u16)).ok()?;
-        st.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    // nc listens a moment after the job returns: retry until it answers.
+    let got = wait_for(Duration::from_secs(10), || {
+        let Ok(mut st) = std::net::TcpStream::connect(("127.0.0.1", hp as u16)) else {
+            return false;
+        };
+        let _ = st.set_read_timeout(Some(Duration::from_secs(2)));
         let _ = st.write_all(b"GET / HTTP/1.0\r\n\r\n");
         let mut s = String::new();
         let _ = st.read_to_string(&mut s);
-        s.contains("hello-from-container").then_some(s)
+        s.contains("hello-from-container")
     });
-    assert!(
-        got.is_some(),
-        "DNAT from host port {hp} reached the container"
-    );
+    assert!(got, "DNAT from host port {hp} reached the container");
     destroy_or_retry(&mut c, &h);
     // Ports came back to the pool.
     let h2 = create_default(&mut c);
@@ -825,9 +828,12 @@ fn drain_and_restart_relinks_without_loss() {
     let done = spawn(&mut c, &h, "echo finished-before-drain; exit 4");
     // A link in flight when the drain comes is broken: EOF, no response.
     let mut lc = s.client();
-    let h2 = h.clone();
-    let inflight = std::thread::spawn(move || link(&mut lc, &h2, j));
-    std::thread::sleep(Duration::from_millis(500));
+    let req = proto::LinkRequest {
+        handle: Some(h.clone()),
+        job_id: Some(j),
+    };
+    send_until_read(&mut lc, Type::Link, &req);
+    let inflight = std::thread::spawn(move || lc.recv::<proto::LinkResponse>(Type::Link));
     drop(c);
     s.signal_and_wait(nix::sys::signal::Signal::SIGUSR2);
     match inflight.join().unwrap() {
@@ -1278,14 +1284,16 @@ fn concurrent_clients_and_destroy_while_linked() {
     // F10: destroy while a job runs and a link waits on it: the link
     // returns, the container is gone.
     let j = spawn(&mut c, &a, "sleep 1000");
-    let sock2 = s.sock.clone();
-    let a2 = a.clone();
-    let linker = std::thread::spawn(move || {
-        let mut c = Client::connect(&sock2).unwrap();
-        c.set_timeout(Some(Duration::from_secs(60))).unwrap();
-        link(&mut c, &a2, j)
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    let mut lc = Client::connect(&s.sock).unwrap();
+    lc.set_timeout(Some(Duration::from_secs(60))).unwrap();
+    let req = proto::LinkRequest {
+        handle: Some(a.clone()),
+        job_id: Some(j),
+    };
+    // The link is read by the server (so it waits on the job) before the
+    // destroy is sent.
+    send_until_read(&mut lc, Type::Link, &req);
+    let linker = std::thread::spawn(move || lc.recv::<proto::LinkResponse>(Type::Link));
     let t0 = Instant::now();
     destroy_or_retry(&mut c, &a);
     let l = linker.join().unwrap().expect("the waiting link returns");
@@ -1442,7 +1450,13 @@ fn server_environment_reaches_no_script_helper_or_container() {
     let dir = PathBuf::from(info(&mut c, &h).unwrap().container_path.unwrap());
     // A job keeps running while every environment is read from the host.
     let j = spawn(&mut c, &h, "sleep 100");
-    std::thread::sleep(Duration::from_millis(300));
+    let job_runs = || {
+        environs_of_container(&dir).iter().any(|(p, _)| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.starts_with(b"sleep\x00100"))
+        })
+    };
+    assert!(wait_for(Duration::from_secs(10), job_runs), "the job runs");
     let envs = environs_of_container(&dir);
     let wshd: i32 = std::fs::read_to_string(dir.join("run/wshd.pid"))
         .unwrap()
@@ -1843,14 +1857,21 @@ fn slow_clients_cannot_grow_the_server() {
     let t3 = ping_within(&mut c, Duration::from_secs(1));
     // A new client too.
     ping_within(&mut s.client(), Duration::from_secs(1));
-    std::thread::sleep(Duration::from_millis(300));
+    // The budget (16 MiB) holds 16 of them; the others are refused (as
+    // the server reads them: wait for that).
+    let mut busy = 0;
+    let mut pending: Vec<&mut UnixStream> = a2.iter_mut().collect();
+    wait_for(Duration::from_secs(30), || {
+        pending.retain_mut(|x| match raw_error_within(x, Duration::from_millis(10)) {
+            Some(e) => {
+                busy += usize::from(e.contains("server busy"));
+                false
+            }
+            None => true,
+        });
+        busy >= 150
+    });
     let (rss2, hwm2) = rss_kb(s.pid());
-    // The budget (16 MiB) holds 16 of them; the others were refused.
-    let busy = a2
-        .iter_mut()
-        .filter_map(|x| raw_error_within(x, Duration::from_millis(100)))
-        .filter(|e| e.contains("server busy"))
-        .count();
     assert!(busy >= 150, "{busy} of 200 large requests refused as busy");
     eprintln!(
         "server RSS: {base} kB at rest; 200 x 1 MiB of a 16 MiB frame: {rss1} kB (peak {hwm1} kB), ping {t1:?}; \
@@ -1878,10 +1899,17 @@ fn connection_cap_and_request_timeout() {
     );
     let mut c = s.client();
     ping_within(&mut c, Duration::from_secs(1));
+    let threads = || warden_tests::faults::Census::take(&s.prefix, &s.depot, s.pid()).threads;
+    let before = threads();
     let idle: Vec<UnixStream> = (0..19)
         .map(|_| UnixStream::connect(&s.sock).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // Accepted: a thread each.
+    assert!(
+        wait_for(Duration::from_secs(10), || threads() >= before + 19),
+        "{} threads",
+        threads()
+    );
     for _ in 0..10 {
         let t0 = Instant::now();
         let mut x = UnixStream::connect(&s.sock).unwrap();

@@ -417,9 +417,14 @@ fn sessions_see_only_stdio_fds() {
         "{out}"
     );
     // wshd itself: stdio, the listening socket, its signalfd and the
-    // connection of this very session; never the inherited file. (The sleep
-    // lets wshd finish handing this session's pipes over and close them.)
-    let out = c.ok(&["sh", "-c", "sleep 0.3; ls /proc/1/fd"]);
+    // connection of this very session; never the inherited file. (wshd
+    // closes its ends of this session's pipes a moment after the command
+    // starts: wait for that, up to 10 s, then list.)
+    let out = c.ok(&[
+        "sh",
+        "-c",
+        "i=0; while [ $(ls /proc/1/fd | wc -l) -gt 6 ] && [ $i -lt 1000 ]; do i=$((i+1)); sleep 0.01; done; ls /proc/1/fd",
+    ]);
     let fds: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(fds, vec!["0", "1", "2", "3", "4", "5"], "{out}");
     let out = c.ok(&["ls", "-l", "/proc/1/fd/"]);
@@ -564,7 +569,11 @@ fn tty_sessions_get_a_pty_and_window_size() {
     let slave: OwnedFd = pty.slave;
     let master: OwnedFd = pty.master;
     let mut child = c
-        .wsh(&["sh", "-c", "tty; stty size; read x; stty size; exit 6"])
+        .wsh(&[
+            "sh",
+            "-c",
+            "tty; stty size; while read x; do s=$(stty size); echo \"$s\"; [ \"$s\" != '40 120' ] || exit 6; done",
+        ])
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave))
@@ -573,7 +582,9 @@ fn tty_sessions_get_a_pty_and_window_size() {
     let mut m = std::fs::File::from(master);
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
-    let mut resized = false;
+    // Newlines sent after the resize: each makes the shell print the size
+    // again, until wsh's forwarded SIGWINCH has reached the container's pty.
+    let mut asked = 0usize;
     loop {
         let mut p = [nix::poll::PollFd::new(
             m.as_fd(),
@@ -589,8 +600,12 @@ fn tty_sessions_get_a_pty_and_window_size() {
             Ok(0) | Err(_) => break,
             Ok(k) => out.extend_from_slice(&buf[..k]),
         }
-        if !resized && String::from_utf8_lossy(&out).contains("33 101") {
-            resized = true;
+        let text = String::from_utf8_lossy(&out);
+        if text.contains("40 120") {
+            break;
+        }
+        let stale = text.matches("33 101").count();
+        if asked == 0 && stale == 1 {
             // Resize our terminal; wsh forwards it on SIGWINCH.
             set_winsize(&m, 40, 120);
             nix::sys::signal::kill(
@@ -598,11 +613,11 @@ fn tty_sessions_get_a_pty_and_window_size() {
                 nix::sys::signal::Signal::SIGWINCH,
             )
             .unwrap();
-            std::thread::sleep(Duration::from_millis(100));
-            m.write_all(b"\n").unwrap();
         }
-        if String::from_utf8_lossy(&out).contains("40 120") {
-            break;
+        if stale > asked {
+            assert!(asked < 1000, "the new size never reached the container");
+            asked += 1;
+            m.write_all(b"\n").unwrap();
         }
     }
     let st = child.wait().unwrap();
@@ -689,10 +704,17 @@ fn garbage_oversize_and_disconnects_do_not_hurt_others() {
     assert!(std::os::unix::net::UnixStream::connect(c.sock()).is_err());
     // wsh killed mid-command: the command keeps running, wshd keeps serving.
     let mut k = c
-        .wsh(&["sh", "-c", "sleep 0.5; touch /tmp/finished"])
+        .wsh(&[
+            "sh",
+            "-c",
+            "touch /tmp/started; sleep 0.5; touch /tmp/finished",
+        ])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(150));
+    assert!(wait_for(Duration::from_secs(10), || c
+        .sh(&["test", "-e", "/tmp/started"])
+        .0
+        == 0));
     k.kill().unwrap();
     k.wait().unwrap();
     assert!(wait_for(Duration::from_secs(5), || c
@@ -911,7 +933,11 @@ fn dead(pid: i32) -> bool {
 fn invoker_killed_during_boot_leaves_nothing() {
     let d = prepare("invokerkill");
     let lib = d.path.join("lib");
-    write_hook(&lib, "hook-child-before-pivot.sh", "#!/bin/sh\nsleep 3\n");
+    write_hook(
+        &lib,
+        "hook-child-before-pivot.sh",
+        "#!/bin/sh\ncd \"$(dirname \"$0\")/..\"\ntouch run/in-hook\nsleep 3\n",
+    );
     let p = d.path.clone();
     let mut inv = Command::new(bin("wshd"))
         .arg("--run")
@@ -934,7 +960,9 @@ fn invoker_killed_during_boot_leaves_nothing() {
         .parse()
         .unwrap();
     cleanup.kill_pid(init);
-    std::thread::sleep(Duration::from_millis(200));
+    // Killed while the container is in its boot hook.
+    let in_hook = p.join("run/in-hook");
+    assert!(wait_for(Duration::from_secs(5), || in_hook.exists()));
     inv.kill().unwrap();
     inv.wait().unwrap();
     assert!(
@@ -1003,8 +1031,11 @@ fn serves_after_idle_text_shedding() {
     };
     let busy = rss(c.pid);
     // After a quiet second wshd drops its resident program text ...
-    std::thread::sleep(Duration::from_millis(1500));
-    let idle = rss(c.pid);
+    let mut idle = busy;
+    wait_for(Duration::from_secs(10), || {
+        idle = rss(c.pid);
+        idle < busy
+    });
     assert!(idle < busy, "RssFile busy {busy} kB, idle {idle} kB");
     // Between the shed and the poll it blocks in, wshd runs no code outside
     // one function, so its idle text is one fault-around window (64 KiB by

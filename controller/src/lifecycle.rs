@@ -199,16 +199,20 @@ impl Server {
         let r = sh::run("stop.sh", &c.path.join("stop.sh"), args, sh::NO_ENV)
             .map(|_| ())
             .map_err(RequestError::from);
-        // Postcondition of stop: every job has terminated.
+        // Postcondition of stop: every job has terminated. A job whose
+        // process wshd started only after stop.sh looked is killed here.
         let jobs: Vec<Arc<Job>> = c.lock().jobs.values().cloned().collect();
         let end = Instant::now() + Duration::from_secs(15);
-        for j in jobs {
-            let mut s = j.lock();
-            while s.status.is_none() && !s.detached && Instant::now() < end {
-                s =
-                    j.cv.wait_timeout(s, Duration::from_millis(100))
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+        while Instant::now() < end {
+            let running = jobs.iter().find(|j| {
+                let s = j.lock();
+                s.status.is_none() && !s.detached
+            });
+            let Some(j) = running else { break };
+            kill_processes(c, c.wshd_pid());
+            let s = j.lock();
+            if s.status.is_none() && !s.detached {
+                let _ = j.cv.wait_timeout(s, Duration::from_millis(200));
             }
         }
         if let Err(e) = c.write_snapshot() {

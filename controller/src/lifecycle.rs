@@ -183,13 +183,18 @@ impl Server {
     // ---------------------------------------------------------- stop/destroy
 
     pub(crate) fn stop(&self, c: &Container, kill: bool) -> Result<()> {
-        if kill {
-            // Never behind another request's op lock: the container's
-            // processes (wshd spared) go first, which ends whatever holds it.
-            c.check_state(&[State::Active, State::Stopped])?;
-            kill_processes(c, c.wshd_pid());
-        }
-        let _op = c.op();
+        let _op = match c.op.try_lock() {
+            Ok(g) => g,
+            // Never behind another request's op lock: with kill, the
+            // container's processes (wshd spared) go first, which ends
+            // whatever holds it.
+            Err(_) if kill => {
+                c.check_state(&[State::Active, State::Stopped])?;
+                kill_processes(c, c.wshd_pid());
+                c.op()
+            }
+            Err(_) => c.op(),
+        };
         c.check_state(&[State::Active, State::Stopped])?;
         if c.state() == State::Stopped {
             return Ok(());
@@ -209,10 +214,15 @@ impl Server {
                 s.status.is_none() && !s.detached
             });
             let Some(j) = running else { break };
-            kill_processes(c, c.wshd_pid());
             let s = j.lock();
             if s.status.is_none() && !s.detached {
-                let _ = j.cv.wait_timeout(s, Duration::from_millis(200));
+                let (s, t) =
+                    j.cv.wait_timeout(s, Duration::from_millis(500))
+                        .unwrap_or_else(|e| e.into_inner());
+                if t.timed_out() && s.status.is_none() && !s.detached {
+                    drop(s);
+                    kill_processes(c, c.wshd_pid());
+                }
             }
         }
         if let Err(e) = c.write_snapshot() {

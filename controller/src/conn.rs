@@ -140,6 +140,9 @@ pub struct RequestReader<S: Source> {
     limits: Limits,
     deadline: Option<Instant>,
     timeout_set: bool,
+    /// Set once a frame's first byte is read (crate::dispatch clears it
+    /// once the frame is sequenced).
+    receiving: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// The request type an envelope's first payload bytes announce: field 1
@@ -158,7 +161,13 @@ impl<S: Source> RequestReader<S> {
             limits,
             deadline: None,
             timeout_set: false,
+            receiving: None,
         }
+    }
+
+    /// `flag` is set whenever a frame has started to arrive.
+    pub fn watch(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.receiving = Some(flag);
     }
 
     /// Makes bytes of the current frame available in the read buffer
@@ -212,6 +221,9 @@ impl<S: Source> RequestReader<S> {
             }
             if self.deadline.is_none() {
                 self.deadline = Some(Instant::now() + self.limits.timeout);
+                if let Some(f) = &self.receiving {
+                    f.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
             }
             let b = self.r.buffer();
             let (n, done) = match b.iter().position(|c| *c == b'\n') {

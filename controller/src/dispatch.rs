@@ -19,6 +19,13 @@
 //! each other. A turn that does not come within [`TURN_WAIT`] (an earlier
 //! request stuck) is taken anyway.
 //!
+//! Sequencing happens when the server *reads* a frame, which on a busy
+//! host can be after a frame another client wrote later was read. So a
+//! destroy or stop first lets the other connections finish reading what
+//! is already on their wire ([`Server::settle`]: bytes in the socket, or a
+//! frame begun; at most [`SETTLE_WAIT`]) and then takes a new, later
+//! number: a run written before it is then ahead of it.
+//!
 //! Test hook: `WARDEN_TEST_TURN_DELAY_MS=N` in the server's environment
 //! delays every request on a container except stop and destroy by N ms
 //! after it is sequenced, before it waits for its turn (the tests use it
@@ -31,11 +38,36 @@ use crate::server::{lock, spawn_thread, Server};
 use prost::Message as _;
 use std::collections::BTreeSet;
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// Longest a request waits for the earlier ones on its container to start.
 pub const TURN_WAIT: Duration = Duration::from_secs(10);
+
+/// Longest a destroy or stop waits for other connections' frames on the wire.
+pub const SETTLE_WAIT: Duration = Duration::from_millis(200);
+
+/// One connection, as destroy and stop see it ([`Server::settle`]).
+pub struct Wire {
+    sock: UnixStream,
+    /// A frame has begun to arrive and is not sequenced yet.
+    receiving: Arc<AtomicBool>,
+}
+
+impl Wire {
+    /// Whether bytes of a request are on their way in.
+    fn pending(&self) -> bool {
+        use nix::sys::socket::{recv, MsgFlags};
+        use std::os::fd::AsRawFd;
+        if self.receiving.load(Ordering::SeqCst) {
+            return true;
+        }
+        let mut b = [0u8; 1];
+        let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+        recv(self.sock.as_raw_fd(), &mut b, flags).is_ok_and(|n| n > 0)
+    }
+}
 
 /// The sequence numbers of a container's requests not yet started.
 #[derive(Debug, Default)]
@@ -91,6 +123,11 @@ impl Drop for Turn {
     }
 }
 
+/// The type of a request envelope.
+fn kind(m: &proto::Message) -> Option<Type> {
+    m.r#type.and_then(|t| Type::try_from(t).ok())
+}
+
 /// Request types that name an existing container (`handle`, field 1).
 fn names_a_container(t: Type) -> bool {
     !matches!(
@@ -133,7 +170,18 @@ impl Server {
     /// Serves one client until it disconnects.
     pub fn serve(self: &Arc<Self>, stream: UnixStream) {
         let Ok(rd) = stream.try_clone() else { return };
+        let Ok(sock) = stream.try_clone() else { return };
+        let wire = Arc::new(Wire {
+            sock,
+            receiving: Arc::new(AtomicBool::new(false)),
+        });
+        {
+            let mut ws = lock(&self.wires);
+            ws.retain(|w| w.strong_count() > 0);
+            ws.push(Arc::downgrade(&wire));
+        }
         let mut rd = crate::conn::RequestReader::new(rd, self.limits());
+        rd.watch(wire.receiving.clone());
         let mut w = stream;
         let mut refs: Refs = Vec::new();
         while !self.draining() {
@@ -164,7 +212,12 @@ impl Server {
             if self.draining() {
                 break;
             }
-            let turn = self.sequence(&m);
+            let mut turn = self.sequence(&m);
+            wire.receiving.store(false, Ordering::SeqCst);
+            if turn.0.is_some() && matches!(kind(&m), Some(Type::Destroy | Type::Stop)) {
+                self.settle(&wire);
+                self.resequence(&mut turn);
+            }
             *lock(&self.busy) += 1;
             // Requests by type, latency (warden_request_duration_seconds).
             let r = crate::metrics::timed(m.r#type, || self.handle(m, turn, &mut w, &mut refs));
@@ -181,6 +234,40 @@ impl Server {
                 g.idle_since = Some(Instant::now());
             }
         }
+    }
+
+    /// Waits (at most [`SETTLE_WAIT`]) until no connection but `me` has a
+    /// request on its way in.
+    fn settle(&self, me: &Arc<Wire>) {
+        let end = Instant::now() + SETTLE_WAIT;
+        loop {
+            let others: Vec<Arc<Wire>> = lock(&self.wires)
+                .iter()
+                .filter_map(Weak::upgrade)
+                .filter(|w| !Arc::ptr_eq(w, me))
+                .collect();
+            if !others.iter().any(|w| w.pending()) || Instant::now() >= end {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Gives a request a new, later number in its container's order.
+    fn resequence(&self, turn: &mut Turn) {
+        let Some((c, old)) = turn.0.take() else {
+            return;
+        };
+        let mut n = lock(&self.sequence);
+        *n += 1;
+        {
+            let mut p = lock(&c.order.pending);
+            p.remove(&old);
+            p.insert(*n);
+        }
+        c.order.cv.notify_all();
+        log::debug!("{:?}: request {old} is now {}", c.handle, *n);
+        turn.0 = Some((c, *n));
     }
 
     /// Numbers a request whose frame is complete and, when it names a

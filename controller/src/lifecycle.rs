@@ -186,13 +186,18 @@ impl Server {
     // ---------------------------------------------------------- stop/destroy
 
     pub(crate) fn stop(&self, c: &Container, kill: bool) -> Result<()> {
-        if kill {
-            // Never behind another request's op lock: the container's
-            // processes (wshd spared) go first, which ends whatever holds it.
-            c.check_state(&[State::Active, State::Stopped])?;
-            kill_processes(c, c.wshd_pid());
-        }
-        let _op = c.op();
+        let _op = match c.op.try_lock() {
+            Ok(g) => g,
+            // Never behind another request's op lock: with kill, the
+            // container's processes (wshd spared) go first, which ends
+            // whatever holds it.
+            Err(_) if kill => {
+                c.check_state(&[State::Active, State::Stopped])?;
+                kill_processes(c, c.wshd_pid());
+                c.op()
+            }
+            Err(_) => c.op(),
+        };
         c.check_state(&[State::Active, State::Stopped])?;
         if c.state() == State::Stopped {
             return Ok(());
@@ -203,16 +208,25 @@ impl Server {
         let r = sh::run("stop.sh", &c.path.join("stop.sh"), args, sh::NO_ENV)
             .map(|_| ())
             .map_err(RequestError::from);
-        // Postcondition of stop: every job has terminated.
+        // Postcondition of stop: every job has terminated. A job whose
+        // process wshd started only after stop.sh looked is killed here.
         let jobs: Vec<Arc<Job>> = c.lock().jobs.values().cloned().collect();
         let end = Instant::now() + Duration::from_secs(15);
-        for j in jobs {
-            let mut s = j.lock();
-            while s.status.is_none() && !s.detached && Instant::now() < end {
-                s =
-                    j.cv.wait_timeout(s, Duration::from_millis(100))
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+        while Instant::now() < end {
+            let running = jobs.iter().find(|j| {
+                let s = j.lock();
+                s.status.is_none() && !s.detached
+            });
+            let Some(j) = running else { break };
+            let s = j.lock();
+            if s.status.is_none() && !s.detached {
+                let (s, t) =
+                    j.cv.wait_timeout(s, Duration::from_millis(500))
+                        .unwrap_or_else(|e| e.into_inner());
+                if t.timed_out() && s.status.is_none() && !s.detached {
+                    drop(s);
+                    kill_processes(c, c.wshd_pid());
+                }
             }
         }
         if let Err(e) = c.write_snapshot() {

@@ -110,6 +110,8 @@ pub struct Server {
     pub(crate) idle: Condvar,
     /// The last request sequence number (crate::dispatch).
     pub(crate) sequence: Mutex<u64>,
+    /// Every open connection (crate::dispatch::Server::settle).
+    pub(crate) wires: Mutex<Vec<std::sync::Weak<crate::dispatch::Wire>>>,
     /// Bytes of large request frames being received (crate::conn).
     budget: Arc<conn::Budget>,
 }
@@ -144,6 +146,7 @@ impl Server {
             busy: Mutex::new(0),
             idle: Condvar::new(),
             sequence: Mutex::new(0),
+            wires: Mutex::new(Vec::new()),
         }))
     }
 

@@ -41,16 +41,34 @@ fn sequenced(s: &Srv, h: &str, what: &str) -> usize {
         .count()
 }
 
+/// How many destroys/stops on `h` took their final number (after letting
+/// the other connections' frames in).
+fn resequenced(s: &Srv, h: &str) -> usize {
+    let pat = format!("\"{h}\": request ");
+    s.log()
+        .lines()
+        .filter(|l| l.contains(&pat) && l.contains(" is now "))
+        .count()
+}
+
 /// Writes `req` on `c` without reading the answer, and waits until the
-/// server has sequenced it.
+/// server has sequenced it (a destroy or stop: given its final number).
 fn send_sequenced<M: prost::Message>(s: &Srv, c: &mut Client, h: &str, t: Type, req: &M) {
     let before = sequenced(s, h, t.name());
+    let re = resequenced(s, h);
     c.send(t, req).expect("send");
+    let done = || sequenced(s, h, t.name()) > before;
     assert!(
-        wait_for(Duration::from_secs(20), || sequenced(s, h, t.name())
-            > before),
-        "the server did not sequence {t:?}"
+        wait_for(Duration::from_secs(20), done),
+        "{t:?} not sequenced"
     );
+    if matches!(t, Type::Destroy | Type::Stop) {
+        let settled = || resequenced(s, h) > re;
+        assert!(
+            wait_for(Duration::from_secs(20), settled),
+            "{t:?} not settled"
+        );
+    }
 }
 
 fn destroy_req(h: &str) -> proto::DestroyRequest {

@@ -2,7 +2,9 @@
 //! corrupted and truncated streams never panic, never pass the limits, and
 //! never yield an entry the format refuses.
 
+use super::writer::put_num;
 use super::*;
+use std::io::{self, Read};
 use std::path::Path;
 use std::process::Command;
 

@@ -7,6 +7,7 @@
 pub(crate) mod output;
 pub(crate) mod args;
 pub(crate) mod client;
+pub(crate) mod commands;
 pub(crate) mod server_cmd;
 
 use clap::{Args, Parser, Subcommand};

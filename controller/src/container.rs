@@ -223,7 +223,11 @@ impl Container {
                             log_tag: j.log_tag.clone(),
                             iomux_spawn_pid: j.spawn_pid,
                             iomux_link_pid: s.link_pid,
-                            status: s.status,
+                            // A job that ended while this server was up
+                            // keeps its status over a restart, even if its
+                            // linker had not delivered it yet (a drain ends
+                            // the linkers).
+                            status: s.status.or_else(|| j.status_file()),
                         },
                     )
                 })

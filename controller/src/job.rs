@@ -192,6 +192,16 @@ impl Job {
         self.lock().status
     }
 
+    /// The status iomux-spawn wrote to DIR/exit_status once the job ended
+    /// (the server may not have received it from its linker yet).
+    pub fn status_file(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("exit_status"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Marks the job finished (used on restore and when the container goes).
     pub fn finish(&self, status: u32) {
         let mut s = self.lock();

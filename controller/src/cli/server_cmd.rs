@@ -133,10 +133,7 @@ pub(crate) fn serve(path: &Path) -> Result<()> {
 
 /// Everything from the path checks to the accept loop. The returned
 /// ownership lock (of depot and prefix) must be held until the server exits.
-pub(crate) fn start(
-    cfg: &Config,
-    path: &Path,
-) -> Result<(Arc<Server>, warden::lock::Ownership)> {
+pub(crate) fn start(cfg: &Config, path: &Path) -> Result<(Arc<Server>, warden::lock::Ownership)> {
     cfg.check_paths()?;
     // Exclusive ownership of depot and prefix before anything on the host is touched.
     let owner =

@@ -226,6 +226,32 @@ fn stage_in(
     work: &TempDir,
     name: &str,
 ) -> Result<PathBuf> {
+    prepare(s, h, a, buildpacks, app_src)?;
+    eprintln!("-----> Staging {name} in container {h}");
+    let (i, bp, detected) = detect(s, h, buildpacks, exports)?;
+    eprintln!(
+        "-----> Buildpack {} detected the app as {detected:?}",
+        bp.display()
+    );
+    compile(s, h, a, i, bp, exports)?;
+    let release_web = release_web(s, h, i, bp, exports)?;
+    let procfile_web = procfile_web(s, h)?;
+    let info = StagingInfo {
+        buildpack_path: bp.display().to_string(),
+        detected_buildpack: detected,
+        start_command: a.command.clone().or(procfile_web).or(release_web),
+    };
+    pack(s, h, work, &info)
+}
+
+/// Limits, the app and the buildpacks copied in, /tmp/staged made.
+fn prepare(
+    s: &mut Session,
+    h: &str,
+    a: &StageArgs,
+    buildpacks: &[PathBuf],
+    app_src: &Path,
+) -> Result<()> {
     if !a.skip_limits {
         s.limits(h, a.memory, a.disk)?;
     }
@@ -248,9 +274,17 @@ fn stage_in(
          touch /tmp/staged/logs/staging_task.log",
         false,
     )?;
-    eprintln!("-----> Staging {name} in container {h}");
+    Ok(())
+}
 
-    // detect
+/// bin/detect of each buildpack in turn: the first that detects the app
+/// (its index, path and what it printed).
+fn detect<'a>(
+    s: &mut Session,
+    h: &str,
+    buildpacks: &'a [PathBuf],
+    exports: &str,
+) -> Result<(usize, &'a PathBuf, String)> {
     let mut found = None;
     for (i, bp) in buildpacks.iter().enumerate() {
         let r = s.run(
@@ -265,22 +299,27 @@ fn stage_in(
             break;
         }
     }
-    let Some((i, bp, detected)) = found else {
-        return Err(StageError::Step(format!(
+    found.ok_or_else(|| {
+        StageError::Step(format!(
             "staging failed: an application could not be detected by any available buildpack (tried {})",
             buildpacks
                 .iter()
                 .map(|b| b.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
-        )));
-    };
-    eprintln!(
-        "-----> Buildpack {} detected the app as {detected:?}",
-        bp.display()
-    );
+        ))
+    })
+}
 
-    // compile, streamed live
+/// bin/compile, streamed live, within the staging timeout.
+fn compile(
+    s: &mut Session,
+    h: &str,
+    a: &StageArgs,
+    i: usize,
+    bp: &Path,
+    exports: &str,
+) -> Result<()> {
     let step = format!("bin/compile of buildpack {}", bp.display());
     let job = s.spawn(
         &step,
@@ -302,8 +341,17 @@ fn stage_in(
     if st != 0 {
         return Err(compile_failure(s, h, &step, st, &out, a));
     }
+    Ok(())
+}
 
-    // release
+/// bin/release: its default_process_types.web, if any.
+fn release_web(
+    s: &mut Session,
+    h: &str,
+    i: usize,
+    bp: &Path,
+    exports: &str,
+) -> Result<Option<String>> {
     let rel = s.run(
         &format!("bin/release of buildpack {}", bp.display()),
         h,
@@ -325,11 +373,15 @@ fn stage_in(
             bp.display()
         ))
     })?;
-    let release_web = release
+    Ok(release
         .get("default_process_types")
         .and_then(|d| d.get("web"))
         .and_then(|w| w.as_str())
-        .map(str::to_string);
+        .map(str::to_string))
+}
+
+/// The app's Procfile: its web entry, if any.
+fn procfile_web(s: &mut Session, h: &str) -> Result<Option<String>> {
     let procfile = s.run(
         "reading the Procfile",
         h,
@@ -337,8 +389,8 @@ fn stage_in(
         false,
     )?;
     let proc_text = String::from_utf8_lossy(procfile.stdout.as_deref().unwrap_or_default());
-    let procfile_web = if proc_text.trim().is_empty() {
-        None
+    if proc_text.trim().is_empty() {
+        Ok(None)
     } else {
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&proc_text).map_err(|_| {
             StageError::Step(
@@ -352,13 +404,13 @@ fn stage_in(
                     .into(),
             ));
         }
-        v.get("web").and_then(|w| w.as_str()).map(str::to_string)
-    };
-    let info = StagingInfo {
-        buildpack_path: bp.display().to_string(),
-        detected_buildpack: detected,
-        start_command: a.command.clone().or(procfile_web).or(release_web),
-    };
+        Ok(v.get("web").and_then(|w| w.as_str()).map(str::to_string))
+    }
+}
+
+/// staging_info.yml written, the droplet packed and copied out to `work`
+/// and checked: its path.
+fn pack(s: &mut Session, h: &str, work: &TempDir, info: &StagingInfo) -> Result<PathBuf> {
     s.run_ok(
         "writing staging_info.yml and packing the droplet",
         h,

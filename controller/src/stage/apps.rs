@@ -137,7 +137,8 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-pub fn start(socket: &Path, json: bool, a: &StartArgs) -> Result<()> {
+/// --instances and --port: at least one instance, all ports valid.
+fn check_counts(a: &StartArgs) -> Result<()> {
     if a.instances == 0 {
         return Err(StageError::Input("--instances: want at least 1".into()));
     }
@@ -149,18 +150,12 @@ pub fn start(socket: &Path, json: bool, a: &StartArgs) -> Result<()> {
             )));
         }
     }
-    let d = droplet::read(&a.droplet)?;
-    let command = a
-        .command
-        .clone()
-        .or(d.info.start_command.clone())
-        .ok_or_else(|| {
-            StageError::Input(format!(
-                "droplet {}: staging_info.yml has no start_command; give --command",
-                a.droplet.display()
-            ))
-        })?;
-    let name = match &a.name {
+    Ok(())
+}
+
+/// --name, or the droplet's file name without .tgz / .tar.gz.
+fn app_name(a: &StartArgs) -> String {
+    match &a.name {
         Some(n) => n.clone(),
         None => {
             let f = a
@@ -172,9 +167,11 @@ pub fn start(socket: &Path, json: bool, a: &StartArgs) -> Result<()> {
                 .trim_end_matches(".tar.gz")
                 .to_string()
         }
-    };
-    check_name(&name)?;
-    let user_env = env::parse_user_env(&a.env)?;
+    }
+}
+
+/// --services and --before-start, read.
+fn read_extras(a: &StartArgs) -> Result<(Vec<env::Service>, Option<String>)> {
     let services = match &a.services {
         Some(p) => env::parse_services(
             &std::fs::read_to_string(p)
@@ -189,6 +186,26 @@ pub fn start(socket: &Path, json: bool, a: &StartArgs) -> Result<()> {
         ),
         None => None,
     };
+    Ok((services, hook))
+}
+
+pub fn start(socket: &Path, json: bool, a: &StartArgs) -> Result<()> {
+    check_counts(a)?;
+    let d = droplet::read(&a.droplet)?;
+    let command = a
+        .command
+        .clone()
+        .or(d.info.start_command.clone())
+        .ok_or_else(|| {
+            StageError::Input(format!(
+                "droplet {}: staging_info.yml has no start_command; give --command",
+                a.droplet.display()
+            ))
+        })?;
+    let name = app_name(a);
+    check_name(&name)?;
+    let user_env = env::parse_user_env(&a.env)?;
+    let (services, hook) = read_extras(a)?;
     let droplet_abs = std::fs::canonicalize(&a.droplet).map_err(|err| StageError::Io {
         what: a.droplet.display().to_string(),
         err,

@@ -289,41 +289,8 @@ fn start_one(
         s.limits(&h, a.memory, a.disk)?;
     }
     let want = a.port.map(|p| p + index);
-    let ni: proto::NetInResponse = s
-        .call(
-            "net_in",
-            Type::NetIn,
-            &proto::NetInRequest {
-                handle: Some(h.clone()),
-                host_port: want,
-                container_port: None,
-            },
-        )
-        .map_err(|e| match (want, e) {
-            (
-                Some(p),
-                StageError::Request {
-                    err: crate::client::ClientError::Server(m),
-                    ..
-                },
-            ) => StageError::Step(format!("net_in: host port {p} is not available: {m}")),
-            (_, e) => e,
-        })?;
-    let host_port = ni.host_port.unwrap_or(0);
-    let container_port = ni.container_port.unwrap_or(host_port);
-    s.run_ok(
-        "setting up /home/vcap/app",
-        &h,
-        "cd / && mkdir -p home/vcap/app && chown vcap:vcap home/vcap/app && { [ -e /app ] || [ -L /app ] || ln -s home/vcap/app /app; }",
-        true,
-    )?;
-    s.copy_in("copying the droplet in", &h, droplet, "/tmp/droplet.tgz")?;
-    s.run_ok(
-        "extracting the droplet",
-        &h,
-        "cd /home/vcap/ && tar zxf /tmp/droplet.tgz && rm -f /tmp/droplet.tgz",
-        false,
-    )?;
+    let (host_port, container_port) = net_in(s, &h, want)?;
+    install_droplet(s, &h, droplet)?;
     let inst = Instance {
         id: env::secure_uuid().map_err(|err| StageError::Io {
             what: "/dev/urandom".into(),
@@ -378,6 +345,51 @@ fn start_one(
         address: format!("127.0.0.1:{host_port}"),
         job_id: job,
     })
+}
+
+/// net_in for an instance (`want`: its --port, if given): the host and
+/// container ports.
+fn net_in(s: &mut Session, h: &str, want: Option<u32>) -> Result<(u32, u32)> {
+    let ni: proto::NetInResponse = s
+        .call(
+            "net_in",
+            Type::NetIn,
+            &proto::NetInRequest {
+                handle: Some(h.to_string()),
+                host_port: want,
+                container_port: None,
+            },
+        )
+        .map_err(|e| match (want, e) {
+            (
+                Some(p),
+                StageError::Request {
+                    err: crate::client::ClientError::Server(m),
+                    ..
+                },
+            ) => StageError::Step(format!("net_in: host port {p} is not available: {m}")),
+            (_, e) => e,
+        })?;
+    let host_port = ni.host_port.unwrap_or(0);
+    Ok((host_port, ni.container_port.unwrap_or(host_port)))
+}
+
+/// /home/vcap/app made (and /app linked to it), the droplet extracted there.
+fn install_droplet(s: &mut Session, h: &str, droplet: &Path) -> Result<()> {
+    s.run_ok(
+        "setting up /home/vcap/app",
+        h,
+        "cd / && mkdir -p home/vcap/app && chown vcap:vcap home/vcap/app && { [ -e /app ] || [ -L /app ] || ln -s home/vcap/app /app; }",
+        true,
+    )?;
+    s.copy_in("copying the droplet in", h, droplet, "/tmp/droplet.tgz")?;
+    s.run_ok(
+        "extracting the droplet",
+        h,
+        "cd /home/vcap/ && tar zxf /tmp/droplet.tgz && rm -f /tmp/droplet.tgz",
+        false,
+    )?;
+    Ok(())
 }
 
 /// One line of `apps`.

@@ -115,34 +115,21 @@ fn write_file_script(path: &str, text: &str) -> String {
     )
 }
 
-pub fn stage(socket: &Path, a: &StageArgs) -> Result<()> {
-    // --- inputs, before any container exists
-    let app_md = std::fs::metadata(&a.app)
-        .map_err(|e| StageError::Input(format!("app {}: {e}", a.app.display())))?;
-    // copy_in/copy_out paths are read by the server, whose working
-    // directory is not ours: every host path it sees is absolute.
-    let mut buildpacks = Vec::with_capacity(a.buildpacks.len());
-    for bp in &a.buildpacks {
-        check_buildpack(bp)?;
-        buildpacks.push(absolute(bp, "buildpack")?);
-    }
-    let name = match &a.name {
+/// --name, or the app's file name without its extension.
+fn stage_name(a: &StageArgs) -> String {
+    match &a.name {
         Some(n) => n.clone(),
         None => a
             .app
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "app".into()),
-    };
-    check_name(&name)?;
-    let user_env = env::parse_user_env(&a.env)?;
-    let services = match &a.services {
-        Some(p) => env::parse_services(
-            &std::fs::read_to_string(p)
-                .map_err(|e| StageError::Input(format!("--services {}: {e}", p.display())))?,
-        )?,
-        None => vec![],
-    };
+    }
+}
+
+/// The private work directory, next to the -o file (absolute: the server
+/// reads and writes it).
+fn work_dir(a: &StageArgs) -> Result<TempDir> {
     let out_dir = match a.output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -154,12 +141,36 @@ pub fn stage(socket: &Path, a: &StageArgs) -> Result<()> {
         )));
     }
     let out_dir = absolute(&out_dir, "-o")?;
-    let work = TempDir::new_in(&out_dir, "stage").map_err(|e| {
+    TempDir::new_in(&out_dir, "stage").map_err(|e| {
         StageError::Input(format!(
             "-o {}: cannot write next to it: {e}",
             a.output.display()
         ))
-    })?;
+    })
+}
+
+pub fn stage(socket: &Path, a: &StageArgs) -> Result<()> {
+    // --- inputs, before any container exists
+    let app_md = std::fs::metadata(&a.app)
+        .map_err(|e| StageError::Input(format!("app {}: {e}", a.app.display())))?;
+    // copy_in/copy_out paths are read by the server, whose working
+    // directory is not ours: every host path it sees is absolute.
+    let mut buildpacks = Vec::with_capacity(a.buildpacks.len());
+    for bp in &a.buildpacks {
+        check_buildpack(bp)?;
+        buildpacks.push(absolute(bp, "buildpack")?);
+    }
+    let name = stage_name(a);
+    check_name(&name)?;
+    let user_env = env::parse_user_env(&a.env)?;
+    let services = match &a.services {
+        Some(p) => env::parse_services(
+            &std::fs::read_to_string(p)
+                .map_err(|e| StageError::Input(format!("--services {}: {e}", p.display())))?,
+        )?,
+        None => vec![],
+    };
+    let work = work_dir(a)?;
     // The server (root) reads the app from here; the directory is 0700.
     let app_src: PathBuf = if app_md.is_dir() {
         absolute(&a.app, "app")?

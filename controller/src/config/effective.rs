@@ -25,6 +25,7 @@ impl Config {
         o.push_str(&format!("  release_delay: {}\n", c.release_delay.as_secs()));
         o.push_str(&format!("  mtu: {}\n", c.mtu));
         o.push_str(&format!("  allow_networks: {}\n", list(&c.allow_networks)));
+        o.push_str(&format!("  deny_networks: {}\n", list(&c.deny_networks)));
         o.push_str(&format!("  allow_host_access: {}\n", c.allow_host_access));
         o.push_str(&format!("  dns_servers: {}\n", list(&c.dns_servers)));
         o.push_str(&format!(
@@ -79,7 +80,10 @@ impl Config {
         kv("job_output_limit", c.job_output_limit.to_string());
         kv(
             "quota",
-            format!("{{disk_quota_enabled: {}}}", c.disk_quota_enabled),
+            format!(
+                "{{disk_quota_enabled: {}, disk_image_size: {}}}",
+                c.disk_quota_enabled, c.disk_image_size
+            ),
         );
         kv("allow_nested_warden", c.allow_nested_warden.to_string());
         kv(
@@ -106,6 +110,14 @@ impl Config {
         kv("max_request_bytes", c.max_request_bytes.to_string());
         kv("max_buffered_bytes", c.max_buffered_bytes.to_string());
         kv("request_timeout", c.request_timeout.as_secs().to_string());
+        kv(
+            "copy_idle_timeout",
+            c.copy_idle_timeout.as_secs().to_string(),
+        );
+        let bytes = |v: Option<u64>| v.map(|b| b.to_string()).unwrap_or_else(|| "~".into());
+        kv("container_pids_limit", c.container_pids_limit.to_string());
+        kv("container_memory_limit", bytes(c.container_memory_limit));
+        kv("container_disk_limit", bytes(c.container_disk_limit));
         o
     }
 }

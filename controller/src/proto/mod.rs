@@ -88,7 +88,13 @@ pub fn read_frame<R: BufRead>(r: &mut R) -> Result<Vec<u8>, FrameError> {
     let mut line = Vec::with_capacity(12);
     loop {
         let mut b = [0u8; 1];
-        let n = r.read(&mut b)?;
+        // EINTR is retried: with SO_RCVTIMEO set (clients with a timeout), a
+        // stop and continue of the process interrupts the read without any
+        // signal handler (signal(7)).
+        let n = match r.read(&mut b) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            n => n?,
+        };
         if n == 0 {
             if line.is_empty() {
                 return Err(FrameError::Eof);
@@ -265,6 +271,38 @@ pub struct Message {
 mod tests {
     use super::*;
     use std::io::Cursor;
+
+    /// A reader whose every other read fails with EINTR.
+    struct Interrupting {
+        inner: Cursor<Vec<u8>>,
+        flip: bool,
+    }
+
+    impl io::Read for Interrupting {
+        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+            self.flip = !self.flip;
+            if self.flip {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            self.inner.read(b)
+        }
+    }
+
+    #[test]
+    fn interrupted_reads_are_retried() {
+        let mut out = Vec::new();
+        let m = EchoRequest {
+            message: Some("hi".into()),
+        };
+        write_message(&mut out, Type::Echo, &m).unwrap();
+        let inner = Interrupting {
+            inner: Cursor::new(out),
+            flip: false,
+        };
+        let mut r = io::BufReader::with_capacity(1, inner);
+        let got = read_message(&mut r).unwrap();
+        assert_eq!(got.r#type, Some(Type::Echo as i32));
+    }
 
     #[test]
     fn frame_roundtrip() {

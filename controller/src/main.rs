@@ -68,13 +68,20 @@ fn run(cli: Cli) -> Result<i32> {
                 .with_context(|| format!("cannot write man pages in {}", dir.display()))?;
             Ok(0)
         }
-        Cmd::Ping { conn } => commands::ping(conn_of(&top, conn)),
+        cmd => request(&top, cmd),
+    }
+}
+
+/// The commands that send one warden request (controller/src/cli/commands.rs).
+fn request(top: &Cli2, cmd: Cmd) -> Result<i32> {
+    match cmd {
+        Cmd::Ping { conn } => commands::ping(conn_of(top, conn)),
         Cmd::Echo {
             words,
             message,
             conn,
-        } => commands::echo(conn_of(&top, conn), words, message),
-        Cmd::List { conn } => commands::list(conn_of(&top, conn)),
+        } => commands::echo(conn_of(top, conn), words, message),
+        Cmd::List { conn } => commands::list(conn_of(top, conn)),
         Cmd::Create {
             handle,
             grace_time,
@@ -83,33 +90,33 @@ fn run(cli: Cli) -> Result<i32> {
             bind_mount,
             conn,
         } => commands::create(
-            conn_of(&top, conn),
+            conn_of(top, conn),
             handle,
             grace_time,
             network,
             rootfs,
             bind_mount,
         ),
-        Cmd::Info { h, conn } => commands::info(conn_of(&top, conn), h),
-        Cmd::Run { job, conn } => commands::run(conn_of(&top, conn), job),
-        Cmd::Spawn { job, conn } => commands::spawn(conn_of(&top, conn), job),
-        Cmd::Link { j, conn } => commands::link(conn_of(&top, conn), j),
-        Cmd::Stream { j, conn } => commands::stream(conn_of(&top, conn), j),
+        Cmd::Info { h, conn } => commands::info(conn_of(top, conn), h),
+        Cmd::Run { job, conn } => commands::run(conn_of(top, conn), job),
+        Cmd::Spawn { job, conn } => commands::spawn(conn_of(top, conn), job),
+        Cmd::Link { j, conn } => commands::link(conn_of(top, conn), j),
+        Cmd::Stream { j, conn } => commands::stream(conn_of(top, conn), j),
         Cmd::Stop {
             h,
             background,
             kill,
             conn,
-        } => commands::stop(conn_of(&top, conn), h, background, kill),
-        Cmd::Destroy { h, conn } => commands::destroy(conn_of(&top, conn), h),
-        Cmd::CopyIn { c, conn } => commands::copy_in(conn_of(&top, conn), c),
-        Cmd::CopyOut { c, owner, conn } => commands::copy_out(conn_of(&top, conn), c, owner),
+        } => commands::stop(conn_of(top, conn), h, background, kill),
+        Cmd::Destroy { h, conn } => commands::destroy(conn_of(top, conn), h),
+        Cmd::CopyIn { c, conn } => commands::copy_in(conn_of(top, conn), c),
+        Cmd::CopyOut { c, owner, conn } => commands::copy_out(conn_of(top, conn), c, owner),
         Cmd::NetIn {
             h,
             host_port,
             container_port,
             conn,
-        } => commands::net_in(conn_of(&top, conn), h, host_port, container_port),
+        } => commands::net_in(conn_of(top, conn), h, host_port, container_port),
         Cmd::NetOut {
             h,
             network,
@@ -121,7 +128,7 @@ fn run(cli: Cli) -> Result<i32> {
             log,
             conn,
         } => commands::net_out(
-            conn_of(&top, conn),
+            conn_of(top, conn),
             h,
             network,
             port,
@@ -136,6 +143,8 @@ fn run(cli: Cli) -> Result<i32> {
             rate,
             burst,
             conn,
-        } => commands::limit_bandwidth(conn_of(&top, conn), h, rate, burst),
+        } => commands::limit_bandwidth(conn_of(top, conn), h, rate, burst),
+        // run handles the commands that send no request.
+        _ => unreachable!("run handles the commands that send no request"),
     }
 }

@@ -229,9 +229,37 @@ pub fn render() -> String {
         let r = reg();
         (r.requests.clone(), r.scripts.clone())
     };
+    render_requests(&mut o, &requests);
+    o.push_str("# HELP warden_script_failures_total Lifecycle steps that failed, by script.\n");
+    o.push_str("# TYPE warden_script_failures_total counter\n");
+    for (k, n) in &scripts {
+        let _ = writeln!(
+            o,
+            "warden_script_failures_total{{script=\"{}\"}} {n}",
+            esc(k)
+        );
+    }
+    let g = GAUGES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|f| f());
+    if let Some(g) = g {
+        render_gauges(&mut o, &g);
+    }
+    if let Some(t) = *START.lock().unwrap_or_else(|e| e.into_inner()) {
+        o.push_str("# HELP warden_uptime_seconds Seconds since the server started.\n");
+        o.push_str("# TYPE warden_uptime_seconds gauge\n");
+        let _ = writeln!(o, "warden_uptime_seconds {}", t.elapsed().as_secs_f64());
+    }
+    o
+}
+
+/// The request counters and duration histograms, by type.
+fn render_requests(o: &mut String, requests: &BTreeMap<String, Hist>) {
     o.push_str("# HELP warden_requests_total Requests served, by type.\n");
     o.push_str("# TYPE warden_requests_total counter\n");
-    for (k, h) in &requests {
+    for (k, h) in requests {
         let _ = writeln!(
             o,
             "warden_requests_total{{type=\"{}\"}} {}",
@@ -243,7 +271,7 @@ pub fn render() -> String {
         "# HELP warden_request_errors_total Requests answered with an ErrorResponse, by type.\n",
     );
     o.push_str("# TYPE warden_request_errors_total counter\n");
-    for (k, h) in &requests {
+    for (k, h) in requests {
         let _ = writeln!(
             o,
             "warden_request_errors_total{{type=\"{}\"}} {}",
@@ -253,7 +281,7 @@ pub fn render() -> String {
     }
     o.push_str("# HELP warden_request_duration_seconds Time to serve a request, by type.\n");
     o.push_str("# TYPE warden_request_duration_seconds histogram\n");
-    for (k, h) in &requests {
+    for (k, h) in requests {
         let k = esc(k);
         let mut cum = 0;
         for (i, b) in BUCKETS.iter().enumerate() {
@@ -279,47 +307,29 @@ pub fn render() -> String {
             h.count
         );
     }
-    o.push_str("# HELP warden_script_failures_total Lifecycle steps that failed, by script.\n");
-    o.push_str("# TYPE warden_script_failures_total counter\n");
-    for (k, n) in &scripts {
-        let _ = writeln!(
-            o,
-            "warden_script_failures_total{{script=\"{}\"}} {n}",
-            esc(k)
-        );
+}
+
+/// The gauges the server reports (containers, jobs, pools).
+fn render_gauges(o: &mut String, g: &Gauges) {
+    o.push_str("# HELP warden_containers Containers, by state.\n");
+    o.push_str("# TYPE warden_containers gauge\n");
+    for (s, n) in &g.containers {
+        let _ = writeln!(o, "warden_containers{{state=\"{s}\"}} {n}");
     }
-    let g = GAUGES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .map(|f| f());
-    if let Some(g) = g {
-        o.push_str("# HELP warden_containers Containers, by state.\n");
-        o.push_str("# TYPE warden_containers gauge\n");
-        for (s, n) in &g.containers {
-            let _ = writeln!(o, "warden_containers{{state=\"{s}\"}} {n}");
-        }
-        o.push_str("# HELP warden_jobs Jobs the server tracks, by state.\n");
-        o.push_str("# TYPE warden_jobs gauge\n");
-        let _ = writeln!(o, "warden_jobs{{state=\"running\"}} {}", g.jobs_running);
-        let _ = writeln!(o, "warden_jobs{{state=\"exited\"}} {}", g.jobs_exited);
-        o.push_str("# HELP warden_pool_in_use Pool entries held by containers.\n");
-        o.push_str("# TYPE warden_pool_in_use gauge\n");
-        for (p, used, _) in &g.pools {
-            let _ = writeln!(o, "warden_pool_in_use{{pool=\"{p}\"}} {used}");
-        }
-        o.push_str("# HELP warden_pool_size Pool entries configured.\n");
-        o.push_str("# TYPE warden_pool_size gauge\n");
-        for (p, _, size) in &g.pools {
-            let _ = writeln!(o, "warden_pool_size{{pool=\"{p}\"}} {size}");
-        }
+    o.push_str("# HELP warden_jobs Jobs the server tracks, by state.\n");
+    o.push_str("# TYPE warden_jobs gauge\n");
+    let _ = writeln!(o, "warden_jobs{{state=\"running\"}} {}", g.jobs_running);
+    let _ = writeln!(o, "warden_jobs{{state=\"exited\"}} {}", g.jobs_exited);
+    o.push_str("# HELP warden_pool_in_use Pool entries held by containers.\n");
+    o.push_str("# TYPE warden_pool_in_use gauge\n");
+    for (p, used, _) in &g.pools {
+        let _ = writeln!(o, "warden_pool_in_use{{pool=\"{p}\"}} {used}");
     }
-    if let Some(t) = *START.lock().unwrap_or_else(|e| e.into_inner()) {
-        o.push_str("# HELP warden_uptime_seconds Seconds since the server started.\n");
-        o.push_str("# TYPE warden_uptime_seconds gauge\n");
-        let _ = writeln!(o, "warden_uptime_seconds {}", t.elapsed().as_secs_f64());
+    o.push_str("# HELP warden_pool_size Pool entries configured.\n");
+    o.push_str("# TYPE warden_pool_size gauge\n");
+    for (p, _, size) in &g.pools {
+        let _ = writeln!(o, "warden_pool_size{{pool=\"{p}\"}} {size}");
     }
-    o
 }
 
 #[cfg(test)]

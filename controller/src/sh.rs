@@ -111,8 +111,34 @@ where
             path: path.display().to_string(),
             err,
         })?;
-    // Watchdog: kills the step's process group when the limit passes
-    // before the step ends (the channel is dropped when it ends).
+    let (out, timed_out) = wait_with_watchdog(child, limit);
+    let out = out.map_err(|err| StepError::Spawn {
+        step: step.into(),
+        path: path.display().to_string(),
+        err,
+    })?;
+    if timed_out {
+        return Err(StepError::Timeout {
+            step: step.into(),
+            secs: limit.as_secs(),
+        });
+    }
+    if out.status.success() {
+        log::debug!("{step}: ok ({} ms)", t0.elapsed().as_millis());
+        failed.ok();
+        Ok(out.stdout)
+    } else {
+        Err(failed_step(step, out))
+    }
+}
+
+/// Waits for a step's output; a watchdog thread kills the step's process
+/// group when `limit` passes before the step ends (the channel is dropped
+/// when it ends). True with the output when the watchdog fired.
+fn wait_with_watchdog(
+    child: std::process::Child,
+    limit: std::time::Duration,
+) -> (std::io::Result<std::process::Output>, bool) {
     let pgid = child.id() as i32;
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -133,35 +159,24 @@ where
     if let Ok(d) = dog {
         let _ = d.join();
     }
-    let out = out.map_err(|err| StepError::Spawn {
-        step: step.into(),
-        path: path.display().to_string(),
-        err,
-    })?;
-    if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(StepError::Timeout {
-            step: step.into(),
-            secs: limit.as_secs(),
-        });
+    (out, timed_out.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// The error of a step that ended unsuccessfully: its exit status or
+/// signal, and the tail of its stderr (of its stdout when stderr is blank).
+fn failed_step(step: &str, out: std::process::Output) -> StepError {
+    let status = match out.status.code() {
+        Some(c) => format!("exit status {c}"),
+        None => format!("signal {}", out.status.signal().unwrap_or(0)),
+    };
+    let mut err = out.stderr;
+    if err.iter().all(u8::is_ascii_whitespace) {
+        err = out.stdout;
     }
-    if out.status.success() {
-        log::debug!("{step}: ok ({} ms)", t0.elapsed().as_millis());
-        failed.ok();
-        Ok(out.stdout)
-    } else {
-        let status = match out.status.code() {
-            Some(c) => format!("exit status {c}"),
-            None => format!("signal {}", out.status.signal().unwrap_or(0)),
-        };
-        let mut err = out.stderr;
-        if err.iter().all(u8::is_ascii_whitespace) {
-            err = out.stdout;
-        }
-        Err(StepError::Failed {
-            step: step.into(),
-            status,
-            stderr: tail(&err),
-        })
+    StepError::Failed {
+        step: step.into(),
+        status,
+        stderr: tail(&err),
     }
 }
 

@@ -31,7 +31,7 @@
 #             warden.)
 #
 # net_out rules are not added here: the controller adds them as elements
-# of the out_* sets (controller/src/netout.rs; it splits overlapping
+# of the out_* sets (controller/src/netout/; it splits overlapping
 # rules into disjoint elements, which the kernel requires).
 #
 # All rules live in the server's table `ip warden-<prefix>` made by the

@@ -136,7 +136,7 @@ impl Server {
         s
     }
 
-    /// What the controller does for a net_out rule (controller/src/netout.rs):
+    /// What the controller does for a net_out rule (controller/src/netout/):
     /// one element of the `out_l4` set keyed by `c`'s host veth.
     fn allow_out(&self, c: &Container, net: &str, proto: &str, ports: &str) {
         let (code, _, err) = run(Command::new("nft").args([

@@ -8,20 +8,46 @@ impl Config {
     /// with the value in force (defaults included), for `warden
     /// check-config`. Parsing it gives back the same configuration.
     pub fn effective(&self) -> String {
-        use serde_yaml_ng::to_string as y;
-        fn yv<T: serde::Serialize>(v: &T) -> String {
-            y(v).map(|t| t.trim_end().to_string()).unwrap_or_default()
+        let c = self;
+        let mut o = self.effective_server();
+        o.push_str("logging:\n");
+        o.push_str(&format!("  level: {}\n", c.log_level));
+        o.push_str(&format!("  file: {}\n", opt(&c.log_file)));
+        o.push_str(&format!(
+            "  format: {}\n",
+            match c.log_format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            }
+        ));
+        o.push_str("network:\n");
+        o.push_str(&format!("  pool_network: {}\n", c.pool_network));
+        o.push_str(&format!("  release_delay: {}\n", c.release_delay.as_secs()));
+        o.push_str(&format!("  mtu: {}\n", c.mtu));
+        o.push_str(&format!("  allow_networks: {}\n", list(&c.allow_networks)));
+        o.push_str(&format!("  deny_networks: {}\n", list(&c.deny_networks)));
+        o.push_str(&format!("  allow_host_access: {}\n", c.allow_host_access));
+        o.push_str(&format!("  dns_servers: {}\n", list(&c.dns_servers)));
+        o.push_str(&format!(
+            "port:\n  pool_start_port: {}\n  pool_size: {}\n",
+            c.port_start, c.port_size
+        ));
+        o.push_str(&format!(
+            "user:\n  pool_start_uid: {}\n  pool_size: {}\n",
+            c.uid_start, c.uid_size
+        ));
+        match c.health_check_port {
+            Some(port) => o.push_str(&format!(
+                "health_check_server:\n  port: {port}\n  address: {}\n",
+                yv(&c.health_check_address.to_string())
+            )),
+            None => o.push_str("health_check_server: ~\n"),
         }
-        fn p(v: &Path) -> String {
-            yv(&v.display().to_string())
-        }
-        fn list(v: &[String]) -> String {
-            let items: Vec<String> = v.iter().map(yv).collect();
-            format!("[{}]", items.join(", "))
-        }
-        fn opt(v: &Option<PathBuf>) -> String {
-            v.as_deref().map(p).unwrap_or_else(|| "~".into())
-        }
+        o
+    }
+
+    /// The `server` section of [`Config::effective`].
+    fn effective_server(&self) -> String {
         let c = self;
         let mut o = String::from("server:\n");
         let mut kv = |k: &str, v: String| o.push_str(&format!("  {k}: {v}\n"));
@@ -92,39 +118,25 @@ impl Config {
         kv("container_pids_limit", c.container_pids_limit.to_string());
         kv("container_memory_limit", bytes(c.container_memory_limit));
         kv("container_disk_limit", bytes(c.container_disk_limit));
-        o.push_str("logging:\n");
-        o.push_str(&format!("  level: {}\n", c.log_level));
-        o.push_str(&format!("  file: {}\n", opt(&c.log_file)));
-        o.push_str(&format!(
-            "  format: {}\n",
-            match c.log_format {
-                LogFormat::Text => "text",
-                LogFormat::Json => "json",
-            }
-        ));
-        o.push_str("network:\n");
-        o.push_str(&format!("  pool_network: {}\n", c.pool_network));
-        o.push_str(&format!("  release_delay: {}\n", c.release_delay.as_secs()));
-        o.push_str(&format!("  mtu: {}\n", c.mtu));
-        o.push_str(&format!("  allow_networks: {}\n", list(&c.allow_networks)));
-        o.push_str(&format!("  deny_networks: {}\n", list(&c.deny_networks)));
-        o.push_str(&format!("  allow_host_access: {}\n", c.allow_host_access));
-        o.push_str(&format!("  dns_servers: {}\n", list(&c.dns_servers)));
-        o.push_str(&format!(
-            "port:\n  pool_start_port: {}\n  pool_size: {}\n",
-            c.port_start, c.port_size
-        ));
-        o.push_str(&format!(
-            "user:\n  pool_start_uid: {}\n  pool_size: {}\n",
-            c.uid_start, c.uid_size
-        ));
-        match c.health_check_port {
-            Some(port) => o.push_str(&format!(
-                "health_check_server:\n  port: {port}\n  address: {}\n",
-                yv(&c.health_check_address.to_string())
-            )),
-            None => o.push_str("health_check_server: ~\n"),
-        }
         o
     }
+}
+
+fn yv<T: serde::Serialize>(v: &T) -> String {
+    serde_yaml_ng::to_string(v)
+        .map(|t| t.trim_end().to_string())
+        .unwrap_or_default()
+}
+
+fn p(v: &Path) -> String {
+    yv(&v.display().to_string())
+}
+
+fn list(v: &[String]) -> String {
+    let items: Vec<String> = v.iter().map(yv).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn opt(v: &Option<PathBuf>) -> String {
+    v.as_deref().map(p).unwrap_or_else(|| "~".into())
 }

@@ -59,6 +59,36 @@ fn int32(key: &str, v: &Value) -> Result<u32, ConfigError> {
     u32::try_from(int(key, v)?).map_err(|_| bad(key, "integer out of range"))
 }
 
+fn opt_int(key: &str, v: &Value) -> Result<Option<u64>, ConfigError> {
+    match v {
+        Value::Null => Ok(None),
+        _ => int(key, v).map(Some),
+    }
+}
+
+/// `server.copy_max_bytes` and `server.copy_max_entries`: zero is refused.
+fn at_least_one(key: &str, v: &Value) -> Result<u64, ConfigError> {
+    let n = int(key, v)?;
+    if n == 0 {
+        return Err(bad(key, "must be at least 1"));
+    }
+    Ok(n)
+}
+
+/// `server.resource_prefix`: it starts every host name warden makes.
+fn resource_prefix(key: &str, v: &Value) -> Result<String, ConfigError> {
+    let p = string(key, v)?;
+    if p.is_empty()
+        || p.len() > 6
+        || !p
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        return Err(bad(key, "must match [a-z0-9]{1,6}"));
+    }
+    Ok(p)
+}
+
 fn boolean(key: &str, v: &Value) -> Result<bool, ConfigError> {
     v.as_bool()
         .ok_or_else(|| bad(key, "expected true or false"))
@@ -141,136 +171,10 @@ impl Config {
             }
         }
         if let Some(s) = section(&root, "health_check_server")? {
-            for (k, v) in keys(s) {
-                let key = format!("health_check_server.{k}");
-                match k.as_str() {
-                    "port" => c.health_check_port = Some(ranged(&key, v, 0, 65535)? as u16),
-                    "address" => {
-                        let t = string(&key, v)?;
-                        c.health_check_address = t
-                            .parse()
-                            .map_err(|_| bad(&key, format!("bad address {t:?}")))?;
-                    }
-                    _ => c.warnings.push(format!("ignoring unknown key {key}")),
-                }
-            }
+            c.parse_health_check_server(s)?;
         }
         if let Some(s) = section(&root, "server")? {
-            for (k, v) in keys(s) {
-                let key = format!("server.{k}");
-                match k.as_str() {
-                    "unix_domain_path" => c.unix_domain_path = string(&key, v)?.into(),
-                    "unix_domain_permissions" => {
-                        let p = int32(&key, v)?;
-                        if p > 0o7777 {
-                            return Err(bad(&key, "permissions above 07777"));
-                        }
-                        c.unix_domain_permissions = p;
-                    }
-                    "container_depot_path" => c.container_depot_path = string(&key, v)?.into(),
-                    "container_rootfs_path" => c.container_rootfs_path = string(&key, v)?.into(),
-                    "container_grace_time" => {
-                        c.container_grace_time = match v {
-                            Value::Null => None,
-                            _ => Some(int(&key, v)?),
-                        }
-                    }
-                    "container_rlimits" => {
-                        let m = match v {
-                            Value::Null => Mapping::new(),
-                            Value::Mapping(m) => m.clone(),
-                            _ => return Err(bad(&key, "expected a mapping")),
-                        };
-                        for (rk, rv) in keys(&m) {
-                            let rkey = format!("{key}.{rk}");
-                            if !crate::proto::RLIMIT_NAMES.contains(&rk.as_str()) {
-                                return Err(bad(&rkey, "unknown resource limit"));
-                            }
-                            c.container_rlimits.insert(rk, int(&rkey, rv)?);
-                        }
-                    }
-                    "job_output_limit" => c.job_output_limit = int(&key, v)?,
-                    "container_pids_limit" => c.container_pids_limit = int(&key, v)?,
-                    "container_memory_limit" => {
-                        c.container_memory_limit = if v.is_null() {
-                            None
-                        } else {
-                            Some(int(&key, v)?)
-                        }
-                    }
-                    "container_disk_limit" => {
-                        c.container_disk_limit = if v.is_null() {
-                            None
-                        } else {
-                            Some(int(&key, v)?)
-                        }
-                    }
-                    "quota" => {
-                        if let Value::Mapping(q) = v {
-                            if let Some(d) = q.get("disk_quota_enabled") {
-                                c.disk_quota_enabled =
-                                    boolean("server.quota.disk_quota_enabled", d)?;
-                            }
-                            if let Some(d) = q.get("disk_image_size") {
-                                let k = "server.quota.disk_image_size";
-                                c.disk_image_size = int(k, d)?;
-                                if c.disk_image_size < 1 << 20 {
-                                    return Err(bad(k, "must be at least 1048576 (1 MiB)"));
-                                }
-                            }
-                        } else if !v.is_null() {
-                            return Err(bad(&key, "expected a mapping"));
-                        }
-                    }
-                    "allow_nested_warden" => c.allow_nested_warden = boolean(&key, v)?,
-                    "container_root_capabilities" => {
-                        c.container_root_capabilities = root_capabilities(&key, v)?
-                    }
-                    "pidfile" => c.pidfile = opt_string(&key, v)?.map(PathBuf::from),
-                    "syslog_socket" => c.syslog_socket = opt_string(&key, v)?,
-                    "resource_prefix" => {
-                        let p = string(&key, v)?;
-                        if p.is_empty()
-                            || p.len() > 6
-                            || !p
-                                .bytes()
-                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                        {
-                            return Err(bad(&key, "must match [a-z0-9]{1,6}"));
-                        }
-                        c.resource_prefix = p;
-                    }
-                    "max_connections" => {
-                        c.max_connections = ranged(&key, v, 1, 65536)? as usize;
-                    }
-                    "max_request_bytes" => {
-                        c.max_request_bytes = ranged(&key, v, 16 << 10, 16 << 20)? as usize;
-                    }
-                    "max_buffered_bytes" => {
-                        c.max_buffered_bytes = ranged(&key, v, 16 << 10, 1 << 32)? as usize;
-                    }
-                    "request_timeout" => {
-                        c.request_timeout = Duration::from_secs(ranged(&key, v, 1, 3600)?);
-                    }
-                    "copy_idle_timeout" => {
-                        c.copy_idle_timeout = Duration::from_secs(ranged(&key, v, 1, 86400)?);
-                    }
-                    "scripts_path" => c.scripts_path = string(&key, v)?.into(),
-                    "bin_path" => c.bin_path = string(&key, v)?.into(),
-                    "copy_max_bytes" | "copy_max_entries" => {
-                        let n = int(&key, v)?;
-                        if n == 0 {
-                            return Err(bad(&key, "must be at least 1"));
-                        }
-                        if k == "copy_max_bytes" {
-                            c.copy_limits.max_bytes = n;
-                        } else {
-                            c.copy_limits.max_entries = n;
-                        }
-                    }
-                    _ => c.warnings.push(format!("ignoring unknown key {key}")),
-                }
-            }
+            c.parse_server(s)?;
         }
         if c.max_buffered_bytes < c.max_request_bytes {
             return Err(bad(
@@ -282,143 +186,281 @@ impl Config {
             ));
         }
         if let Some(s) = section(&root, "logging")? {
-            for (k, v) in keys(s) {
-                let key = format!("logging.{k}");
-                match k.as_str() {
-                    "level" => {
-                        let l = string(&key, v)?;
-                        if !LOG_LEVELS.contains(&l.as_str()) {
-                            return Err(bad(
-                                &key,
-                                format!("unknown level {l:?} (one of {})", LOG_LEVELS.join(", ")),
-                            ));
-                        }
-                        c.log_level = l;
-                    }
-                    "format" => {
-                        c.log_format = match string(&key, v)?.as_str() {
-                            "text" => LogFormat::Text,
-                            "json" => LogFormat::Json,
-                            f => return Err(bad(&key, format!("{f:?} is not text or json"))),
-                        }
-                    }
-                    "file" => c.log_file = opt_string(&key, v)?.map(PathBuf::from),
-                    _ => c.warnings.push(format!("ignoring unknown key {key}")),
-                }
-            }
+            c.parse_logging(s)?;
         }
         if let Some(s) = section(&root, "network")? {
-            let mut start_addr: Option<(String, Ipv4Addr)> = None;
-            let mut pool_size: Option<u64> = None;
-            for (k, v) in keys(s) {
-                let key = format!("network.{k}");
-                match k.as_str() {
-                    "pool_network" => {
-                        let t = string(&key, v)?;
-                        c.pool_network = Ipv4Net::parse(&t).ok_or_else(|| {
-                            bad(&key, format!("bad network {t:?} (want a.b.c.d/n)"))
-                        })?;
-                    }
-                    "pool_start_address" => {
-                        let t = string(&key, v)?;
-                        let a = t
-                            .parse()
-                            .map_err(|_| bad(&key, format!("bad address {t:?}")))?;
-                        start_addr = Some((key.clone(), a));
-                    }
-                    "pool_size" => pool_size = Some(int(&key, v)?),
-                    "release_delay" => {
-                        // The server adds it to an Instant: bounded so that
-                        // cannot overflow (which panics).
-                        let d = int(&key, v)?;
-                        if d > MAX_RELEASE_DELAY {
-                            return Err(bad(&key, format!("must be at most {MAX_RELEASE_DELAY}")));
-                        }
-                        c.release_delay = Duration::from_secs(d);
-                    }
-                    "mtu" => {
-                        let m = int32(&key, v)?;
-                        if !(68..=65535).contains(&m) {
-                            return Err(bad(&key, "must be within 68..65535"));
-                        }
-                        c.mtu = m;
-                    }
-                    "allow_networks" => c.allow_networks = strings(&key, v)?,
-                    "deny_networks" => c.deny_networks = strings(&key, v)?,
-                    "allow_host_access" => c.allow_host_access = boolean(&key, v)?,
-                    "dns_servers" => c.dns_servers = strings(&key, v)?,
-                    _ => c.warnings.push(format!("ignoring unknown key {key}")),
-                }
-            }
-            if let (Some((_, a)), Some(n)) = (start_addr, pool_size) {
-                if n == 0 || n > (1 << 20) {
-                    return Err(bad("network.pool_size", "must be within 1..1048576"));
-                }
-                // warden: fixed_bits = ceil(log2(pool_size)) + 2
-                let bits = 64 - (n - 1).leading_zeros() as u8 + 2;
-                let bits = if n == 1 { 2 } else { bits };
-                c.pool_network = Ipv4Net {
-                    addr: u32::from(a) & Ipv4Net::mask_of(32 - bits),
-                    prefix: 32 - bits,
-                };
-            }
+            c.parse_network(s)?;
         }
         if c.pool_network.prefix > 30 {
             return Err(bad("network.pool_network", "must hold at least one /30"));
         }
         if let Some(s) = section(&root, "port")? {
-            for (k, v) in keys(s) {
-                let key = format!("port.{k}");
-                match k.as_str() {
-                    "pool_start_port" => c.port_start = int32(&key, v)?,
-                    "pool_size" => c.port_size = int32(&key, v)?,
-                    _ => c.warnings.push(format!("ignoring unknown key {key}")),
-                }
-            }
+            c.parse_port(s)?;
         }
         if c.port_start == 0 || c.port_start as u64 + c.port_size as u64 > 65536 {
             return Err(bad("port.pool_size", "port pool goes beyond port 65535"));
         }
         if let Some(s) = section(&root, "user")? {
-            for (k, v) in keys(s) {
-                let key = format!("user.{k}");
-                match k.as_str() {
-                    "pool_start_uid" => c.uid_start = int32(&key, v)?,
-                    "pool_size" => c.uid_size = int32(&key, v)?,
-                    _ => c.warnings.push(format!("ignoring unknown key {key}")),
+            c.parse_user(s)?;
+        }
+        c.check_pools()?;
+        Ok(c)
+    }
+
+    /// The `health_check_server` section.
+    fn parse_health_check_server(&mut self, s: &Mapping) -> Result<(), ConfigError> {
+        for (k, v) in keys(s) {
+            let key = format!("health_check_server.{k}");
+            match k.as_str() {
+                "port" => self.health_check_port = Some(ranged(&key, v, 0, 65535)? as u16),
+                "address" => {
+                    let t = string(&key, v)?;
+                    self.health_check_address = t
+                        .parse()
+                        .map_err(|_| bad(&key, format!("bad address {t:?}")))?;
                 }
+                _ => self.warnings.push(format!("ignoring unknown key {key}")),
             }
         }
+        Ok(())
+    }
+
+    /// The `server` section.
+    fn parse_server(&mut self, s: &Mapping) -> Result<(), ConfigError> {
+        for (k, v) in keys(s) {
+            let key = format!("server.{k}");
+            match k.as_str() {
+                "unix_domain_path" => self.unix_domain_path = string(&key, v)?.into(),
+                "unix_domain_permissions" => {
+                    let p = int32(&key, v)?;
+                    if p > 0o7777 {
+                        return Err(bad(&key, "permissions above 07777"));
+                    }
+                    self.unix_domain_permissions = p;
+                }
+                "container_depot_path" => self.container_depot_path = string(&key, v)?.into(),
+                "container_rootfs_path" => self.container_rootfs_path = string(&key, v)?.into(),
+                "container_grace_time" => self.container_grace_time = opt_int(&key, v)?,
+                "container_rlimits" => self.parse_container_rlimits(&key, v)?,
+                "job_output_limit" => self.job_output_limit = int(&key, v)?,
+                "container_pids_limit" => self.container_pids_limit = int(&key, v)?,
+                "container_memory_limit" => self.container_memory_limit = opt_int(&key, v)?,
+                "container_disk_limit" => self.container_disk_limit = opt_int(&key, v)?,
+                "quota" => self.parse_quota(&key, v)?,
+                "allow_nested_warden" => self.allow_nested_warden = boolean(&key, v)?,
+                "container_root_capabilities" => {
+                    self.container_root_capabilities = root_capabilities(&key, v)?
+                }
+                "pidfile" => self.pidfile = opt_string(&key, v)?.map(PathBuf::from),
+                "syslog_socket" => self.syslog_socket = opt_string(&key, v)?,
+                "resource_prefix" => self.resource_prefix = resource_prefix(&key, v)?,
+                "max_connections" => {
+                    self.max_connections = ranged(&key, v, 1, 65536)? as usize;
+                }
+                "max_request_bytes" => {
+                    self.max_request_bytes = ranged(&key, v, 16 << 10, 16 << 20)? as usize;
+                }
+                "max_buffered_bytes" => {
+                    self.max_buffered_bytes = ranged(&key, v, 16 << 10, 1 << 32)? as usize;
+                }
+                "request_timeout" => {
+                    self.request_timeout = Duration::from_secs(ranged(&key, v, 1, 3600)?);
+                }
+                "copy_idle_timeout" => {
+                    self.copy_idle_timeout = Duration::from_secs(ranged(&key, v, 1, 86400)?);
+                }
+                "scripts_path" => self.scripts_path = string(&key, v)?.into(),
+                "bin_path" => self.bin_path = string(&key, v)?.into(),
+                "copy_max_bytes" => self.copy_limits.max_bytes = at_least_one(&key, v)?,
+                "copy_max_entries" => self.copy_limits.max_entries = at_least_one(&key, v)?,
+                _ => self.warnings.push(format!("ignoring unknown key {key}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// `server.container_rlimits`: a mapping of resource limit names.
+    fn parse_container_rlimits(&mut self, key: &str, v: &Value) -> Result<(), ConfigError> {
+        let m = match v {
+            Value::Null => Mapping::new(),
+            Value::Mapping(m) => m.clone(),
+            _ => return Err(bad(key, "expected a mapping")),
+        };
+        for (rk, rv) in keys(&m) {
+            let rkey = format!("{key}.{rk}");
+            if !crate::proto::RLIMIT_NAMES.contains(&rk.as_str()) {
+                return Err(bad(&rkey, "unknown resource limit"));
+            }
+            self.container_rlimits.insert(rk, int(&rkey, rv)?);
+        }
+        Ok(())
+    }
+
+    /// `server.quota`: disk_quota_enabled and disk_image_size.
+    fn parse_quota(&mut self, key: &str, v: &Value) -> Result<(), ConfigError> {
+        if let Value::Mapping(q) = v {
+            if let Some(d) = q.get("disk_quota_enabled") {
+                self.disk_quota_enabled = boolean("server.quota.disk_quota_enabled", d)?;
+            }
+            if let Some(d) = q.get("disk_image_size") {
+                let k = "server.quota.disk_image_size";
+                self.disk_image_size = int(k, d)?;
+                if self.disk_image_size < 1 << 20 {
+                    return Err(bad(k, "must be at least 1048576 (1 MiB)"));
+                }
+            }
+        } else if !v.is_null() {
+            return Err(bad(key, "expected a mapping"));
+        }
+        Ok(())
+    }
+
+    /// The `logging` section.
+    fn parse_logging(&mut self, s: &Mapping) -> Result<(), ConfigError> {
+        for (k, v) in keys(s) {
+            let key = format!("logging.{k}");
+            match k.as_str() {
+                "level" => {
+                    let l = string(&key, v)?;
+                    if !LOG_LEVELS.contains(&l.as_str()) {
+                        return Err(bad(
+                            &key,
+                            format!("unknown level {l:?} (one of {})", LOG_LEVELS.join(", ")),
+                        ));
+                    }
+                    self.log_level = l;
+                }
+                "format" => {
+                    self.log_format = match string(&key, v)?.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        f => return Err(bad(&key, format!("{f:?} is not text or json"))),
+                    }
+                }
+                "file" => self.log_file = opt_string(&key, v)?.map(PathBuf::from),
+                _ => self.warnings.push(format!("ignoring unknown key {key}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The `network` section.
+    fn parse_network(&mut self, s: &Mapping) -> Result<(), ConfigError> {
+        let mut start_addr: Option<(String, Ipv4Addr)> = None;
+        let mut pool_size: Option<u64> = None;
+        for (k, v) in keys(s) {
+            let key = format!("network.{k}");
+            match k.as_str() {
+                "pool_network" => {
+                    let t = string(&key, v)?;
+                    self.pool_network = Ipv4Net::parse(&t)
+                        .ok_or_else(|| bad(&key, format!("bad network {t:?} (want a.b.c.d/n)")))?;
+                }
+                "pool_start_address" => {
+                    let t = string(&key, v)?;
+                    let a = t
+                        .parse()
+                        .map_err(|_| bad(&key, format!("bad address {t:?}")))?;
+                    start_addr = Some((key.clone(), a));
+                }
+                "pool_size" => pool_size = Some(int(&key, v)?),
+                "release_delay" => {
+                    // The server adds it to an Instant: bounded so that
+                    // cannot overflow (which panics).
+                    let d = int(&key, v)?;
+                    if d > MAX_RELEASE_DELAY {
+                        return Err(bad(&key, format!("must be at most {MAX_RELEASE_DELAY}")));
+                    }
+                    self.release_delay = Duration::from_secs(d);
+                }
+                "mtu" => {
+                    let m = int32(&key, v)?;
+                    if !(68..=65535).contains(&m) {
+                        return Err(bad(&key, "must be within 68..65535"));
+                    }
+                    self.mtu = m;
+                }
+                "allow_networks" => self.allow_networks = strings(&key, v)?,
+                "deny_networks" => self.deny_networks = strings(&key, v)?,
+                "allow_host_access" => self.allow_host_access = boolean(&key, v)?,
+                "dns_servers" => self.dns_servers = strings(&key, v)?,
+                _ => self.warnings.push(format!("ignoring unknown key {key}")),
+            }
+        }
+        if let (Some((_, a)), Some(n)) = (start_addr, pool_size) {
+            if n == 0 || n > (1 << 20) {
+                return Err(bad("network.pool_size", "must be within 1..1048576"));
+            }
+            // warden: fixed_bits = ceil(log2(pool_size)) + 2
+            let bits = 64 - (n - 1).leading_zeros() as u8 + 2;
+            let bits = if n == 1 { 2 } else { bits };
+            self.pool_network = Ipv4Net {
+                addr: u32::from(a) & Ipv4Net::mask_of(32 - bits),
+                prefix: 32 - bits,
+            };
+        }
+        Ok(())
+    }
+
+    /// The `port` section.
+    fn parse_port(&mut self, s: &Mapping) -> Result<(), ConfigError> {
+        for (k, v) in keys(s) {
+            let key = format!("port.{k}");
+            match k.as_str() {
+                "pool_start_port" => self.port_start = int32(&key, v)?,
+                "pool_size" => self.port_size = int32(&key, v)?,
+                _ => self.warnings.push(format!("ignoring unknown key {key}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The `user` section.
+    fn parse_user(&mut self, s: &Mapping) -> Result<(), ConfigError> {
+        for (k, v) in keys(s) {
+            let key = format!("user.{k}");
+            match k.as_str() {
+                "pool_start_uid" => self.uid_start = int32(&key, v)?,
+                "pool_size" => self.uid_size = int32(&key, v)?,
+                _ => self.warnings.push(format!("ignoring unknown key {key}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks across sections, once all are read: the uid pool and the
+    /// interface names the network pool makes.
+    fn check_pools(&self) -> Result<(), ConfigError> {
         // The server builds the whole uid pool at start (4 bytes a uid), uid 0
         // is root, and (uid_t)-1 means "unchanged" to setresuid and chown.
-        if c.uid_start == 0 {
+        if self.uid_start == 0 {
             return Err(bad(
                 "user.pool_start_uid",
                 "must be at least 1 (uid 0 is root)",
             ));
         }
-        if c.uid_size == 0 || c.uid_size > MAX_UID_POOL {
+        if self.uid_size == 0 || self.uid_size > MAX_UID_POOL {
             return Err(bad(
                 "user.pool_size",
                 format!("must be within 1..{MAX_UID_POOL}"),
             ));
         }
-        if u64::from(c.uid_start) + u64::from(c.uid_size) > u64::from(u32::MAX) {
+        if u64::from(self.uid_start) + u64::from(self.uid_size) > u64::from(u32::MAX) {
             return Err(bad("user.pool_size", "uid pool goes beyond uid 4294967294"));
         }
         // Interface names P-N-0 must fit IFNAMSIZ (15 bytes).
-        let max_index = c.pool_network.size() / 4 - 1;
-        let name_len = c.resource_prefix.len() + max_index.to_string().len() + 3;
+        let max_index = self.pool_network.size() / 4 - 1;
+        let name_len = self.resource_prefix.len() + max_index.to_string().len() + 3;
         if name_len > 15 {
             return Err(bad(
                 "network.pool_network",
                 format!(
                     "{} /30s make interface names of {name_len} bytes with prefix {:?} (at most 15)",
                     max_index + 1,
-                    c.resource_prefix
+                    self.resource_prefix
                 ),
             ));
         }
-        Ok(c)
+        Ok(())
     }
 }

@@ -105,22 +105,33 @@ fn shipped_config_documents_every_key_at_its_default() {
         format!("{c:?}"),
         format!("{:?}", Config::parse("").unwrap())
     );
-    // The keys of `parse`: the match arms of each section's loop.
+    // The keys of `parse`: the string arms of every `match k...` block in
+    // parse.rs (one per section), at that match's own arm indent, so
+    // arms of a match on a value inside an arm are not taken for keys.
     let src = include_str!("parse.rs");
-    let body = &src[src.find("pub fn parse(").unwrap()..src.len()];
     let mut keys = vec!["disk_quota_enabled".to_string()];
-    for line in body.lines() {
-        let Some(arm) = line.strip_prefix(&" ".repeat(20)) else {
-            continue;
-        };
-        if !arm.starts_with('"') || !arm.contains("=>") {
-            continue;
+    let mut arm_indent: Option<(String, String)> = None;
+    for line in src.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if let Some((ref open, ref arm)) = arm_indent {
+            if line == format!("{open}}}") {
+                arm_indent = None;
+                continue;
+            }
+            let Some(a) = line.strip_prefix(arm.as_str()) else {
+                continue;
+            };
+            if a.starts_with('"') && a.contains("=>") {
+                let pat = a.split("=>").next().unwrap();
+                keys.extend(
+                    pat.split('|')
+                        .map(|k| k.trim().trim_matches('"').to_string()),
+                );
+            }
+        } else if trimmed.starts_with("match k") && trimmed.ends_with('{') {
+            arm_indent = Some((indent.to_string(), format!("{indent}    ")));
         }
-        let pat = arm.split("=>").next().unwrap();
-        keys.extend(
-            pat.split('|')
-                .map(|k| k.trim().trim_matches('"').to_string()),
-        );
     }
     assert!(keys.len() > 30, "{keys:?}");
     for k in &keys {

@@ -137,7 +137,8 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-pub fn start(socket: &Path, json: bool, a: &StartArgs) -> Result<()> {
+/// --instances and --port: at least one instance, all ports valid.
+fn check_counts(a: &StartArgs) -> Result<()> {
     if a.instances == 0 {
         return Err(StageError::Input("--instances: want at least 1".into()));
     }
@@ -149,18 +150,12 @@ pub fn start(socket: &Path, json: bool, a: &StartArgs) -> Result<()> {
             )));
         }
     }
-    let d = droplet::read(&a.droplet)?;
-    let command = a
-        .command
-        .clone()
-        .or(d.info.start_command.clone())
-        .ok_or_else(|| {
-            StageError::Input(format!(
-                "droplet {}: staging_info.yml has no start_command; give --command",
-                a.droplet.display()
-            ))
-        })?;
-    let name = match &a.name {
+    Ok(())
+}
+
+/// --name, or the droplet's file name without .tgz / .tar.gz.
+fn app_name(a: &StartArgs) -> String {
+    match &a.name {
         Some(n) => n.clone(),
         None => {
             let f = a
@@ -172,9 +167,11 @@ pub fn start(socket: &Path, json: bool, a: &StartArgs) -> Result<()> {
                 .trim_end_matches(".tar.gz")
                 .to_string()
         }
-    };
-    check_name(&name)?;
-    let user_env = env::parse_user_env(&a.env)?;
+    }
+}
+
+/// --services and --before-start, read.
+fn read_extras(a: &StartArgs) -> Result<(Vec<env::Service>, Option<String>)> {
     let services = match &a.services {
         Some(p) => env::parse_services(
             &std::fs::read_to_string(p)
@@ -189,6 +186,26 @@ pub fn start(socket: &Path, json: bool, a: &StartArgs) -> Result<()> {
         ),
         None => None,
     };
+    Ok((services, hook))
+}
+
+pub fn start(socket: &Path, json: bool, a: &StartArgs) -> Result<()> {
+    check_counts(a)?;
+    let d = droplet::read(&a.droplet)?;
+    let command = a
+        .command
+        .clone()
+        .or(d.info.start_command.clone())
+        .ok_or_else(|| {
+            StageError::Input(format!(
+                "droplet {}: staging_info.yml has no start_command; give --command",
+                a.droplet.display()
+            ))
+        })?;
+    let name = app_name(a);
+    check_name(&name)?;
+    let user_env = env::parse_user_env(&a.env)?;
+    let (services, hook) = read_extras(a)?;
     let droplet_abs = std::fs::canonicalize(&a.droplet).map_err(|err| StageError::Io {
         what: a.droplet.display().to_string(),
         err,
@@ -272,41 +289,8 @@ fn start_one(
         s.limits(&h, a.memory, a.disk)?;
     }
     let want = a.port.map(|p| p + index);
-    let ni: proto::NetInResponse = s
-        .call(
-            "net_in",
-            Type::NetIn,
-            &proto::NetInRequest {
-                handle: Some(h.clone()),
-                host_port: want,
-                container_port: None,
-            },
-        )
-        .map_err(|e| match (want, e) {
-            (
-                Some(p),
-                StageError::Request {
-                    err: crate::client::ClientError::Server(m),
-                    ..
-                },
-            ) => StageError::Step(format!("net_in: host port {p} is not available: {m}")),
-            (_, e) => e,
-        })?;
-    let host_port = ni.host_port.unwrap_or(0);
-    let container_port = ni.container_port.unwrap_or(host_port);
-    s.run_ok(
-        "setting up /home/vcap/app",
-        &h,
-        "cd / && mkdir -p home/vcap/app && chown vcap:vcap home/vcap/app && { [ -e /app ] || [ -L /app ] || ln -s home/vcap/app /app; }",
-        true,
-    )?;
-    s.copy_in("copying the droplet in", &h, droplet, "/tmp/droplet.tgz")?;
-    s.run_ok(
-        "extracting the droplet",
-        &h,
-        "cd /home/vcap/ && tar zxf /tmp/droplet.tgz && rm -f /tmp/droplet.tgz",
-        false,
-    )?;
+    let (host_port, container_port) = net_in(s, &h, want)?;
+    install_droplet(s, &h, droplet)?;
     let inst = Instance {
         id: env::secure_uuid().map_err(|err| StageError::Io {
             what: "/dev/urandom".into(),
@@ -361,6 +345,51 @@ fn start_one(
         address: format!("127.0.0.1:{host_port}"),
         job_id: job,
     })
+}
+
+/// net_in for an instance (`want`: its --port, if given): the host and
+/// container ports.
+fn net_in(s: &mut Session, h: &str, want: Option<u32>) -> Result<(u32, u32)> {
+    let ni: proto::NetInResponse = s
+        .call(
+            "net_in",
+            Type::NetIn,
+            &proto::NetInRequest {
+                handle: Some(h.to_string()),
+                host_port: want,
+                container_port: None,
+            },
+        )
+        .map_err(|e| match (want, e) {
+            (
+                Some(p),
+                StageError::Request {
+                    err: crate::client::ClientError::Server(m),
+                    ..
+                },
+            ) => StageError::Step(format!("net_in: host port {p} is not available: {m}")),
+            (_, e) => e,
+        })?;
+    let host_port = ni.host_port.unwrap_or(0);
+    Ok((host_port, ni.container_port.unwrap_or(host_port)))
+}
+
+/// /home/vcap/app made (and /app linked to it), the droplet extracted there.
+fn install_droplet(s: &mut Session, h: &str, droplet: &Path) -> Result<()> {
+    s.run_ok(
+        "setting up /home/vcap/app",
+        h,
+        "cd / && mkdir -p home/vcap/app && chown vcap:vcap home/vcap/app && { [ -e /app ] || [ -L /app ] || ln -s home/vcap/app /app; }",
+        true,
+    )?;
+    s.copy_in("copying the droplet in", h, droplet, "/tmp/droplet.tgz")?;
+    s.run_ok(
+        "extracting the droplet",
+        h,
+        "cd /home/vcap/ && tar zxf /tmp/droplet.tgz && rm -f /tmp/droplet.tgz",
+        false,
+    )?;
+    Ok(())
 }
 
 /// One line of `apps`.

@@ -115,34 +115,21 @@ fn write_file_script(path: &str, text: &str) -> String {
     )
 }
 
-pub fn stage(socket: &Path, a: &StageArgs) -> Result<()> {
-    // --- inputs, before any container exists
-    let app_md = std::fs::metadata(&a.app)
-        .map_err(|e| StageError::Input(format!("app {}: {e}", a.app.display())))?;
-    // copy_in/copy_out paths are read by the server, whose working
-    // directory is not ours: every host path it sees is absolute.
-    let mut buildpacks = Vec::with_capacity(a.buildpacks.len());
-    for bp in &a.buildpacks {
-        check_buildpack(bp)?;
-        buildpacks.push(absolute(bp, "buildpack")?);
-    }
-    let name = match &a.name {
+/// --name, or the app's file name without its extension.
+fn stage_name(a: &StageArgs) -> String {
+    match &a.name {
         Some(n) => n.clone(),
         None => a
             .app
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "app".into()),
-    };
-    check_name(&name)?;
-    let user_env = env::parse_user_env(&a.env)?;
-    let services = match &a.services {
-        Some(p) => env::parse_services(
-            &std::fs::read_to_string(p)
-                .map_err(|e| StageError::Input(format!("--services {}: {e}", p.display())))?,
-        )?,
-        None => vec![],
-    };
+    }
+}
+
+/// The private work directory, next to the -o file (absolute: the server
+/// reads and writes it).
+fn work_dir(a: &StageArgs) -> Result<TempDir> {
     let out_dir = match a.output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -154,12 +141,36 @@ pub fn stage(socket: &Path, a: &StageArgs) -> Result<()> {
         )));
     }
     let out_dir = absolute(&out_dir, "-o")?;
-    let work = TempDir::new_in(&out_dir, "stage").map_err(|e| {
+    TempDir::new_in(&out_dir, "stage").map_err(|e| {
         StageError::Input(format!(
             "-o {}: cannot write next to it: {e}",
             a.output.display()
         ))
-    })?;
+    })
+}
+
+pub fn stage(socket: &Path, a: &StageArgs) -> Result<()> {
+    // --- inputs, before any container exists
+    let app_md = std::fs::metadata(&a.app)
+        .map_err(|e| StageError::Input(format!("app {}: {e}", a.app.display())))?;
+    // copy_in/copy_out paths are read by the server, whose working
+    // directory is not ours: every host path it sees is absolute.
+    let mut buildpacks = Vec::with_capacity(a.buildpacks.len());
+    for bp in &a.buildpacks {
+        check_buildpack(bp)?;
+        buildpacks.push(absolute(bp, "buildpack")?);
+    }
+    let name = stage_name(a);
+    check_name(&name)?;
+    let user_env = env::parse_user_env(&a.env)?;
+    let services = match &a.services {
+        Some(p) => env::parse_services(
+            &std::fs::read_to_string(p)
+                .map_err(|e| StageError::Input(format!("--services {}: {e}", p.display())))?,
+        )?,
+        None => vec![],
+    };
+    let work = work_dir(a)?;
     // The server (root) reads the app from here; the directory is 0700.
     let app_src: PathBuf = if app_md.is_dir() {
         absolute(&a.app, "app")?
@@ -226,6 +237,32 @@ fn stage_in(
     work: &TempDir,
     name: &str,
 ) -> Result<PathBuf> {
+    prepare(s, h, a, buildpacks, app_src)?;
+    eprintln!("-----> Staging {name} in container {h}");
+    let (i, bp, detected) = detect(s, h, buildpacks, exports)?;
+    eprintln!(
+        "-----> Buildpack {} detected the app as {detected:?}",
+        bp.display()
+    );
+    compile(s, h, a, i, bp, exports)?;
+    let release_web = release_web(s, h, i, bp, exports)?;
+    let procfile_web = procfile_web(s, h)?;
+    let info = StagingInfo {
+        buildpack_path: bp.display().to_string(),
+        detected_buildpack: detected,
+        start_command: a.command.clone().or(procfile_web).or(release_web),
+    };
+    pack(s, h, work, &info)
+}
+
+/// Limits, the app and the buildpacks copied in, /tmp/staged made.
+fn prepare(
+    s: &mut Session,
+    h: &str,
+    a: &StageArgs,
+    buildpacks: &[PathBuf],
+    app_src: &Path,
+) -> Result<()> {
     if !a.skip_limits {
         s.limits(h, a.memory, a.disk)?;
     }
@@ -248,9 +285,17 @@ fn stage_in(
          touch /tmp/staged/logs/staging_task.log",
         false,
     )?;
-    eprintln!("-----> Staging {name} in container {h}");
+    Ok(())
+}
 
-    // detect
+/// bin/detect of each buildpack in turn: the first that detects the app
+/// (its index, path and what it printed).
+fn detect<'a>(
+    s: &mut Session,
+    h: &str,
+    buildpacks: &'a [PathBuf],
+    exports: &str,
+) -> Result<(usize, &'a PathBuf, String)> {
     let mut found = None;
     for (i, bp) in buildpacks.iter().enumerate() {
         let r = s.run(
@@ -265,22 +310,27 @@ fn stage_in(
             break;
         }
     }
-    let Some((i, bp, detected)) = found else {
-        return Err(StageError::Step(format!(
+    found.ok_or_else(|| {
+        StageError::Step(format!(
             "staging failed: an application could not be detected by any available buildpack (tried {})",
             buildpacks
                 .iter()
                 .map(|b| b.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
-        )));
-    };
-    eprintln!(
-        "-----> Buildpack {} detected the app as {detected:?}",
-        bp.display()
-    );
+        ))
+    })
+}
 
-    // compile, streamed live
+/// bin/compile, streamed live, within the staging timeout.
+fn compile(
+    s: &mut Session,
+    h: &str,
+    a: &StageArgs,
+    i: usize,
+    bp: &Path,
+    exports: &str,
+) -> Result<()> {
     let step = format!("bin/compile of buildpack {}", bp.display());
     let job = s.spawn(
         &step,
@@ -302,8 +352,17 @@ fn stage_in(
     if st != 0 {
         return Err(compile_failure(s, h, &step, st, &out, a));
     }
+    Ok(())
+}
 
-    // release
+/// bin/release: its default_process_types.web, if any.
+fn release_web(
+    s: &mut Session,
+    h: &str,
+    i: usize,
+    bp: &Path,
+    exports: &str,
+) -> Result<Option<String>> {
     let rel = s.run(
         &format!("bin/release of buildpack {}", bp.display()),
         h,
@@ -325,11 +384,15 @@ fn stage_in(
             bp.display()
         ))
     })?;
-    let release_web = release
+    Ok(release
         .get("default_process_types")
         .and_then(|d| d.get("web"))
         .and_then(|w| w.as_str())
-        .map(str::to_string);
+        .map(str::to_string))
+}
+
+/// The app's Procfile: its web entry, if any.
+fn procfile_web(s: &mut Session, h: &str) -> Result<Option<String>> {
     let procfile = s.run(
         "reading the Procfile",
         h,
@@ -337,8 +400,8 @@ fn stage_in(
         false,
     )?;
     let proc_text = String::from_utf8_lossy(procfile.stdout.as_deref().unwrap_or_default());
-    let procfile_web = if proc_text.trim().is_empty() {
-        None
+    if proc_text.trim().is_empty() {
+        Ok(None)
     } else {
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&proc_text).map_err(|_| {
             StageError::Step(
@@ -352,13 +415,13 @@ fn stage_in(
                     .into(),
             ));
         }
-        v.get("web").and_then(|w| w.as_str()).map(str::to_string)
-    };
-    let info = StagingInfo {
-        buildpack_path: bp.display().to_string(),
-        detected_buildpack: detected,
-        start_command: a.command.clone().or(procfile_web).or(release_web),
-    };
+        Ok(v.get("web").and_then(|w| w.as_str()).map(str::to_string))
+    }
+}
+
+/// staging_info.yml written, the droplet packed and copied out to `work`
+/// and checked: its path.
+fn pack(s: &mut Session, h: &str, work: &TempDir, info: &StagingInfo) -> Result<PathBuf> {
     s.run_ok(
         "writing staging_info.yml and packing the droplet",
         h,

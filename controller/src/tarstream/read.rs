@@ -300,15 +300,7 @@ impl<R: Read> Reader<R> {
     ) -> Result<Entry, Error> {
         let raw = match (p.pax_path, p.gnu_name) {
             (Some(n), _) | (None, Some(n)) => n,
-            (None, None) => {
-                let name = cstr(&h[0..100]);
-                let prefix = if posix { cstr(&h[345..500]) } else { b"" };
-                if prefix.is_empty() {
-                    name.to_vec()
-                } else {
-                    [prefix, b"/", name].concat()
-                }
-            }
+            (None, None) => header_name(h, posix),
         };
         let name = show(&raw);
         let e = |m: &str| err(Some(&name), m.to_string());
@@ -324,32 +316,7 @@ impl<R: Read> Reader<R> {
             (None, None) => cstr(&h[157..257]).to_vec(),
         };
         let size = p.pax_size.unwrap_or(hsize);
-        let kind = match ty {
-            b'0' | 0 | b'7' => Kind::File { size },
-            b'5' => Kind::Dir,
-            b'2' => {
-                if link.is_empty() || link.contains(&0) {
-                    return Err(e("symlink with an empty target"));
-                }
-                Kind::Symlink { target: link }
-            }
-            b'1' => Kind::Hardlink {
-                target: normalize(&link, false)
-                    .map_err(|m| e(&format!("hard link target: {m}")))?,
-            },
-            b'3' => Kind::Special {
-                what: "character device",
-            },
-            b'4' => Kind::Special {
-                what: "block device",
-            },
-            b'6' => Kind::Special { what: "FIFO" },
-            b'S' => return Err(e("sparse file refused")),
-            t if t.is_ascii_graphic() => {
-                return Err(e(&format!("entry type '{}' refused", t as char)))
-            }
-            t => return Err(e(&format!("entry type {t:#04x} refused"))),
-        };
+        let kind = kind_of(ty, link, size, &name)?;
         let is_dir = kind == Kind::Dir;
         if !is_dir && raw.ends_with(b"/") {
             return Err(e("non-directory named with a trailing `/`"));
@@ -418,4 +385,45 @@ impl<R: Read> Reader<R> {
             }
         }
     }
+}
+
+/// The name in a header (without a pax or GNU long name): ustar's
+/// prefix, when the header is POSIX, joined to the name field.
+fn header_name(h: &[u8; BLOCK], posix: bool) -> Vec<u8> {
+    let name = cstr(&h[0..100]);
+    let prefix = if posix { cstr(&h[345..500]) } else { b"" };
+    if prefix.is_empty() {
+        name.to_vec()
+    } else {
+        [prefix, b"/", name].concat()
+    }
+}
+
+/// The kind of an entry of type flag `ty`: the types refused are refused
+/// here, naming the entry.
+fn kind_of(ty: u8, link: Vec<u8>, size: u64, name: &str) -> Result<Kind, Error> {
+    let e = |m: &str| err(Some(name), m.to_string());
+    Ok(match ty {
+        b'0' | 0 | b'7' => Kind::File { size },
+        b'5' => Kind::Dir,
+        b'2' => {
+            if link.is_empty() || link.contains(&0) {
+                return Err(e("symlink with an empty target"));
+            }
+            Kind::Symlink { target: link }
+        }
+        b'1' => Kind::Hardlink {
+            target: normalize(&link, false).map_err(|m| e(&format!("hard link target: {m}")))?,
+        },
+        b'3' => Kind::Special {
+            what: "character device",
+        },
+        b'4' => Kind::Special {
+            what: "block device",
+        },
+        b'6' => Kind::Special { what: "FIFO" },
+        b'S' => return Err(e("sparse file refused")),
+        t if t.is_ascii_graphic() => return Err(e(&format!("entry type '{}' refused", t as char))),
+        t => return Err(e(&format!("entry type {t:#04x} refused"))),
+    })
 }

@@ -203,6 +203,20 @@ fn rss_of(ranges: &[(usize, usize)]) -> u64 {
     total
 }
 
+/// Reads one byte of every page of `ranges`, so the whole text is resident
+/// before a shed: what earlier cases shed and faulted back must not decide
+/// whether `after < before` (one shed before this left only the pages the
+/// measuring code needs, which it faults back itself).
+fn fault_in(ranges: &[(usize, usize)]) {
+    for &(start, end) in ranges {
+        for a in (start..end).step_by(4096) {
+            // SAFETY: `a` lies in a readable mapping of this process's own
+            // text (FileText's ranges), which is never unmapped.
+            unsafe { std::ptr::read_volatile(a as *const u8) };
+        }
+    }
+}
+
 fn file_text_shed_drops_resident_text() {
     // In this (single-threaded) harness process, not a forked child: a fork
     // does not inherit the parent's page-table entries for file-backed text,
@@ -210,6 +224,7 @@ fn file_text_shed_drops_resident_text() {
     // made `after < before` depend on what happened to run first.
     let t = wsys::proc_::FileText::current();
     let ranges = t.ranges();
+    fault_in(ranges);
     let before = rss_of(ranges);
     // SAFETY: this program never maps over or unmaps its text, and has one
     // thread (checked in main).
@@ -229,6 +244,7 @@ fn file_text_shed_then_poll_drops_text_and_polls() {
     nix::unistd::write(&w, b"x").unwrap();
     let t = wsys::proc_::FileText::current();
     let ranges = t.ranges();
+    fault_in(ranges);
     let before = rss_of(ranges);
     let mut fds = [libc::pollfd {
         fd: std::os::fd::AsRawFd::as_raw_fd(&r),

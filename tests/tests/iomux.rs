@@ -244,7 +244,9 @@ fn linker_stopped_mid_stream_resumes_exactly() {
     // the two links; the linker's stdout is a pipe we read slowly, so many
     // bytes are in flight when it is stopped.
     let script = format!("cat {}; exit 4", sc.file.display());
-    let mut sp = sc.spawn(&["--ring-size", "16777216", "--linger", "2"], &script);
+    // A linger long enough for a loaded machine: the spawner leaves as soon
+    // as the second linker has the status anyway (checked at the end).
+    let mut sp = sc.spawn(&["--ring-size", "16777216", "--linger", "60"], &script);
     let (job, data, c) = (sc.job.clone(), sc.data.clone(), &mut sc.cleanup);
     let mut l1 = link_cmd(&job, Some(&cursors))
         .stdout(Stdio::piped())
@@ -290,7 +292,7 @@ fn overflow_while_detached_is_reported_and_rest_exact() {
     let mut sc = Scene::new("iomux-overflow", 1 << 20, 5);
     let cursors = sc.dir.join("cursors");
     let script = format!("echo first; {}", sc.cat_after_go());
-    let _sp = sc.spawn(&["--ring-size", "65536", "--linger", "2"], &script);
+    let _sp = sc.spawn(&["--ring-size", "65536", "--linger", "60"], &script);
     let (job, data, c) = (sc.job.clone(), sc.data.clone(), &mut sc.cleanup);
     let mut l1 = link_cmd(&job, Some(&cursors))
         .stdout(Stdio::piped())
@@ -408,7 +410,7 @@ fn linker_with_closed_stdout_exits_cleanly_and_job_survives() {
     let cursors = dir.join("cursors");
     let _sp = spawn(
         &mut c,
-        &["--ring-size", "4194304", "--linger", "2"],
+        &["--ring-size", "4194304", "--linger", "60"],
         &job,
         &[
             "sh",

@@ -243,7 +243,14 @@ fn linker_stopped_mid_stream_resumes_exactly() {
     // The ring holds the whole output, so nothing may be dropped between
     // the two links; the linker's stdout is a pipe we read slowly, so many
     // bytes are in flight when it is stopped.
-    let script = format!("cat {}; exit 4", sc.file.display());
+    // The job ends only once the first linker has been stopped, so that one
+    // never holds the status (a linker that got the status and then died
+    // mid-stream is another case: iomux-spawn then leaves with it).
+    let script = format!(
+        "cat {}; while [ ! -e {} ]; do sleep 0.01; done; exit 4",
+        sc.file.display(),
+        sc.go.display()
+    );
     // A linger long enough for a loaded machine: the spawner leaves as soon
     // as the second linker has the status anyway (checked at the end).
     let mut sp = sc.spawn(&["--ring-size", "16777216", "--linger", "60"], &script);
@@ -268,6 +275,7 @@ fn linker_stopped_mid_stream_resumes_exactly() {
         saved,
         format!("iomux-cursors 1\nstdout {}\nstderr 0\n", first.len())
     );
+    write_file(&sc.go, b"");
     assert!(
         first.len() < data.len(),
         "stopped too late to test anything"

@@ -1039,9 +1039,10 @@ fn serves_after_idle_text_shedding() {
     assert!(idle < busy, "RssFile busy {busy} kB, idle {idle} kB");
     // Between the shed and the poll it blocks in, wshd runs no code outside
     // one function, so its idle text is one fault-around window (64 KiB by
-    // default) plus what the kernel maps itself; 260 kB when it called into
-    // libc after shedding.
-    assert!(idle <= 128, "idle RssFile {idle} kB");
+    // default) plus what the kernel maps itself: 116-132 kB on the kernels
+    // seen so far, 260 kB when it called into libc after shedding. The bound
+    // sits between the two so that regression still fails.
+    assert!(idle <= 192, "idle RssFile {idle} kB");
     // ... and keeps serving, pages coming back on demand.
     assert_eq!(c.ok(&["echo", "after"]), "after\n");
     assert_eq!(c.sh(&["sh", "-c", "exit 7"]).0, 7);

@@ -243,6 +243,10 @@ impl Server {
         // container goes first (a copy or a spawn holding the lock, or stuck
         // on the container, then ends), and a copy's watch sees the flag.
         c.destroying.store(true, Ordering::SeqCst);
+        // A server killed from here on has its successor finish the destroy
+        // (marked before the kill: a container whose processes are gone but
+        // whose destroy is not recorded would come back "stopped").
+        crate::orphans::begin_destroy(&c.path);
         kill_processes(c, None);
         let _op = c.op();
         if c.state() == State::Destroyed {
@@ -254,8 +258,6 @@ impl Server {
         // and waits until they are empty, so a stop would only cost time.
         c.lock().state = State::Stopped;
         let p = c.path.display().to_string();
-        // A server killed from here on has its successor finish the destroy.
-        crate::orphans::begin_destroy(&c.path);
         if let Err(e) = sh::run("destroy.sh", &self.script("destroy.sh"), &[&p], sh::NO_ENV) {
             c.destroying.store(false, Ordering::SeqCst);
             crate::orphans::abandon_destroy(&c.path);

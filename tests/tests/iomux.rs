@@ -244,8 +244,8 @@ fn linker_stopped_mid_stream_resumes_exactly() {
     // the two links; the linker's stdout is a pipe we read slowly, so many
     // bytes are in flight when it is stopped.
     // The job ends only once the first linker has been stopped, so that one
-    // never holds the status (a linker that got the status and then died
-    // mid-stream is another case: iomux-spawn then leaves with it).
+    // never holds the status (linker_stopped_after_the_status_... is the
+    // case where it does).
     let script = format!(
         "cat {}; while [ ! -e {} ]; do sleep 0.01; done; exit 4",
         sc.file.display(),
@@ -292,6 +292,61 @@ fn linker_stopped_mid_stream_resumes_exactly() {
     // The first linker left without the status, so the spawner stayed for
     // the second; that one had the status, so the spawner is done.
     assert_eq!(sp.child.wait().unwrap().code(), Some(0));
+}
+
+/// Issue 12: a linker that received the status and was then stopped
+/// before it wrote everything out does not make iomux-spawn leave: the rest
+/// is kept for a linker that resumes from the saved cursors, and iomux-spawn
+/// leaves once that one has written the output out.
+#[test]
+fn linker_stopped_after_the_status_leaves_the_rest_for_the_next() {
+    require_root();
+    let mut sc = Scene::new("iomux-resume-st", 8 << 20, 3);
+    let cursors = sc.dir.join("cursors");
+    // The job ends at once; the whole output fits in the ring, and the
+    // first linker's stdout is a pipe read slowly, so it holds the status
+    // long before it has written the output out.
+    let script = format!("cat {}; exit 4", sc.file.display());
+    let mut sp = sc.spawn(&["--ring-size", "16777216", "--linger", "60"], &script);
+    let (job, data, c) = (sc.job.clone(), sc.data.clone(), &mut sc.cleanup);
+    let mut l1 = link_cmd(&job, Some(&cursors))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.kill_pid(l1.id() as i32);
+    let mut first = vec![0u8; 1 << 20];
+    l1.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || job
+        .join("exit_status")
+        .exists()));
+    // STATUS goes out right after exit_status is written.
+    std::thread::sleep(Duration::from_millis(300));
+    sigterm(l1.id());
+    let mut tail = Vec::new();
+    l1.stdout.as_mut().unwrap().read_to_end(&mut tail).unwrap();
+    first.extend_from_slice(&tail);
+    assert_eq!(l1.wait().unwrap().code(), Some(128 + 15));
+    assert!(
+        first.len() < data.len(),
+        "stopped too late to test anything"
+    );
+    // iomux-spawn is still there for the rest.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sp.child.try_wait().unwrap().is_none(), "iomux-spawn left");
+    let (code, second, err) = link(&job, Some(&cursors));
+    assert_eq!(code, 4, "{}", String::from_utf8_lossy(&err));
+    assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
+    first.extend_from_slice(&second);
+    assert!(
+        first == data,
+        "joined output differs ({} bytes)",
+        first.len()
+    );
+    // Status and all output delivered: it leaves without the 60 s linger.
+    let t = std::time::Instant::now();
+    assert_eq!(sp.child.wait().unwrap().code(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
 }
 
 #[test]

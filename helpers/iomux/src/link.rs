@@ -239,8 +239,13 @@ struct Stream {
 }
 
 impl Stream {
+    /// Everything written out, and the ACK of it sent (iomux-spawn keeps
+    /// the output for a resuming linker until some linker ACKed its end).
     fn drained(&self) -> bool {
-        self.eof && self.lo == self.hi
+        self.eof
+            && self.lo == self.hi
+            && self.ack_pos == proto::ACK_LEN
+            && self.ack_val == self.cursor
     }
 
     /// Sends (what is left of) an ACK for the current cursor.

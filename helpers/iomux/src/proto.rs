@@ -27,7 +27,8 @@
 //!    when the linker is caught up, else writes them from the ring; the
 //!    linker can `splice` them to its output: no copy through user memory).
 //!    When the job has exited and the stream's final byte is in the pipe,
-//!    the spawner closes its end (EOF) and the socket.
+//!    the spawner closes its end (EOF); it closes the socket once the
+//!    linker has ACKed the final offset (or closed its side).
 //!
 //! 3. Spawner -> linker on status.sock once the job has exited and both
 //!    streams' final offsets are known (STATUS, 32 bytes):

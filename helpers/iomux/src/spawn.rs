@@ -20,12 +20,13 @@
 //!   processes left behind by the job write later is not collected. Then
 //!   `DIR/exit_status` is written (see `files`) and every status linker,
 //!   present or late, gets STATUS after its streams' final bytes.
-//! * Exit: once the job has ended and a linker has received STATUS,
-//!   iomux-spawn exits as soon as every connection is done (each linker
-//!   has been sent its streams' final bytes: they are in its data pipes,
-//!   which outlive us). So a caller that waits for iomux-spawn, as
-//!   warden's C contract allows, waits for the job and its linker only.
-//!   Linger: while no linker has received STATUS, the output is kept for a
+//! * Exit: once the job has ended, a linker has received STATUS, and each
+//!   stream has been written out in full by a linker (it ACKed the final
+//!   offset), iomux-spawn exits as soon as every connection is done. So a
+//!   caller that waits for iomux-spawn, as warden's C contract allows,
+//!   waits for the job and its linker only.
+//!   Linger: until then (no linker has STATUS, or the one that got it was
+//!   stopped before it wrote everything out), the output is kept for a
 //!   late linker until no linker is connected and `--linger`/`IOMUX_LINGER`
 //!   seconds (default 30) have passed since the later of the job's end and
 //!   the last linker leaving; at once when `DIR` has been removed. With no
@@ -406,8 +407,10 @@ pub struct Spawner {
     attached_once: [bool; 3],
     exit: Option<Exit>,
     status_at: Option<Instant>,
-    /// A linker has been sent the whole STATUS: no late linker is waited for.
-    status_delivered: bool,
+    /// A linker has been sent the whole STATUS.
+    status_sent: bool,
+    /// Per stream: a linker ACKed its final offset (wrote it all out).
+    out_delivered: [bool; 2],
     last_left: Option<Instant>,
     hold_until: Instant,
     dir_gone: bool,
@@ -542,7 +545,8 @@ impl Spawner {
             attached_once: [false; 3],
             exit: None,
             status_at: None,
-            status_delivered: false,
+            status_sent: false,
+            out_delivered: [false; 2],
             last_left: None,
             hold_until,
             dir_gone: false,
@@ -565,7 +569,7 @@ impl Spawner {
             let now = Instant::now();
             if self.status_at.is_some() && self.conns.is_empty() {
                 let since = self.last_left.max(self.status_at).unwrap_or(now);
-                if self.status_delivered || self.dir_gone || now >= since + self.cfg.linger {
+                if self.delivered() || self.dir_gone || now >= since + self.cfg.linger {
                     // A linker already queued on a listener is still served.
                     for i in 0..self.listeners.len() {
                         self.accept(i);
@@ -1042,7 +1046,9 @@ impl Spawner {
                 }
                 if c.acks.feed(&b[..n], c.cursor).is_err() {
                     c.state = ConnState::Done;
+                    return;
                 }
+                self.check_final_ack(i);
             }
             ConnState::Done => {}
         }
@@ -1065,13 +1071,13 @@ impl Spawner {
             }
             if c.ctl_len > 0 && c.ctl_pos == c.ctl_len {
                 c.state = ConnState::Done;
-                self.status_delivered = true;
+                self.status_sent = true;
             }
             return;
         }
         let s = &self.streams[c.kind as usize];
         let Some(data) = c.data.as_mut() else {
-            c.state = ConnState::Done;
+            // The final bytes are in the data pipe: waiting for the ACK.
             return;
         };
         let (a, b) = s.ring.read_from(c.cursor).unwrap_or((&[], &[]));
@@ -1086,10 +1092,37 @@ impl Spawner {
             }
         }
         if s.fin == Some(c.cursor) {
-            // Everything sent: EOF on the data pipe ends the stream.
+            // Everything sent: EOF on the data pipe ends the stream. The
+            // connection stays until the linker ACKs the final offset (it
+            // wrote the stream out) or leaves.
             c.data = None;
+            self.check_final_ack(i);
+        }
+    }
+
+    /// Stream connection `i` whose final bytes are in its data pipe: once
+    /// its linker ACKed the stream's final offset the stream counts as
+    /// delivered and the connection is done.
+    fn check_final_ack(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        if c.kind == Kind::Status || c.data.is_some() {
+            return;
+        }
+        let k = c.kind as usize;
+        if self.streams[k].fin == Some(c.acks.acked()) {
+            self.out_delivered[k] = true;
             c.state = ConnState::Done;
         }
+    }
+
+    /// The job's status and all of its output reached linkers: a linker
+    /// was sent STATUS, and each stream was written out in full by one.
+    /// From then on no late linker is waited for. (STATUS alone is not
+    /// enough: a linker stopped after it got STATUS but before it wrote
+    /// everything out leaves the rest to a linker that resumes from its
+    /// cursors.)
+    fn delivered(&self) -> bool {
+        self.status_sent && self.out_delivered.iter().all(|&d| d)
     }
 
     /// The only attached linker of stream `i`, if it has been sent every

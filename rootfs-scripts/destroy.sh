@@ -156,8 +156,14 @@ fi
 # ---- 4. mounts -----------------------------------------------------------------------
 cd /
 # Mount points under the target, deepest (latest mounted) first.
-mounts_under() {
-  awk -v p="$target/" 'index($5 "/", p) == 1 { m[n++] = $5 } END { while (n > 0) print m[--n] }' /proc/self/mountinfo
+mounts_under() { # newest first; shell builtins only (no awk: one program less per destroy)
+  _mu=
+  while read -r _ _ _ _ _mp _; do
+    case "$_mp/" in
+      "$target"/*) _mu="$_mp $_mu" ;;
+    esac
+  done </proc/self/mountinfo
+  printf '%s' "$_mu"
 }
 mounts=$(mounts_under)
 if [ -n "$mounts" ]; then

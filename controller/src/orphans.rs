@@ -12,8 +12,9 @@
 //! So every step is marked: [`crate::sh::run`] gives it the variable
 //! [`STEP_ENV`]`=<container depot path>` (set by [`set_owner`]); the
 //! programs a step starts inherit it, except what is started with a clean
-//! environment (start.sh starts wshd with `env -i`, so no container process
-//! carries it; nor do jobs, which are not steps). Before a server (or
+//! environment (wshd re-executes itself with only its PATH before it
+//! clones the container, so no container process carries it; nor do jobs,
+//! which are not steps). Before a server (or
 //! `warden clear`) touches anything, [`end_steps_of`] SIGKILLs every live
 //! process marked with its depot and waits until none is left. Only
 //! processes whose environment holds that exact entry are signalled.

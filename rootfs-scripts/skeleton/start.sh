@@ -47,10 +47,11 @@ if [ -s etc/bind_mounts ]; then
   done <etc/bind_mounts
 fi
 
-# wshd gets an explicit environment, nothing of ours: only the PATH its
-# hooks use (its init's /proc/1/environ is readable by container root).
-if ! env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-  ./bin/wshd --run run --lib lib --root mnt --title "wshd: $id" --hostname "$id" "$@" \
+# wshd keeps nothing of our environment: it re-executes itself (read-only,
+# helpers/wshd/src/exe.rs) with only the PATH its hooks use, since its
+# init's /proc/1/environ is readable by container root. That re-exec happens
+# anyway (bin/ is writable), so no `env -i` here: one program less.
+if ! ./bin/wshd --run run --lib lib --root mnt --title "wshd: $id" --hostname "$id" "$@" \
   </dev/null >run/wshd.out.log 2>run/wshd.err.log; then
   reason=$(grep -v '^[[:space:]]*$' run/wshd.err.log | tail -n 3 | paste -sd ';' - | sed 's/;/; /g')
   die "wshd failed to start: ${reason:-no message (see run/wshd.err.log)}"

@@ -826,6 +826,13 @@ fn drain_and_restart_relinks_without_loss() {
         "for i in $(seq 1 30); do echo line$i; sleep 0.05; done; exit 9",
     );
     let done = spawn(&mut c, &h, "echo finished-before-drain; exit 4");
+    // It has finished before the drain (on a loaded machine the drain could
+    // otherwise come first, and a job that ends while no server runs is
+    // another case: restart_readopts_..._jobs_ended_meanwhile).
+    let dir = s.depot.join(&s.depot_dirs()[0]);
+    assert!(wait_for(Duration::from_secs(20), || dir
+        .join(format!("jobs/{done}/exit_status"))
+        .is_file()));
     // A link in flight when the drain comes is broken: EOF, no response.
     let mut lc = s.client();
     let req = proto::LinkRequest {

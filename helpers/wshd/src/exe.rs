@@ -19,9 +19,9 @@
 //! container's init is a fork of this process, and its `/proc/1/environ`
 //! (the environment block wshd was executed with) is readable by container
 //! root, so whatever the invoker had in its environment must not be there.
-//! start.sh already runs wshd under `env -i` with exactly [`ENV`]; an
-//! invoker that passes anything else (another variable, or none at all)
-//! costs one more exec, with [`ENV`] as the whole environment.
+//! An invoker may pass any environment: the sealing re-exec (or, from a
+//! read-only mount, one of `/proc/self/exe`) replaces it with [`ENV`], so
+//! start.sh starts wshd without `env -i` (one program less per create).
 
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lifecycle script timings: create, start, one wsh, stop -w 0 and destroy
 # per cycle (median, mean, min, max); then net.sh setup+in+teardown with 0
-# and with NFT_N other containers' entries in the nft table (F30).
+# and with NFT_N other containers' entries (a sources and a net_in element
+# each) in the nft table (F30).
 # Run as root from the repository:
 #   bash tests/bench/scripts.sh [BIN_DIR] [CYCLES] [NFT_N]
 # BIN_DIR defaults to target/x86_64-unknown-linux-gnu/release;
@@ -69,8 +70,6 @@ echo "net.sh setup+in+teardown (ms, mean of 10): with 0 others: $(net_cycle)"
 {
   k=0
   while [ $k -lt "$nft_n" ]; do
-    echo "add chain ip warden-$prefix c-other$k"
-    echo "add element ip warden-$prefix containers { \"$prefix-o$k\" : jump c-other$k }"
     echo "add element ip warden-$prefix sources { \"$prefix-o$k\" . 10.251.200.$((k % 250 + 1)) }"
     echo "add element ip warden-$prefix net_in { $((41000 + k)) : 10.251.200.$((k % 250 + 1)) . 80 }"
     k=$((k + 1))

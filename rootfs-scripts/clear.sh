@@ -4,7 +4,8 @@
 # env: prefix      resource prefix P ([a-z0-9]{1,6})
 #      depot_path  the server's container depot
 #
-#   1. destroy.sh for every directory in depot_path (except tmp/)
+#   1. destroy.sh for every directory in depot_path (except tmp/), and the
+#      disk image templates create.sh keeps there (.disk-template-*.img)
 #   2. every veth named P-<n>-0 or P-<n>-1 and ifb device P-<n>-2 left on the host
 #   3. the nft table `ip warden-P`
 #   4. the parent cgroups warden-P (and anything left below them)
@@ -41,6 +42,9 @@ for dir in "$depot_path"/*; do
   [ "${dir##*/}" != tmp ] || continue
   "$here/destroy.sh" "$dir" || failed=1
 done
+
+# The disk image templates create.sh made (not containers: dot files).
+rm -f "$depot_path"/.disk-template-*.img "$depot_path"/.disk-template-*.img.[0-9]* || failed=1
 
 for link in $( (ip -o link show type veth; ip -o link show type ifb) 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
   case "$link" in

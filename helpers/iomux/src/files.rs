@@ -1,7 +1,10 @@
 //! On-disk formats of iomux: the job's `exit_status` file and a linker's
 //! cursors file. Both are small text files written atomically (temp file in
-//! the same directory, fsync, rename), so a reader sees the old or the new
-//! content, never a torn one. Readers read at most [`MAX_FILE`] bytes.
+//! the same directory, rename), so a reader sees the old or the new content,
+//! never a torn one. Readers read at most [`MAX_FILE`] bytes. No fsync: they
+//! must outlive the process that writes them, not the host (the job and the
+//! output they describe do not survive a host crash either); it cost two
+//! fsyncs on every job's path to its reply.
 //!
 //! `DIR/exit_status`, written by iomux-spawn when the job has exited:
 //! ```text
@@ -46,7 +49,7 @@ pub struct Cursors {
     pub stderr: u64,
 }
 
-/// Writes `data` to `path` atomically (temp + fsync + rename).
+/// Writes `data` to `path` atomically (temp + rename).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), FileError> {
     let io = |err| FileError::Io {
         path: path.to_path_buf(),
@@ -67,7 +70,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), FileError> {
             .truncate(true)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        drop(f);
         fs::rename(&tmp, path)
     })();
     if res.is_err() {

@@ -214,8 +214,18 @@ impl Job {
 
     /// Starts `iomux-link -w DIR/cursors DIR`. The returned child must be
     /// given to [`Job::collect`].
-    pub fn start_link(&self, iomux_link: &std::path::Path) -> std::io::Result<Child> {
-        let child = crate::sh::command(iomux_link)
+    /// Starts iomux-link on the job. `wait`: its `--wait MS`, for a linker
+    /// started together with iomux-spawn (whose sockets may not exist yet).
+    pub fn start_link(
+        &self,
+        iomux_link: &std::path::Path,
+        wait: Option<std::time::Duration>,
+    ) -> std::io::Result<Child> {
+        let mut cmd = crate::sh::command(iomux_link);
+        if let Some(w) = wait {
+            cmd.arg(format!("--wait={}", w.as_millis()));
+        }
+        let child = cmd
             .arg("-w")
             .arg(self.dir.join("cursors"))
             .arg(&self.dir)

@@ -349,6 +349,46 @@ fn linker_stopped_after_the_status_leaves_the_rest_for_the_next() {
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
 }
 
+/// `iomux-link --wait MS` started before iomux-spawn has made its job
+/// directory retries until the sockets are there, then gets everything;
+/// without `--wait`, or when MS pass first, it exits 255 at once.
+#[test]
+fn linker_with_wait_may_start_before_the_spawner() {
+    require_root();
+    let mut sc = Scene::new("iomux-wait", 256 << 10, 4);
+    let (job, data) = (sc.job.clone(), sc.data.clone());
+    let (code, _, err) = link(&job, None);
+    assert_eq!(code, 255, "{}", String::from_utf8_lossy(&err));
+    let t = std::time::Instant::now();
+    let (code, _, err) = run(link_cmd(&job, None).arg("--wait=300").stdin(Stdio::null()));
+    assert_eq!(code, 255, "{}", String::from_utf8_lossy(&err));
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    let l = link_cmd(&job, None)
+        .arg("--wait=20000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sc.cleanup.kill_pid(l.id() as i32);
+    std::thread::sleep(Duration::from_millis(200));
+    let script = format!("cat {}; exit 6", sc.file.display());
+    let mut sp = sc.spawn(&[], &script);
+    let out = l.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == data, "{} bytes", out.stdout.len());
+    assert_eq!(sp.child.wait().unwrap().code(), Some(0));
+}
+
 #[test]
 fn overflow_while_detached_is_reported_and_rest_exact() {
     require_root();

@@ -1,6 +1,6 @@
 //! iomux-link: copy a job's stdout and stderr to our own, exit with its status.
 //!
-//! `iomux-link [-w CURSORS] DIR`
+//! `iomux-link [-w CURSORS] [--wait MS] DIR`
 //!
 //! Connects to `DIR/{stdout,stderr,status}.sock` (see `proto`), starting each
 //! stream at the offset saved in CURSORS (see `files`; 0 without `-w` or
@@ -9,6 +9,12 @@
 //! when iomux-link ends for any reason except SIGKILL: the offsets of the
 //! next byte not yet written to our stdout / stderr, so a later
 //! `iomux-link -w CURSORS DIR` continues exactly there.
+//!
+//! `--wait MS`: a socket that does not exist yet, or has no listener yet, is
+//! tried again (every 200 us) for up to MS milliseconds (at most 60000), so
+//! a caller can start iomux-link together with iomux-spawn instead of
+//! waiting for its `child_pid=` line (the controller does: 0.5-1 ms less
+//! per job). Without it, or once MS have passed, that is exit 255.
 //!
 //! Exit status:
 //! * the job's: its exit code, or 128+N when a signal N killed it;
@@ -84,12 +90,17 @@ pub enum LinkError {
 pub struct LinkConfig {
     pub cursors: Option<PathBuf>,
     pub dir: PathBuf,
+    /// `--wait MS`: how long to retry connecting to sockets not there yet.
+    pub wait: std::time::Duration,
 }
+
+/// Most `--wait` accepts, in milliseconds.
+pub const MAX_WAIT_MS: u64 = 60_000;
 
 /// The command line, for usage errors and `--help` (`wsys::args`).
 pub const CLI: wsys::args::Cli = wsys::args::Cli {
     prog: "iomux-link",
-    synopsis: "[-w CURSORS] DIR",
+    synopsis: "[-w CURSORS] [--wait MS] DIR",
     about: "iomux-link attaches to the job that `iomux-spawn DIR CMD` runs, copies its\n\
             stdout and stderr to its own and exits with the job's status. Any number\n\
             of links may come and go while the job runs; none loses output.",
@@ -97,6 +108,10 @@ pub const CLI: wsys::args::Cli = wsys::args::Cli {
         (
             "-w CURSORS",
             "resume from, and save, the stream offsets in this file",
+        ),
+        (
+            "--wait MS",
+            "retry sockets not there yet for up to MS ms (start with iomux-spawn)",
         ),
         ("DIR", "the job directory given to iomux-spawn"),
     ],
@@ -115,21 +130,40 @@ pub const CLI: wsys::args::Cli = wsys::args::Cli {
     ],
 };
 
-/// Parses the arguments after argv[0]: `[-w CURSORS] DIR` (also `-wCURSORS`).
+/// Parses the arguments after argv[0]: `[-w CURSORS] [--wait MS] DIR` (also
+/// `-wCURSORS`, `--wait=MS`).
 pub fn parse_args(p: &mut Parser) -> Result<Parsed<LinkConfig>, ArgError> {
     let mut cursors = None;
     let mut dir = None;
+    let mut wait = 0u64;
     while let Some(arg) = p.next()? {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(Parsed::Help),
             Arg::Long("version") => return Ok(Parsed::Version),
             Arg::Short('w') => cursors = Some(wsys::args::nonempty(p, "-w")?.into()),
+            Arg::Long("wait") => {
+                let v = wsys::args::nonempty(p, "--wait")?;
+                wait = v
+                    .to_str()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|&ms| ms <= MAX_WAIT_MS)
+                    .ok_or_else(|| {
+                        format!(
+                            "--wait: want milliseconds 0..={MAX_WAIT_MS}, got {}",
+                            v.to_string_lossy()
+                        )
+                    })?;
+            }
             Arg::Value(d) if dir.is_none() && !d.is_empty() => dir = Some(PathBuf::from(d)),
             a => return Err(a.unexpected()),
         }
     }
     let dir = dir.ok_or("DIR is required")?;
-    Ok(Parsed::Run(LinkConfig { cursors, dir }))
+    Ok(Parsed::Run(LinkConfig {
+        cursors,
+        dir,
+        wait: std::time::Duration::from_millis(wait),
+    }))
 }
 
 /// Where our copy of one stream goes.
@@ -448,7 +482,7 @@ pub fn run(cfg: &LinkConfig) -> i32 {
         },
         None => Cursors::default(),
     };
-    let mut link = match Link::attach(&cfg.dir, start) {
+    let mut link = match Link::attach(&cfg.dir, start, cfg.wait) {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
@@ -484,14 +518,29 @@ struct Link {
 }
 
 impl Link {
-    fn attach(dir: &Path, start: Cursors) -> Result<Link, LinkError> {
+    fn attach(dir: &Path, start: Cursors, wait: std::time::Duration) -> Result<Link, LinkError> {
+        let until = std::time::Instant::now() + wait;
         let connect = |name: &str, offset: u64| -> Result<(PathBuf, UnixStream), LinkError> {
             let path = dir.join(name);
             let attach = |err| LinkError::Attach {
                 path: path.clone(),
                 err,
             };
-            let mut s = UnixStream::connect(&path).map_err(attach)?;
+            let mut s = loop {
+                match UnixStream::connect(&path) {
+                    Ok(s) => break s,
+                    // Not bound yet, or bound but not listening yet.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                        ) && std::time::Instant::now() < until =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_micros(200));
+                    }
+                    Err(e) => return Err(attach(e)),
+                }
+            };
             s.write_all(&proto::hello(offset)).map_err(attach)?;
             Ok((path, s))
         };
@@ -716,21 +765,32 @@ mod tests {
             cfg(&["d"]),
             LinkConfig {
                 cursors: None,
-                dir: "d".into()
+                dir: "d".into(),
+                wait: std::time::Duration::ZERO,
             }
         );
         assert_eq!(
             cfg(&["-w", "c", "d"]),
             LinkConfig {
                 cursors: Some("c".into()),
-                dir: "d".into()
+                dir: "d".into(),
+                wait: std::time::Duration::ZERO,
             }
         );
         assert_eq!(cfg(&["-wc", "d"]).cursors, Some("c".into()));
         assert_eq!(cfg(&["d", "-w", "c"]).cursors, Some("c".into()));
         assert_eq!(cfg(&["--", "-d"]).dir, PathBuf::from("-d"));
+        assert_eq!(
+            cfg(&["--wait", "250", "d"]).wait,
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(cfg(&["--wait=0", "d"]).wait, std::time::Duration::ZERO);
         assert!(matches!(parse(&["-h"]), Ok(Parsed::Help)));
         for bad in [
+            &["--wait", "d"][..],
+            &["--wait", "-1", "d"],
+            &["--wait", "60001", "d"],
+            &["--wait", "1.5", "d"],
             &[][..],
             &["-w"],
             &["-w", "c"],

@@ -126,11 +126,29 @@ impl Limits {
 /// A byte source whose reads can be given a time limit.
 pub trait Source: Read {
     fn set_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+    /// Blocks until a read would not block, consuming nothing (the bytes
+    /// stay visible to a MSG_PEEK of another thread meanwhile).
+    fn wait_readable(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Source for UnixStream {
     fn set_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         self.set_read_timeout(t)
+    }
+
+    fn wait_readable(&self) -> io::Result<()> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        loop {
+            let mut fds = [PollFd::new(self.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 
@@ -140,9 +158,16 @@ pub struct RequestReader<S: Source> {
     limits: Limits,
     deadline: Option<Instant>,
     timeout_set: bool,
-    /// Set once a frame's first byte is read (crate::dispatch clears it
-    /// once the frame is sequenced).
+    /// Set once a frame's first byte has arrived, before it is taken out of
+    /// the socket (crate::dispatch clears it once the frame is sequenced
+    /// and nothing more is buffered): at every moment a frame's bytes are
+    /// either in the socket, where a peek sees them, or flagged here.
     receiving: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Test hook (crate::dispatch, `WARDEN_TEST_READ_DELAY_MS`): a pause
+    /// once a frame's first bytes have been taken out of the socket.
+    read_delay: Option<Duration>,
+    /// Frames read so far.
+    frames: u64,
 }
 
 /// The request type an envelope's first payload bytes announce: field 1
@@ -162,12 +187,28 @@ impl<S: Source> RequestReader<S> {
             deadline: None,
             timeout_set: false,
             receiving: None,
+            read_delay: None,
+            frames: 0,
         }
+    }
+
+    /// Pauses `d` after the first bytes of each frame but a connection's
+    /// first left the socket (a test hook: the window in which only the
+    /// `watch` flag shows the frame; a connection's first frame is spared
+    /// so that a test can race a fresh connection against it).
+    pub fn delay_after_first_bytes(&mut self, d: Option<Duration>) {
+        self.read_delay = d;
     }
 
     /// `flag` is set whenever a frame has started to arrive.
     pub fn watch(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
         self.receiving = Some(flag);
+    }
+
+    /// Whether bytes read from the socket wait in the buffer (the start of
+    /// a next frame the client wrote without waiting).
+    pub fn buffered(&self) -> bool {
+        !self.r.buffer().is_empty()
     }
 
     /// Makes bytes of the current frame available in the read buffer
@@ -210,6 +251,15 @@ impl<S: Source> RequestReader<S> {
             self.r.get_ref().set_timeout(None)?;
             self.timeout_set = false;
         }
+        // A new frame: flagged before its first bytes leave the socket
+        // (issue 16: a destroy on another connection must never see them
+        // in neither place).
+        if let Some(f) = &self.receiving {
+            if self.r.buffer().is_empty() {
+                self.r.get_ref().wait_readable()?;
+            }
+            f.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         // Length line.
         let mut line: Vec<u8> = Vec::with_capacity(MAX_LEN_DIGITS + 2);
         loop {
@@ -221,8 +271,8 @@ impl<S: Source> RequestReader<S> {
             }
             if self.deadline.is_none() {
                 self.deadline = Some(Instant::now() + self.limits.timeout);
-                if let Some(f) = &self.receiving {
-                    f.store(true, std::sync::atomic::Ordering::SeqCst);
+                if let (Some(d), 1..) = (self.read_delay, self.frames) {
+                    std::thread::sleep(d);
                 }
             }
             let b = self.r.buffer();
@@ -275,6 +325,7 @@ impl<S: Source> RequestReader<S> {
             return Err(FrameError::BadTrailer);
         }
         buf.truncate(len);
+        self.frames += 1;
         Ok(buf)
     }
 

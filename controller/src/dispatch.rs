@@ -26,10 +26,13 @@
 //! frame begun; at most [`SETTLE_WAIT`]) and then takes a new, later
 //! number: a run written before it is then ahead of it.
 //!
-//! Test hook: `WARDEN_TEST_TURN_DELAY_MS=N` in the server's environment
+//! Test hooks, in the server's environment: `WARDEN_TEST_TURN_DELAY_MS=N`
 //! delays every request on a container except stop and destroy by N ms
-//! after it is sequenced, before it waits for its turn (the tests use it
-//! to lose the race that ordering must win).
+//! after it is sequenced, before it waits for its turn;
+//! `WARDEN_TEST_READ_DELAY_MS=N` pauses every connection's reader N ms
+//! once a frame's first bytes have left the socket, before the frame is
+//! read whole (the tests use them to lose the races that ordering must
+//! win).
 
 use crate::container::{Container, State};
 use crate::error::{required, RequestError};
@@ -139,13 +142,17 @@ fn names_a_container(t: Type) -> bool {
 /// The test hook's delay (see the module documentation).
 fn test_delay() -> Option<Duration> {
     static D: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
-    *D.get_or_init(|| {
-        let ms: u64 = std::env::var("WARDEN_TEST_TURN_DELAY_MS")
-            .ok()?
-            .parse()
-            .ok()?;
-        Some(Duration::from_millis(ms))
-    })
+    *D.get_or_init(|| env_ms("WARDEN_TEST_TURN_DELAY_MS"))
+}
+
+fn test_read_delay() -> Option<Duration> {
+    static D: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *D.get_or_init(|| env_ms("WARDEN_TEST_READ_DELAY_MS"))
+}
+
+fn env_ms(name: &str) -> Option<Duration> {
+    let ms: u64 = std::env::var(name).ok()?.parse().ok()?;
+    Some(Duration::from_millis(ms))
 }
 
 /// A response (type and encoded body), or why the request failed.
@@ -182,6 +189,7 @@ impl Server {
         }
         let mut rd = crate::conn::RequestReader::new(rd, self.limits());
         rd.watch(wire.receiving.clone());
+        rd.delay_after_first_bytes(test_read_delay());
         let mut w = stream;
         let mut refs: Refs = Vec::new();
         while !self.draining() {
@@ -213,7 +221,8 @@ impl Server {
                 break;
             }
             let mut turn = self.sequence(&m);
-            wire.receiving.store(false, Ordering::SeqCst);
+            // Still set when the client already wrote (part of) its next frame.
+            wire.receiving.store(rd.buffered(), Ordering::SeqCst);
             if turn.0.is_some() && matches!(kind(&m), Some(Type::Destroy | Type::Stop)) {
                 self.settle(&wire);
                 self.resequence(&mut turn);

@@ -1907,7 +1907,13 @@ fn connection_cap_and_request_timeout() {
     let mut c = s.client();
     ping_within(&mut c, Duration::from_secs(1));
     let threads = || warden_tests::faults::Census::take(&s.prefix, &s.depot, s.pid()).threads;
-    let before = threads();
+    // The steady count: a short-lived thread (a reaper, a watcher) seen
+    // once would make the wait below miss by one.
+    let mut before = threads();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(20));
+        before = before.min(threads());
+    }
     let idle: Vec<UnixStream> = (0..19)
         .map(|_| UnixStream::connect(&s.sock).unwrap())
         .collect();

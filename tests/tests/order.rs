@@ -142,6 +142,52 @@ fn run_then_destroy() {
     }
 }
 
+/// The race between a frame leaving the socket and being seen as on its
+/// way in (found by warden's "when the container is destroyed" example, 1
+/// run in 16): every reader pauses once a frame's first bytes are out of
+/// the socket (`WARDEN_TEST_READ_DELAY_MS`), so when the destroy looks at
+/// the other connections the run's bytes are in neither the socket nor a
+/// sequenced request. The destroy must still go after the run. (The pause
+/// spares a connection's first frame: the destroy comes first on a fresh
+/// connection each time, the run second on its own.)
+#[test]
+fn run_caught_mid_read_then_destroy() {
+    const READ_DELAY_MS: u64 = 300;
+    let s = Srv::start(
+        "order-read",
+        Opts {
+            env: vec![(
+                "WARDEN_TEST_READ_DELAY_MS".into(),
+                READ_DELAY_MS.to_string(),
+            )],
+            ..Default::default()
+        },
+    );
+    let _load = Load::start();
+    let mut a = s.client();
+    for i in 0..loops().min(20) {
+        let h = create_default(&mut a);
+        let mut b = s.client();
+        let run = proto::RunRequest {
+            handle: Some(h.clone()),
+            script: Some("sleep 5".into()),
+            ..Default::default()
+        };
+        a.send(Type::Run, &run).expect("send run");
+        // The run's reader is now in its pause, holding the frame's start.
+        std::thread::sleep(Duration::from_millis(READ_DELAY_MS / 3));
+        b.send(Type::Destroy, &destroy_req(&h))
+            .expect("send destroy");
+        let r: proto::RunResponse = a.recv(Type::Run).expect("the run's response");
+        assert_ne!(r.exit_status, Some(0), "loop {i}: {r:?}");
+        assert!(
+            r.exit_status.is_some() && r.info.is_some(),
+            "loop {i}: {r:?}"
+        );
+        let _: proto::DestroyResponse = b.recv(Type::Destroy).expect("destroy");
+    }
+}
+
 /// A link of a running job, then a destroy: the link returns a non-zero
 /// status with info.
 #[test]

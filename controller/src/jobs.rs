@@ -169,6 +169,7 @@ impl Server {
         let job = find_job(c, job_id)?;
         turn.started();
         let status = job.wait().ok_or(RequestError::Draining)?;
+        log::debug!("{:?}: job {job_id}: status {status}", c.handle);
         let (o, e) = job.output();
         cleanup_job(c, &job);
         ok(

@@ -2631,10 +2631,12 @@ fn s13_wshd_and_iomux_length_fields_are_bounded() {
             );
         }
     }
+    // Measured before the real link: once that one has the status and the
+    // output, iomux-spawn may exit (a zombie has no VmHWM).
+    let i1 = hwm_kib(ipid);
     let (code, out, err) = warden_tests::run(&mut warden_tests::iomux::link_cmd(&job, None));
     assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
     assert_eq!(String::from_utf8_lossy(&out), "hello\n");
-    let i1 = hwm_kib(ipid);
     eprintln!(
         "iomux-spawn: {} messages, VmHWM {i0} -> {i1} KiB",
         io_msgs.len()

@@ -250,8 +250,15 @@ net_in() {
   [ -n "$container_port" ] || die "Please specify CONTAINER_PORT"
   is_port "$host_port" || die "bad HOST_PORT: $host_port"
   is_port "$container_port" || die "bad CONTAINER_PORT: $container_port"
-  nft add element ip "$table" net_in "{ $host_port : $network_container_ip . $container_port }" ||
-    die "adding net_in $host_port -> $network_container_ip:$container_port failed (port taken?)"
+  if ! _nft_err=$(nft add element ip "$table" net_in "{ $host_port : $network_container_ip . $container_port }" 2>&1); then
+    # The usual cause, said plainly (nft's own text is three lines about
+    # "File exists" with a caret under the element).
+    if nft get element ip "$table" net_in "{ $host_port }" >/dev/null 2>&1; then
+      die "host port $host_port is taken: a net_in already forwards it"
+    fi
+    die "adding net_in $host_port -> $network_container_ip:$container_port failed: ${_nft_err%%
+*}"
+  fi
 }
 
 rate() {

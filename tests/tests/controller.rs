@@ -762,6 +762,13 @@ fn net_in_allocates_ports() {
     assert_eq!(err_text(ni(&mut c, None, None)), "no port available");
     let d = ni(&mut c, Some(3000), None).unwrap();
     assert_eq!((d.host_port, d.container_port), (Some(3000), Some(3000)));
+    // A host port already forwarded: said plainly, not in nft's words.
+    let clash = err_text(ni(&mut c, Some(3000), Some(81)));
+    assert!(
+        clash.ends_with("host port 3000 is taken: a net_in already forwards it")
+            && !clash.contains("File exists"),
+        "{clash}"
+    );
     // The forward reaches a server in the container. The listener is the
     // host's static busybox `nc`, copied in: Debian minbase has no nc.
     let _: proto::CopyInResponse = c

@@ -843,25 +843,17 @@ fn failing_or_missing_hooks_fail_start_and_leave_nothing() {
 /// test leaked one container init per run).
 fn inits_under(dir: &Path) -> Vec<i32> {
     let prefix = format!("{}/", dir.display());
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if !cmd.starts_with(b"wshd: test") {
-            continue;
-        }
-        let mi = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
-        let root_of_root = mi
-            .lines()
-            .find(|l| l.split(' ').nth(4) == Some("/"))
-            .and_then(|l| l.split(' ').nth(3));
-        if root_of_root.is_some_and(|r| r.starts_with(&prefix)) {
-            out.push(pid);
-        }
-    }
-    out
+    warden_tests::attack::pids_with_cmdline("wshd: test")
+        .into_iter()
+        .filter(|pid| {
+            let mi = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+            let root_of_root = mi
+                .lines()
+                .find(|l| l.split(' ').nth(4) == Some("/"))
+                .and_then(|l| l.split(' ').nth(3));
+            root_of_root.is_some_and(|r| r.starts_with(&prefix))
+        })
+        .collect()
 }
 
 #[test]

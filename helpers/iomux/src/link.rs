@@ -143,16 +143,7 @@ pub fn parse_args(p: &mut Parser) -> Result<Parsed<LinkConfig>, ArgError> {
             Arg::Short('w') => cursors = Some(wsys::args::nonempty(p, "-w")?.into()),
             Arg::Long("wait") => {
                 let v = wsys::args::nonempty(p, "--wait")?;
-                wait = v
-                    .to_str()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .filter(|&ms| ms <= MAX_WAIT_MS)
-                    .ok_or_else(|| {
-                        format!(
-                            "--wait: want milliseconds 0..={MAX_WAIT_MS}, got {}",
-                            v.to_string_lossy()
-                        )
-                    })?;
+                wait = wsys::args::uint("--wait", &v, MAX_WAIT_MS)?;
             }
             Arg::Value(d) if dir.is_none() && !d.is_empty() => dir = Some(PathBuf::from(d)),
             a => return Err(a.unexpected()),

@@ -213,15 +213,7 @@ pub fn parse_args(
 }
 
 fn num_opt(name: &str, v: Option<OsString>) -> Result<Option<u64>, ArgError> {
-    match v {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .and_then(|s| s.parse::<u64>().ok())
-            .filter(|&n| n <= 1 << 40)
-            .map(Some)
-            .ok_or_else(|| format!("{name}: not a number: {}", v.to_string_lossy()).into()),
-    }
+    v.map(|v| wsys::args::uint(name, &v, 1 << 40)).transpose()
 }
 
 /// Resolves CMD like `execvp`: a name with `/` is used as is, else the

@@ -148,6 +148,15 @@ pub fn nonempty(p: &mut Parser, opt: &str) -> Result<OsString, Error> {
     Ok(v)
 }
 
+/// `v` (the value of `name`, an option or a variable) as a decimal number
+/// of at most `max`.
+pub fn uint(name: &str, v: &std::ffi::OsStr, max: u64) -> Result<u64, Error> {
+    v.to_str()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&n| n <= max)
+        .ok_or_else(|| format!("{name}: not a number in 0..={max}: {}", v.to_string_lossy()).into())
+}
+
 /// The value of option `opt` as UTF-8 text.
 pub fn text(p: &mut Parser, opt: &str) -> Result<String, Error> {
     p.value()?
